@@ -1,0 +1,71 @@
+"""The ``shipyard`` command: thin argument parsing over the library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Shipyard: from raw data to a fast, reliable model server.",
+                  no_args_is_help=True, add_completion=False)
+
+__all__ = ["app", "main"]
+
+
+@app.callback()
+def _root() -> None:
+    """Shipyard command line."""
+
+
+@app.command()
+def serve(
+    model_repository: Annotated[Path | None, typer.Option(
+        "--model-repository", help="Model repository root (default: the built-in demo models)."
+    )] = None,
+    http_port: Annotated[int | None, typer.Option(help="REST port (0 = any free port).")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="gRPC port (0 = any free port).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    default_model: Annotated[str | None, typer.Option(
+        help="Model behind POST /predict and gRPC ModelService.Predict.")] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(
+        help="Largest request body / gRPC message (bytes).")] = None,
+    grace_period: Annotated[float | None, typer.Option(
+        "--grace-period", help="Seconds in-flight requests get after SIGTERM.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="YAML file of server settings (CLI and SHIPYARD_* env win).")] = None,
+) -> None:
+    """Serve a model repository over KServe V2 REST and gRPC."""
+    from shipyard.serving.config import ServerSettings
+    from shipyard.serving.errors import ShipyardError
+    from shipyard.serving.server import run
+
+    try:
+        settings = ServerSettings.resolve(
+            {
+                "model_repository": model_repository, "http_port": http_port,
+                "grpc_port": grpc_port, "host": host, "default_model": default_model,
+                "max_body_bytes": max_body_bytes, "grace_period_s": grace_period,
+                "log_level": log_level,
+            },
+            config,
+        )
+    except ShipyardError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not settings.model_repository.is_dir():
+        typer.echo(f"error: model repository {str(settings.model_repository)!r} is not a "
+                   "directory; pass --model-repository DIR", err=True)
+        raise typer.Exit(2)
+    run(settings)
+
+
+def main() -> None:
+    app()

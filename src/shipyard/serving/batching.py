@@ -1,0 +1,281 @@
+"""The dynamic batcher.
+
+Contract: callers ``await submit(inputs, rows, key)``; queued requests with the same ``key``
+(their non-batch shapes and dtypes) are concatenated along the first axis, run once, and the
+result is sliced back, so each caller receives exactly its own rows. Requests with different keys
+are never mixed. An execution error reaches every caller of that batch. At most ``instances``
+executions run at once, in ``executor`` threads, never on the event loop.
+
+Scheduling is greedy: when an instance is free the batcher takes whatever is queued (up to
+``max_batch_size`` rows). With ``max_queue_delay_us > 0`` it waits up to that long after the
+oldest request arrived for a fuller batch, unless the batch already reaches a preferred size.
+Under load requests queue up while instances are busy, so batches grow by themselves.
+
+Backpressure: beyond ``max_queue_size`` waiting requests, ``submit`` raises QueueFull at once.
+A request whose deadline passes while it waits is taken out of the queue and never runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from shipyard.serving.errors import (
+    InferenceFailed,
+    QueueFull,
+    RequestTimeout,
+    ServerShuttingDown,
+    ShipyardError,
+)
+
+__all__ = ["BatchObserver", "DynamicBatcher"]
+
+Array = npt.NDArray[Any]
+Outputs = dict[str, Array]
+RunFn = Callable[[dict[str, Array]], Outputs]
+
+
+class BatchObserver(Protocol):
+    """Receives timings of every execution (for statistics and metrics)."""
+
+    def on_execution(
+        self, rows: int, queue_ns: list[int], input_ns: int, infer_ns: int, output_ns: int,
+        ok: bool,
+    ) -> None: ...
+
+    def on_rejected(self, reason: str) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    inputs: dict[str, Array]
+    rows: int
+    key: Hashable
+    future: asyncio.Future[Outputs]
+    enqueued_ns: int
+    timer: asyncio.TimerHandle | None = None
+    dispatched: bool = False
+
+
+class DynamicBatcher:
+    """Queues requests for one model version and runs them in (merged) batches."""
+
+    def __init__(
+        self,
+        run: RunFn,
+        *,
+        executor: Executor,
+        max_batch_size: int,
+        max_queue_delay_us: int = 0,
+        preferred_batch_sizes: list[int] | None = None,
+        max_queue_size: int = 0,
+        instances: int = 1,
+        observer: BatchObserver | None = None,
+        name: str = "model",
+    ) -> None:
+        self._run = run
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self._delay_ns = max_queue_delay_us * 1000
+        self._preferred = sorted(set(preferred_batch_sizes or []))
+        self._target = max(self._preferred) if self._preferred else max(max_batch_size, 1)
+        self.max_queue_size = max_queue_size
+        self.instances = instances
+        self._observer = observer
+        self.name = name
+        self._queue: deque[_Item] = deque()
+        self._free = instances
+        self._closed = False
+        self._delay_timer: asyncio.TimerHandle | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for an instance."""
+        return len(self._queue)
+
+    @property
+    def running(self) -> int:
+        """Executions in progress."""
+        return self.instances - self._free
+
+    async def submit(
+        self, inputs: dict[str, Array], rows: int, key: Hashable, deadline_ns: int | None = None
+    ) -> Outputs:
+        """Queue one request; return its outputs (its own rows only)."""
+        if self._closed:
+            raise ServerShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
+        if self.max_queue_size and len(self._queue) >= self.max_queue_size:
+            if self._observer is not None:
+                self._observer.on_rejected("queue_full")
+            raise QueueFull(
+                f"model {self.name!r}: queue is full ({self.max_queue_size} requests waiting); "
+                "retry later or raise dynamic_batching.max_queue_size"
+            )
+        loop = asyncio.get_running_loop()
+        now = time.monotonic_ns()
+        item = _Item(inputs, rows, key, loop.create_future(), now)
+        if deadline_ns is not None:
+            if deadline_ns <= now:
+                raise RequestTimeout(f"model {self.name!r}: the request's deadline has passed")
+            item.timer = loop.call_later((deadline_ns - now) / 1e9, self._expire, item)
+        self._queue.append(item)
+        self._idle.clear()
+        self._dispatch()
+        try:
+            return await item.future
+        finally:
+            if item.timer is not None:
+                item.timer.cancel()
+
+    def close(self) -> None:
+        """Refuse new requests; queued and running ones still complete."""
+        self._closed = True
+
+    async def drain(self) -> None:
+        """Wait until nothing is queued or running."""
+        await self._idle.wait()
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _expire(self, item: _Item) -> None:
+        if item.dispatched or item.future.done():
+            return
+        try:
+            self._queue.remove(item)
+        except ValueError:  # pragma: no cover - already taken
+            return
+        waited_ms = (time.monotonic_ns() - item.enqueued_ns) / 1e6
+        item.future.set_exception(
+            RequestTimeout(
+                f"model {self.name!r}: request timed out after {waited_ms:.1f} ms in the queue "
+                "and was not run; raise the timeout or lower the load"
+            )
+        )
+        if self._observer is not None:
+            self._observer.on_rejected("timeout")
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self._queue and self._free == self.instances:
+            self._idle.set()
+
+    def _dispatch(self) -> None:
+        while self._free and self._queue:
+            head = self._queue[0]
+            if head.future.done():  # caller went away
+                self._queue.popleft()
+                continue
+            batch = self._take_batch()
+            if batch is None:
+                return
+            self._free -= 1
+            for item in batch:
+                item.dispatched = True
+                if item.timer is not None:
+                    item.timer.cancel()
+            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._execute, batch)
+            fut.add_done_callback(functools.partial(self._finish, batch))
+        self._check_idle()
+
+    def _take_batch(self) -> list[_Item] | None:
+        head = self._queue[0]
+        if self.max_batch_size <= 0:
+            return [self._queue.popleft()]
+        rows = 0
+        picked: list[_Item] = []
+        rest: deque[_Item] = deque()
+        for item in self._queue:
+            if item.future.done():
+                continue
+            if item.key == head.key and rows + item.rows <= self.max_batch_size:
+                picked.append(item)
+                rows += item.rows
+            else:
+                rest.append(item)
+        if self._delay_ns and rows < self._target and rows not in self._preferred:
+            wait_ns = head.enqueued_ns + self._delay_ns - time.monotonic_ns()
+            if wait_ns > 0:
+                if self._delay_timer is None:
+                    self._delay_timer = asyncio.get_running_loop().call_later(
+                        wait_ns / 1e9, self._on_delay
+                    )
+                return None
+        self._queue = rest
+        return picked
+
+    def _on_delay(self) -> None:
+        self._delay_timer = None
+        saved, self._delay_ns = self._delay_ns, 0
+        try:
+            self._dispatch()
+        finally:
+            self._delay_ns = saved
+
+    # -- execution (worker thread) ----------------------------------------------------------
+
+    def _execute(self, batch: list[_Item]) -> tuple[Outputs, int, int, int]:
+        t0 = time.perf_counter_ns()
+        if len(batch) == 1:
+            merged = batch[0].inputs
+        else:
+            merged = {
+                name: np.concatenate([item.inputs[name] for item in batch])
+                for name in batch[0].inputs
+            }
+        t1 = time.perf_counter_ns()
+        outputs = self._run(merged)
+        t2 = time.perf_counter_ns()
+        return outputs, t0, t1, t2
+
+    def _finish(
+        self, batch: list[_Item], fut: asyncio.Future[tuple[Outputs, int, int, int]]
+    ) -> None:
+        self._free += 1
+        now = time.monotonic_ns()
+        queue_ns = [now - item.enqueued_ns for item in batch]  # upper bound; refined below
+        rows = sum(item.rows for item in batch)
+        try:
+            outputs, t0, t1, t2 = fut.result()
+        except BaseException as exc:  # every caller of the batch gets the error
+            error = exc if isinstance(exc, ShipyardError) else InferenceFailed(
+                f"model {self.name!r}: execution failed: {exc!r}"
+            )
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            if self._observer is not None:
+                self._observer.on_execution(rows, queue_ns, 0, 0, 0, False)
+            self._dispatch()
+            return
+        t3 = time.perf_counter_ns()
+        if len(batch) == 1:
+            item = batch[0]
+            if not item.future.done():
+                item.future.set_result(outputs)
+        else:
+            offset = 0
+            for item in batch:
+                end = offset + item.rows
+                if not item.future.done():
+                    item.future.set_result({k: v[offset:end] for k, v in outputs.items()})
+                offset = end
+        if self._observer is not None:
+            compute_ns = time.perf_counter_ns() - t0
+            queue_ns = [max(0, q - compute_ns) for q in queue_ns]
+            self._observer.on_execution(
+                rows, queue_ns, t1 - t0, t2 - t1, time.perf_counter_ns() - t3, True
+            )
+        self._dispatch()

@@ -1,0 +1,223 @@
+"""Tensor codecs shared by the frontends: V2 JSON data, the V2 binary tensor format (HTTP binary
+extension and gRPC ``raw_*_contents``). Pure numpy; no per-element Python loops except for BYTES.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shipyard.serving.errors import InvalidInput
+from shipyard.serving.types import DATATYPES
+
+__all__ = [
+    "MAX_ELEMENTS",
+    "check_datatype",
+    "check_shape",
+    "decode_json_data",
+    "decode_raw",
+    "encode_raw",
+    "to_json_data",
+]
+
+Array = npt.NDArray[Any]
+
+#: No tensor may claim more elements than this (guards against huge-shape requests).
+MAX_ELEMENTS = 1 << 31
+_LEN = struct.Struct("<I")
+
+
+def check_datatype(name: str, datatype: Any) -> str:
+    if datatype not in DATATYPES:
+        if datatype == "BF16":
+            raise InvalidInput(
+                f"input {name!r}: datatype BF16 is not supported by Shipyard's runtimes; "
+                "send FP32 or FP16"
+            )
+        raise InvalidInput(
+            f"input {name!r}: unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}"
+        )
+    return str(datatype)
+
+
+def check_shape(name: str, shape: Any) -> tuple[int, ...]:
+    """A shape as a tuple of non-negative ints whose product stays below MAX_ELEMENTS."""
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in shape
+    ):
+        raise InvalidInput(f"input {name!r}: shape must be a list of integers, got {shape!r}")
+    if any(d < 0 for d in shape):
+        raise InvalidInput(
+            f"input {name!r}: shape {list(shape)} has a negative dimension; "
+            "dimensions must be >= 0"
+        )
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise InvalidInput(
+            f"input {name!r}: shape {list(shape)} claims more than {MAX_ELEMENTS} elements"
+        )
+    return tuple(shape)
+
+
+def decode_raw(name: str, datatype: str, shape: tuple[int, ...], buf: bytes | memoryview) -> Array:
+    """Bytes in the V2 binary layout -> array of ``shape`` (a zero-copy view when possible)."""
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        return _decode_bytes(name, shape, count, buf)
+    dtype = DATATYPES[datatype]
+    expected = count * dtype.itemsize
+    if len(buf) != expected:
+        raise InvalidInput(
+            f"input {name!r}: binary data has {len(buf)} bytes, but shape {list(shape)} of "
+            f"{datatype} needs {expected}; send exactly prod(shape) x {dtype.itemsize} bytes"
+        )
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def _decode_bytes(name: str, shape: tuple[int, ...], count: int, buf: bytes | memoryview) -> Array:
+    view = memoryview(buf)
+    items: list[bytes] = []
+    pos, end = 0, len(view)
+    while pos < end:
+        if pos + 4 > end:
+            raise InvalidInput(
+                f"input {name!r}: BYTES data is truncated: a 4-byte length prefix starts at "
+                f"offset {pos} but only {end - pos} byte(s) remain"
+            )
+        (n,) = _LEN.unpack_from(view, pos)
+        pos += 4
+        if pos + n > end:
+            raise InvalidInput(
+                f"input {name!r}: BYTES element {len(items)} claims {n} bytes at offset {pos} "
+                f"but only {end - pos} remain"
+            )
+        items.append(bytes(view[pos : pos + n]))
+        pos += n
+        if len(items) > count:
+            break
+    if len(items) != count:
+        raise InvalidInput(
+            f"input {name!r}: BYTES data holds {len(items)} element(s) but shape {list(shape)} "
+            f"needs {count}"
+        )
+    arr = np.empty(count, dtype=object)
+    arr[:] = items
+    return arr.reshape(shape)
+
+
+def encode_raw(array: Array) -> bytes:
+    """Array -> V2 binary layout (little-endian, row-major; BYTES length-prefixed)."""
+    if array.dtype == object or array.dtype.kind in ("U", "S"):
+        parts = []
+        for item in array.reshape(-1):
+            b = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            parts.append(_LEN.pack(len(b)))
+            parts.append(b)
+        return b"".join(parts)
+    return np.ascontiguousarray(array).tobytes()
+
+
+_KINDS_OK = {
+    "BOOL": "b",
+    "UINT8": "iu", "UINT16": "iu", "UINT32": "iu", "UINT64": "iu",
+    "INT8": "iu", "INT16": "iu", "INT32": "iu", "INT64": "iu",
+    "FP16": "iuf", "FP32": "iuf", "FP64": "iuf",
+}
+
+
+def decode_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> Array:
+    """V2 JSON ``data`` (flat or nested, row-major) -> array of ``shape`` and ``datatype``."""
+    count = math.prod(shape)
+    if not isinstance(data, list):
+        data = [data]
+    if datatype == "BYTES":
+        flat = _flatten(name, data)
+        if len(flat) != count:
+            raise InvalidInput(
+                f"input {name!r}: data has {len(flat)} element(s) but shape {list(shape)} "
+                f"needs {count}"
+            )
+        arr = np.empty(count, dtype=object)
+        try:
+            arr[:] = [v.encode("utf-8") if isinstance(v, str) else _not_str(name, v) for v in flat]
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(f"input {name!r}: string is not valid unicode: {exc}") from exc
+        return arr.reshape(shape)
+    try:
+        raw = np.array(data)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise InvalidInput(
+            f"input {name!r}: data is not a regular array of numbers ({exc}); nest lists evenly "
+            "or send a flat list"
+        ) from exc
+    if raw.size != count:
+        raise InvalidInput(
+            f"input {name!r}: data has {raw.size} element(s) but shape {list(shape)} "
+            f"needs {count}"
+        )
+    if raw.size and raw.dtype.kind not in _KINDS_OK[datatype]:
+        sample = raw.reshape(-1)[0]
+        raise InvalidInput(
+            f"input {name!r}: {datatype} data must be "
+            f"{'true/false' if datatype == 'BOOL' else 'numbers'}, got {_kind_name(raw)} "
+            f"(first value {sample!r})"
+        )
+    dtype = DATATYPES[datatype]
+    if raw.size and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi = raw.min(), raw.max()
+        if lo < info.min or hi > info.max:
+            raise InvalidInput(
+                f"input {name!r}: value {lo if lo < info.min else hi} is out of range for "
+                f"{datatype} [{info.min}, {info.max}]"
+            )
+    return raw.astype(dtype, copy=False).reshape(shape)
+
+
+def _not_str(name: str, value: Any) -> bytes:
+    raise InvalidInput(f"input {name!r}: BYTES data must be strings, got {value!r}")
+
+
+def _kind_name(arr: Array) -> str:
+    return {"b": "booleans", "i": "integers", "u": "integers", "f": "floats", "U": "strings",
+            "O": "mixed values"}.get(arr.dtype.kind, str(arr.dtype))
+
+
+def _flatten(name: str, data: list[Any], depth: int = 0) -> list[Any]:
+    if depth > 32:
+        raise InvalidInput(f"input {name!r}: data is nested more than 32 levels deep")
+    if not any(isinstance(v, list) for v in data):
+        return data
+    out: list[Any] = []
+    for v in data:
+        if isinstance(v, list):
+            out.extend(_flatten(name, v, depth + 1))
+        else:
+            out.append(v)
+    return out
+
+
+def to_json_data(name: str, array: Array) -> list[Any]:
+    """Array -> flat JSON list (BYTES as UTF-8 strings)."""
+    flat = array.reshape(-1)
+    if array.dtype == object:
+        out = []
+        for v in flat:
+            if isinstance(v, bytes):
+                try:
+                    out.append(v.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    raise InvalidInput(
+                        f"output {name!r} holds bytes that are not UTF-8, which JSON cannot "
+                        "carry; request it with binary_data: true"
+                    ) from exc
+            else:
+                out.append(str(v))
+        return out
+    if array.dtype == np.float16:
+        flat = flat.astype(np.float32)
+    result: list[Any] = flat.tolist()
+    return result

@@ -1,0 +1,114 @@
+"""Protocol-free descriptions of the server and its models, in KServe V2 / Triton JSON shapes.
+
+The REST frontend returns these dicts as JSON; the gRPC frontend parses the same dicts into
+protobuf messages, so both protocols always agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard import __version__
+from shipyard.serving.registry import ModelVersion
+from shipyard.serving.stats import Duration, ModelStats
+
+__all__ = ["model_config", "model_metadata", "model_statistics", "server_metadata"]
+
+EXTENSIONS = [
+    "binary_tensor_data", "classification", "model_configuration", "statistics",
+    "schedule_policy",
+]
+PLATFORM = "onnxruntime_onnx"
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": "shipyard", "version": __version__, "extensions": EXTENSIONS}
+
+
+def model_metadata(mv: ModelVersion, versions: list[int]) -> dict[str, Any]:
+    return {
+        "name": mv.name,
+        "versions": [str(v) for v in versions],
+        "platform": PLATFORM,
+        "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}
+                   for s in mv.inputs],
+        "outputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}
+                    for s in mv.outputs],
+    }
+
+
+def _type(datatype: str) -> str:
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+
+
+def model_config(mv: ModelVersion) -> dict[str, Any]:
+    """Triton's model configuration JSON (what perf_analyzer and tritonclient read)."""
+    cfg = mv.config
+    batching = mv.max_batch_size > 0
+
+    def dims(shape: tuple[int, ...]) -> list[int]:
+        return list(shape[1:] if batching else shape)
+
+    doc: dict[str, Any] = {
+        "name": mv.name,
+        "platform": PLATFORM,
+        "backend": "onnxruntime",
+        "max_batch_size": mv.max_batch_size,
+        "input": [{"name": s.name, "data_type": _type(s.datatype), "dims": dims(s.shape)}
+                  for s in mv.inputs],
+        "output": [{"name": s.name, "data_type": _type(s.datatype), "dims": dims(s.shape)}
+                   for s in mv.outputs],
+        "instance_group": [{"name": f"{mv.name}_0", "kind": "KIND_CPU",
+                            "count": cfg.instances}],
+        "default_model_filename": cfg.default_model_filename,
+        "version_policy": _policy(mv),
+        "parameters": {},
+    }
+    if batching:
+        doc["dynamic_batching"] = {
+            "preferred_batch_size": cfg.dynamic_batching.preferred_batch_sizes,
+            "max_queue_delay_microseconds": cfg.dynamic_batching.max_queue_delay_us,
+        }
+    return doc
+
+
+def _policy(mv: ModelVersion) -> dict[str, Any]:
+    p = mv.config.version_policy
+    if p.all:
+        return {"all": {}}
+    if p.specific is not None:
+        return {"specific": {"versions": p.specific}}
+    return {"latest": {"num_versions": p.latest or 1}}
+
+
+def _dur(d: Duration) -> dict[str, int]:
+    return {"count": d.count, "ns": d.ns}
+
+
+def model_statistics(mv: ModelVersion) -> dict[str, Any]:
+    """Triton's statistics JSON for one model version."""
+    s: ModelStats = mv.stats
+    empty = Duration()
+    return {
+        "name": mv.name,
+        "version": str(mv.version),
+        "last_inference": s.last_inference_ms,
+        "inference_count": s.inference_count,
+        "execution_count": s.execution_count,
+        "inference_stats": {
+            "success": _dur(s.success),
+            "fail": _dur(s.fail),
+            "queue": _dur(s.queue),
+            "compute_input": _dur(s.compute_input),
+            "compute_infer": _dur(s.compute_infer),
+            "compute_output": _dur(s.compute_output),
+            "cache_hit": _dur(empty),
+            "cache_miss": _dur(empty),
+        },
+        "batch_stats": [
+            {"batch_size": size, "compute_input": _dur(i), "compute_infer": _dur(n),
+             "compute_output": _dur(o)}
+            for size, (i, n, o) in sorted(s.batch.items())
+        ],
+        "memory_usage": [],
+    }

@@ -1,0 +1,164 @@
+"""The gRPC servicers, registered as generic handlers on a ``grpc.aio`` server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+
+from shipyard.serving.describe import (
+    model_config,
+    model_metadata,
+    model_statistics,
+    server_metadata,
+)
+from shipyard.serving.errors import InvalidInput, ShipyardError
+from shipyard.serving.grpc.codec import decode_infer_request, encode_infer_response
+from shipyard.serving.grpc.errors import GRPC_STATUS
+from shipyard.serving.grpc.protos import kserve_pb2 as pb
+from shipyard.serving.grpc.protos import model_service_pb2 as simple_pb
+from shipyard.serving.registry import ModelRegistry
+from shipyard.serving.simple import features_request, first_score
+
+__all__ = ["GrpcFrontend"]
+
+log = logging.getLogger("shipyard.grpc")
+
+Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
+    if isinstance(exc, ShipyardError):
+        await context.abort(GRPC_STATUS[exc.code], exc.message)
+        raise  # pragma: no cover - abort always raises
+    log.exception("unhandled error in a gRPC call")
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc!r}")
+    raise  # pragma: no cover - abort always raises
+
+
+def _guard(fn: Handler) -> Handler:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await fn(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc)
+
+    return wrapper
+
+
+class GrpcFrontend:
+    """KServe V2 ``inference.GRPCInferenceService`` plus the seed's ``ModelService``."""
+
+    def __init__(self, models: ModelRegistry, *, default_model: str = "risk") -> None:
+        self.models = models
+        self.default_model = default_model
+        self.accepting = True
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        def unary(fn: Handler, req: Any, resp: Any) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(
+                _guard(fn), request_deserializer=req.FromString,
+                response_serializer=resp.SerializeToString,
+            )
+
+        v2 = {
+            "ServerLive": unary(self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
+            "ServerReady": unary(self.server_ready, pb.ServerReadyRequest,
+                                 pb.ServerReadyResponse),
+            "ModelReady": unary(self.model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
+            "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest,
+                                    pb.ServerMetadataResponse),
+            "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest,
+                                   pb.ModelMetadataResponse),
+            "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, pb.ModelInferResponse),
+            "ModelConfig": unary(self.model_config, pb.ModelConfigRequest,
+                                 pb.ModelConfigResponse),
+            "ModelStatistics": unary(self.model_statistics, pb.ModelStatisticsRequest,
+                                     pb.ModelStatisticsResponse),
+            "RepositoryIndex": unary(self.repository_index, pb.RepositoryIndexRequest,
+                                     pb.RepositoryIndexResponse),
+        }
+        simple = {
+            "Predict": unary(self.predict, simple_pb.ModelRequest, simple_pb.ModelResponse),
+        }
+        return [
+            grpc.method_handlers_generic_handler("inference.GRPCInferenceService", v2),
+            grpc.method_handlers_generic_handler("ModelService", simple),
+        ]
+
+    # -- health and metadata ------------------------------------------------------------------
+
+    async def server_live(self, request: Any, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def server_ready(self, request: Any, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.models.loaded and self.accepting)
+
+    async def model_ready(self, request: pb.ModelReadyRequest, context: Any
+                          ) -> pb.ModelReadyResponse:
+        self.models.versions(request.name)  # NOT_FOUND for unknown models
+        return pb.ModelReadyResponse(ready=self.models.model_ready(request.name,
+                                                                    request.version))
+
+    async def server_metadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
+        return json_format.ParseDict(  # type: ignore[no-any-return]
+            server_metadata(), pb.ServerMetadataResponse())
+
+    async def model_metadata(self, request: pb.ModelMetadataRequest, context: Any
+                             ) -> pb.ModelMetadataResponse:
+        mv = self.models.get(request.name, request.version)
+        versions = [v.version for v in self.models.versions(request.name)]
+        return json_format.ParseDict(  # type: ignore[no-any-return]
+            model_metadata(mv, versions), pb.ModelMetadataResponse())
+
+    async def model_config(self, request: pb.ModelConfigRequest, context: Any
+                           ) -> pb.ModelConfigResponse:
+        mv = self.models.get(request.name, request.version)
+        return pb.ModelConfigResponse(
+            config=json_format.ParseDict(model_config(mv), pb.ModelConfig()))
+
+    async def model_statistics(self, request: pb.ModelStatisticsRequest, context: Any
+                               ) -> pb.ModelStatisticsResponse:
+        if request.name:
+            chosen = ([self.models.get(request.name, request.version)] if request.version
+                      else self.models.versions(request.name))
+        else:
+            chosen = self.models.all_versions()
+        doc = {"model_stats": [model_statistics(mv) for mv in chosen]}
+        return json_format.ParseDict(  # type: ignore[no-any-return]
+            doc, pb.ModelStatisticsResponse())
+
+    async def repository_index(self, request: pb.RepositoryIndexRequest, context: Any
+                               ) -> pb.RepositoryIndexResponse:
+        rows = self.models.index()
+        if request.ready:
+            rows = [r for r in rows if r["state"] == "READY"]
+        return json_format.ParseDict(  # type: ignore[no-any-return]
+            {"models": rows}, pb.RepositoryIndexResponse())
+
+    # -- inference ----------------------------------------------------------------------------
+
+    async def model_infer(self, request: pb.ModelInferRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> pb.ModelInferResponse:
+        mv = self.models.get(request.model_name, request.model_version)
+        core = decode_infer_request(request, context.time_remaining())
+        return encode_infer_response(await mv.infer(core))
+
+    async def predict(self, request: simple_pb.ModelRequest,
+                      context: grpc.aio.ServicerContext[Any, Any]) -> simple_pb.ModelResponse:
+        name = self.default_model
+        for key, value in context.invocation_metadata() or ():
+            if key == "model":
+                name = value if isinstance(value, str) else value.decode()
+        mv = self.models.get(name)
+        if not request.features:
+            raise InvalidInput("ModelRequest.features is empty; send the model's feature values")
+        rows = np.asarray(request.features, dtype=np.float64).reshape(1, -1)
+        response = await mv.infer(features_request(mv, rows))
+        return simple_pb.ModelResponse(score=first_score(response))

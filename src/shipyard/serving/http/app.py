@@ -1,0 +1,300 @@
+"""The REST frontend: a plain ASGI application (no framework on the hot path).
+
+It only translates HTTP to :class:`InferenceRequest` and back; all decisions live in the core.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import orjson
+
+from shipyard.serving.codecs import decode_json_data
+from shipyard.serving.describe import (
+    model_config,
+    model_metadata,
+    model_statistics,
+    server_metadata,
+)
+from shipyard.serving.errors import InvalidInput, ModelNotFound, PayloadTooLarge, ShipyardError
+from shipyard.serving.http.codec import decode_infer_request, encode_infer_response, parse_json
+from shipyard.serving.http.errors import HTTP_STATUS
+from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
+from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
+from shipyard.serving.registry import ModelRegistry
+from shipyard.serving.simple import features_request, features_result
+
+__all__ = ["HttpApp"]
+
+log = logging.getLogger("shipyard.http")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON = b"application/json"
+_OCTET = b"application/octet-stream"
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class _MethodNotAllowed(Exception):
+    def __init__(self, allowed: str) -> None:
+        self.allowed = allowed
+
+
+class HttpApp:
+    """ASGI 3 application serving one :class:`ModelRegistry`."""
+
+    def __init__(
+        self, models: ModelRegistry, *, default_model: str = "risk",
+        max_body_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.models = models
+        self.default_model = default_model
+        self.max_body_bytes = max_body_bytes
+        self.metrics = MetricsExporter(models)
+        self.accepting = True
+        self._openapi = orjson.dumps(openapi_document())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        try:
+            await self._route(scope, receive, send)
+        except _Disconnected:
+            return
+        except ShipyardError as exc:
+            await self._error(send, HTTP_STATUS[exc.code], exc.message, exc)
+        except _MethodNotAllowed as exc:
+            message = f"method {scope['method']} not allowed; use {exc.allowed}"
+            await _send(send, 405, _err(message), extra=[(b"allow", exc.allowed.encode())])
+        except Exception as exc:  # last line of defence: log it, answer 500, keep serving
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await self._error(send, 500, f"internal error: {exc!r}", exc)
+
+    async def _error(self, send: Send, status: int, message: str, exc: Exception) -> None:
+        extra = [(b"connection", b"close")] if isinstance(exc, PayloadTooLarge) else []
+        await _send(send, status, _err(message), extra=extra)
+
+    # -- routing ------------------------------------------------------------------------------
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        parts = scope["path"].strip("/").split("/")
+        head = parts[0]
+        if head == "v2":
+            await self._v2(scope, receive, send, method, parts[1:])
+        elif head == "predict" and len(parts) == 1:
+            _allow(method, "POST")
+            await self._predict(scope, receive, send, self.default_model, "")
+        elif head == "metrics" and len(parts) == 1:
+            _allow(method, "GET")
+            await _send(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
+        elif head == "openapi.json" and len(parts) == 1:
+            _allow(method, "GET")
+            await _send(send, 200, self._openapi)
+        elif head == "docs" and len(parts) == 1:
+            _allow(method, "GET")
+            await _send(send, 200, DOCS_HTML.encode(), b"text/html; charset=utf-8")
+        else:
+            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+
+    async def _v2(self, scope: Scope, receive: Receive, send: Send, method: str,
+                  parts: list[str]) -> None:
+        n = len(parts)
+        if n == 0:
+            _allow(method, "GET")
+            return await _send(send, 200, orjson.dumps(server_metadata()))
+        if parts[0] == "health" and n == 2 and parts[1] in ("live", "ready"):
+            _allow(method, "GET")
+            ok = True if parts[1] == "live" else (self.models.loaded and self.accepting)
+            return await _send(send, 200 if ok else 503, b"")
+        if parts[0] == "repository" and n == 2 and parts[1] == "index":
+            _allow(method, "POST")
+            return await _send(send, 200, orjson.dumps(self.models.index()))
+        if parts[0] != "models" or n < 2:
+            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+        if n == 2 and parts[1] == "stats":
+            _allow(method, "GET")
+            stats = [model_statistics(mv) for mv in self.models.all_versions()]
+            return await _send(send, 200, orjson.dumps({"model_stats": stats}))
+        name = parts[1]
+        rest = parts[2:]
+        version = ""
+        if len(rest) >= 2 and rest[0] == "versions":
+            version = rest[1]
+            rest = rest[2:]
+        action = rest[0] if rest else ""
+        if len(rest) > 1:
+            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+        if action == "infer":
+            _allow(method, "POST")
+            return await self._infer(scope, receive, send, name, version)
+        if action == "predict":
+            _allow(method, "POST")
+            return await self._predict(scope, receive, send, name, version)
+        _allow(method, "GET")
+        if action == "":
+            mv = self.models.get(name, version)
+            versions = [v.version for v in self.models.versions(name)]
+            return await _send(send, 200, orjson.dumps(model_metadata(mv, versions)))
+        if action == "ready":
+            ready = self.models.model_ready(name, version)
+            return await _send(send, 200 if ready else 503, b"")
+        if action == "config":
+            return await _send(send, 200, orjson.dumps(model_config(self.models.get(name,
+                                                                                      version))))
+        if action == "stats":
+            chosen = [self.models.get(name, version)] if version else self.models.versions(name)
+            doc = {"model_stats": [model_statistics(mv) for mv in chosen]}
+            return await _send(send, 200, orjson.dumps(doc))
+        raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+
+    # -- inference ----------------------------------------------------------------------------
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str,
+                     version: str) -> None:
+        mv = self.models.get(name, version)  # 404 before reading a large body
+        headers = _headers(scope)
+        body = await self._body(receive, headers)
+        hlen = headers.get(b"inference-header-content-length")
+        request = decode_infer_request(
+            body, None if hlen is None else hlen.decode("latin-1"), name, version)
+        _timeout_header(headers, request)
+        response = await mv.infer(request)
+        payload, header_len = encode_infer_response(request, response)
+        if header_len is None:
+            await _send(send, 200, payload)
+        else:
+            await _send(send, 200, payload, _OCTET, extra=[
+                (b"inference-header-content-length", str(header_len).encode())])
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str,
+                       version: str) -> None:
+        mv = self.models.get(name, version)
+        headers = _headers(scope)
+        doc = parse_json(await self._body(receive, headers))
+        if isinstance(doc, dict):
+            extra = set(doc) - {"features"}
+            if extra or "features" not in doc:
+                raise InvalidInput(
+                    f"body must be {{\"features\": [...]}}; got field(s) {sorted(doc)}")
+            features = doc["features"]
+        else:
+            features = doc
+        if not isinstance(features, list) or not features:
+            raise InvalidInput(
+                "'features' must be a non-empty list of numbers (one row) or of rows, "
+                f"got {features!r:.80}")
+        nested = isinstance(features[0], list)
+        width = len(features[0]) if nested else len(features)
+        rows_n = len(features) if nested else 1
+        arr = decode_json_data("features", "FP64", (rows_n, width), features)
+        if not np.isfinite(arr).all() and mv.inputs and mv.inputs[0].datatype.startswith("INT"):
+            raise InvalidInput(
+                "'features' holds NaN or infinity, which an integer input cannot take")
+        request = features_request(mv, arr)
+        _timeout_header(headers, request)
+        response = await mv.infer(request)
+        await _send(send, 200, orjson.dumps(features_result(mv, response)))
+
+    async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        limit = self.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(
+                f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes "
+                "(server setting max_body_bytes)")
+        chunks = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(
+                    f"request body exceeds the limit of {limit} bytes (server setting "
+                    "max_body_bytes)")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        encoding = headers.get(b"content-encoding")
+        if encoding:
+            body = _decompress(body, encoding, limit)
+        return body
+
+
+def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
+    enc = encoding.strip().lower()
+    if enc == b"identity":
+        return body
+    if enc not in (b"gzip", b"deflate"):
+        raise InvalidInput(
+            f"Content-Encoding {enc.decode('latin-1')!r} is not supported; use gzip or deflate")
+    d = zlib.decompressobj(wbits=31 if enc == b"gzip" else 15)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"body is not valid {enc.decode()} data: {exc}") from exc
+    if len(out) > limit or d.unconsumed_tail:
+        raise PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+    return out
+
+
+def _timeout_header(headers: dict[bytes, bytes], request: Any) -> None:
+    raw = headers.get(b"timeout-ms")
+    if raw is None:
+        return
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = -1.0
+    if not ms > 0:
+        raise InvalidInput(f"header Timeout-Ms must be a positive number, got {raw.decode()!r}")
+    request.deadline_ns = time.monotonic_ns() + int(ms * 1e6)
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise _MethodNotAllowed(allowed)
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return dict(scope["headers"])
+
+
+def _err(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+async def _send(send: Send, status: int, body: bytes, content_type: bytes = _JSON,
+                extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,174 @@
+"""KServe V2 REST request/response bodies: JSON and the binary tensor data extension."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from shipyard.serving.codecs import (
+    check_datatype,
+    check_shape,
+    decode_json_data,
+    decode_raw,
+    encode_raw,
+    to_json_data,
+)
+from shipyard.serving.errors import InvalidInput
+from shipyard.serving.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
+
+__all__ = ["decode_infer_request", "encode_infer_response", "parse_json"]
+
+_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
+_INPUT_KEYS = {"name", "datatype", "shape", "parameters", "data"}
+_OUTPUT_KEYS = {"name", "parameters"}
+
+
+def parse_json(body: bytes | memoryview, what: str = "request body") -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _unknown(obj: dict[str, Any], allowed: set[str], what: str) -> None:
+    extra = set(obj) - allowed
+    if extra:
+        raise InvalidInput(f"{what}: unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+
+
+def decode_infer_request(
+    body: bytes, header_length: str | None, model: str, version: str
+) -> InferenceRequest:
+    """Body of ``POST /v2/models/{m}/infer`` -> InferenceRequest (binary parts zero-copy)."""
+    binary = memoryview(b"")
+    if header_length is not None:
+        try:
+            hlen = int(header_length)
+        except ValueError:
+            hlen = -1
+        if hlen < 0 or hlen > len(body):
+            raise InvalidInput(
+                f"header Inference-Header-Content-Length is {header_length!r} but the body has "
+                f"{len(body)} bytes; it must be the byte length of the JSON part"
+            )
+        view = memoryview(body)
+        doc = parse_json(view[:hlen], "JSON header of the binary request")
+        binary = view[hlen:]
+    else:
+        doc = parse_json(body)
+    doc = _mapping(doc, "request body")
+    _unknown(doc, _REQUEST_KEYS, "request")
+    params = _mapping(doc.get("parameters"), "request 'parameters'")
+    inputs_doc = doc.get("inputs")
+    if not isinstance(inputs_doc, list) or not inputs_doc:
+        raise InvalidInput("request needs 'inputs': a non-empty list of input tensors")
+    rid = doc.get("id", "")
+    if not isinstance(rid, str):
+        raise InvalidInput(f"request 'id' must be a string, got {rid!r}")
+    inputs = []
+    pos = 0
+    for i, item in enumerate(inputs_doc):
+        item = _mapping(item, f"inputs[{i}]")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidInput(f"inputs[{i}] needs a 'name' string, got {name!r}")
+        _unknown(item, _INPUT_KEYS, f"input {name!r}")
+        datatype = check_datatype(name, item.get("datatype"))
+        shape = check_shape(name, item.get("shape"))
+        iparams = _mapping(item.get("parameters"), f"input {name!r} 'parameters'")
+        size = iparams.get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InvalidInput(
+                    f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}"
+                )
+            if pos + size > len(binary):
+                raise InvalidInput(
+                    f"input {name!r}: binary_data_size {size} runs past the end of the binary "
+                    f"part ({len(binary) - pos} bytes left); check Inference-Header-Content-Length"
+                )
+            if "data" in item:
+                raise InvalidInput(f"input {name!r} has both 'data' and binary_data_size")
+            data = decode_raw(name, datatype, shape, binary[pos : pos + size])
+            pos += size
+        else:
+            if "data" not in item:
+                raise InvalidInput(
+                    f"input {name!r} has no 'data' and no parameters.binary_data_size"
+                )
+            data = decode_json_data(name, datatype, shape, item["data"])
+        inputs.append(Tensor(name, datatype, shape, data, iparams))
+    if pos != len(binary):
+        raise InvalidInput(
+            f"binary part has {len(binary) - pos} byte(s) that no input claims; "
+            "the binary_data_size values must add up to the bytes after the JSON header"
+        )
+    outputs = None
+    if doc.get("outputs") is not None:
+        outs = doc["outputs"]
+        if not isinstance(outs, list):
+            raise InvalidInput("request 'outputs' must be a list")
+        outputs = []
+        for j, out in enumerate(outs):
+            out = _mapping(out, f"outputs[{j}]")
+            oname = out.get("name")
+            if not isinstance(oname, str):
+                raise InvalidInput(f"outputs[{j}] needs a 'name' string, got {oname!r}")
+            _unknown(out, _OUTPUT_KEYS, f"output {oname!r}")
+            oparams = _mapping(out.get("parameters"), f"output {oname!r} 'parameters'")
+            b = oparams.get("binary_data")
+            outputs.append(RequestedOutput(oname, None if b is None else bool(b), oparams))
+    request = InferenceRequest(model, version, rid, inputs, outputs, params)
+    timeout_us = params.get("timeout")
+    if timeout_us is not None:
+        if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0:
+            raise InvalidInput(
+                f"parameter 'timeout' must be a positive integer (microseconds), got {timeout_us!r}"
+            )
+        request.deadline_ns = time.monotonic_ns() + timeout_us * 1000
+    return request
+
+
+def encode_infer_response(
+    request: InferenceRequest, response: InferenceResponse
+) -> tuple[bytes, int | None]:
+    """Response body and, when any output is binary, the JSON header length."""
+    binary_default = bool(request.parameters.get("binary_data_output", False))
+    wanted = {o.name: o.binary for o in request.outputs} if request.outputs else {}
+    outputs = []
+    blobs = []
+    for out in response.outputs:
+        binary = wanted.get(out.name)
+        if binary is None:
+            binary = binary_default
+        entry: dict[str, Any] = {
+            "name": out.name, "datatype": out.datatype, "shape": list(out.shape),
+        }
+        if binary:
+            blob = encode_raw(out.data)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = to_json_data(out.name, out.data)
+        outputs.append(entry)
+    doc: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "outputs": outputs,
+    }
+    if response.id:
+        doc["id"] = response.id
+    header = orjson.dumps(doc)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)

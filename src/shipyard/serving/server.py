@@ -1,0 +1,133 @@
+"""Composes the core and both frontends on one event loop: start-up, signals, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+
+import grpc
+import uvicorn
+
+from shipyard.serving.config import ServerSettings
+from shipyard.serving.grpc.service import GrpcFrontend
+from shipyard.serving.http import HttpApp
+from shipyard.serving.registry import ModelRegistry
+
+__all__ = ["Server", "run"]
+
+log = logging.getLogger("shipyard.server")
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: :class:`Server` owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class Server:
+    """One process serving one model repository over REST and gRPC."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.models = ModelRegistry(settings.model_repository)
+        self.http_app = HttpApp(self.models, default_model=settings.default_model,
+                                max_body_bytes=settings.max_body_bytes)
+        self.grpc_frontend = GrpcFrontend(self.models, default_model=settings.default_model)
+        self.http_port = 0
+        self.grpc_port = 0
+        self._stop = asyncio.Event()
+        self._http: _Uvicorn | None = None
+        self._grpc: grpc.aio.Server | None = None
+
+    async def serve(self) -> None:
+        """Listen, load the models, serve until a stop is requested, then drain."""
+        s = self.settings
+        sock = _bind(s.host, s.http_port)
+        self.http_port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.http_app, http="httptools", lifespan="off", access_log=False,
+            log_level="warning", timeout_graceful_shutdown=int(s.grace_period_s) or None,
+            timeout_keep_alive=30, log_config=None,
+        )
+        self._http = _Uvicorn(config)
+        http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+
+        self._grpc = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", s.max_body_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_concurrent_streams", 1024),
+        ])
+        self._grpc.add_generic_rpc_handlers(self.grpc_frontend.handlers())
+        host = f"[{s.host}]" if ":" in s.host else s.host
+        self.grpc_port = self._grpc.add_insecure_port(f"{host}:{s.grpc_port}")
+        await self._grpc.start()
+        log.info("HTTP listening on http://%s:%d", s.host, self.http_port)
+        log.info("gRPC listening on %s:%d", s.host, self.grpc_port)
+
+        await asyncio.get_running_loop().run_in_executor(None, self.models.load_all)
+        ready = [mv for mv in self.models.all_versions() if mv.ready]
+        log.info(
+            "ready: serving %d model version(s) from %s: %s", len(ready), s.model_repository,
+            ", ".join(f"{mv.name}/{mv.version}" for mv in ready) or "none",
+        )
+        await self._stop.wait()
+        await self._shutdown(http_task)
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (safe to call from a signal handler on the loop)."""
+        if not self._stop.is_set():
+            log.info("stopping: finishing in-flight requests (grace %.0f s)",
+                     self.settings.grace_period_s)
+        self._stop.set()
+
+    async def _shutdown(self, http_task: asyncio.Task[None]) -> None:
+        grace = self.settings.grace_period_s
+        self.http_app.accepting = False
+        self.grpc_frontend.accepting = False
+        assert self._http is not None and self._grpc is not None
+        self._http.should_exit = True
+        grpc_stop = asyncio.create_task(self._grpc.stop(grace))
+        try:
+            await asyncio.wait_for(asyncio.gather(http_task, grpc_stop), timeout=grace + 5)
+        except TimeoutError:
+            log.error("grace period passed with requests still running; exiting anyway")
+        self.models.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.models.drain(), timeout=max(grace, 0.1))
+        self.models.unload_all()
+        log.info("stopped")
+
+
+def run(settings: ServerSettings) -> None:
+    """Run a server in this process until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        server = Server(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_stop)
+        await server.serve()
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is part of shipyard[serve]
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
