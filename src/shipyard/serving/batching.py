@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from shipyard.serving.errors import (
     InferenceFailed,
+    InvalidInput,
     QueueFull,
     RequestTimeout,
     ServerShuttingDown,
@@ -115,6 +116,11 @@ class DynamicBatcher:
         self, inputs: dict[str, Array], rows: int, key: Hashable, deadline_ns: int | None = None
     ) -> Outputs:
         """Queue one request; return its outputs (its own rows only)."""
+        if self.max_batch_size > 0 and rows > self.max_batch_size:
+            raise InvalidInput(
+                f"model {self.name!r}: a request of {rows} rows exceeds max_batch_size "
+                f"{self.max_batch_size}; split it"
+            )
         if self._closed:
             raise ServerShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
         if self.max_queue_size and len(self._queue) >= self.max_queue_size:

@@ -50,6 +50,12 @@ def check_shape(name: str, shape: Any) -> tuple[int, ...]:
         isinstance(d, int) and not isinstance(d, bool) for d in shape
     ):
         raise InvalidInput(f"input {name!r}: shape must be a list of integers, got {shape!r}")
+    if len(shape) > 32:
+        raise InvalidInput(f"input {name!r}: shape has {len(shape)} dimensions; at most 32")
+    if any(d > MAX_ELEMENTS for d in shape):
+        raise InvalidInput(
+            f"input {name!r}: shape {list(shape)} has a dimension above {MAX_ELEMENTS}"
+        )
     if any(d < 0 for d in shape):
         raise InvalidInput(
             f"input {name!r}: shape {list(shape)} has a negative dimension; "
@@ -126,78 +132,114 @@ _KINDS_OK = {
     "INT8": "iu", "INT16": "iu", "INT32": "iu", "INT64": "iu",
     "FP16": "iuf", "FP32": "iuf", "FP64": "iuf",
 }
+_EXPECTED = {"b": "true/false", "iu": "integers", "iuf": "numbers"}
 
 
 def decode_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> Array:
-    """V2 JSON ``data`` (flat or nested, row-major) -> array of ``shape`` and ``datatype``."""
+    """V2 JSON ``data`` (flat, or nested exactly as ``shape``) -> array of ``shape``."""
     count = math.prod(shape)
     if not isinstance(data, list):
         data = [data]
-    if datatype == "BYTES":
-        flat = _flatten(name, data)
-        if len(flat) != count:
-            raise InvalidInput(
-                f"input {name!r}: data has {len(flat)} element(s) but shape {list(shape)} "
-                f"needs {count}"
-            )
-        arr = np.empty(count, dtype=object)
-        try:
-            arr[:] = [v.encode("utf-8") if isinstance(v, str) else _not_str(name, v) for v in flat]
-        except UnicodeEncodeError as exc:
-            raise InvalidInput(f"input {name!r}: string is not valid unicode: {exc}") from exc
-        return arr.reshape(shape)
-    try:
-        raw = np.array(data)
-    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+    flat = _flatten(name, data, shape)
+    if len(flat) != count:
         raise InvalidInput(
-            f"input {name!r}: data is not a regular array of numbers ({exc}); nest lists evenly "
-            "or send a flat list"
-        ) from exc
-    if raw.size != count:
-        raise InvalidInput(
-            f"input {name!r}: data has {raw.size} element(s) but shape {list(shape)} "
+            f"input {name!r}: data has {len(flat)} element(s) but shape {list(shape)} "
             f"needs {count}"
         )
-    if raw.size and raw.dtype.kind not in _KINDS_OK[datatype]:
-        sample = raw.reshape(-1)[0]
-        raise InvalidInput(
-            f"input {name!r}: {datatype} data must be "
-            f"{'true/false' if datatype == 'BOOL' else 'numbers'}, got {_kind_name(raw)} "
-            f"(first value {sample!r})"
-        )
+    if datatype == "BYTES":
+        arr = np.empty(count, dtype=object)
+        arr[:] = [_utf8(name, v) for v in flat]
+        return arr.reshape(shape)
+    expected = _EXPECTED[_KINDS_OK[datatype]]
+    try:
+        raw = np.array(flat)
+    except (ValueError, TypeError, OverflowError) as exc:  # pragma: no cover - flat list
+        raise InvalidInput(f"input {name!r}: data must be {expected}: {exc}") from exc
     dtype = DATATYPES[datatype]
+    if raw.size and raw.dtype.kind not in _KINDS_OK[datatype]:
+        if dtype.kind in "iu" and raw.dtype.kind in "fO":
+            raw = _exact_integers(name, datatype, flat)  # big ints numpy read as floats
+        else:
+            i, bad = next((i, v) for i, v in enumerate(flat) if not _is_kind(v, datatype))
+            raise InvalidInput(
+                f"input {name!r}: {datatype} data must be {expected}, got {bad!r} "
+                f"(element {i})"
+            )
     if raw.size and dtype.kind in "iu":
         info = np.iinfo(dtype)
-        lo, hi = raw.min(), raw.max()
+        lo, hi = raw.min().item(), raw.max().item()
         if lo < info.min or hi > info.max:
             raise InvalidInput(
                 f"input {name!r}: value {lo if lo < info.min else hi} is out of range for "
                 f"{datatype} [{info.min}, {info.max}]"
             )
-    return raw.astype(dtype, copy=False).reshape(shape)
+    out = raw.astype(dtype, copy=False).reshape(shape)
+    if raw.size and dtype.kind == "f" and dtype.itemsize < 8:
+        overflow = np.isinf(out).reshape(-1) & np.isfinite(raw.astype(np.float64))
+        if overflow.any():
+            bad = flat[int(np.argmax(overflow))]
+            raise InvalidInput(
+                f"input {name!r}: value {bad!r} is out of range for {datatype} "
+                f"(largest {np.finfo(dtype).max.item()})"
+            )
+    return out
 
 
-def _not_str(name: str, value: Any) -> bytes:
-    raise InvalidInput(f"input {name!r}: BYTES data must be strings, got {value!r}")
+def _is_kind(value: Any, datatype: str) -> bool:
+    if datatype == "BOOL":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if DATATYPES[datatype].kind in "iu":
+        return isinstance(value, int)
+    return isinstance(value, int | float)
 
 
-def _kind_name(arr: Array) -> str:
-    return {"b": "booleans", "i": "integers", "u": "integers", "f": "floats", "U": "strings",
-            "O": "mixed values"}.get(arr.dtype.kind, str(arr.dtype))
+def _exact_integers(name: str, datatype: str, flat: list[Any]) -> Array:
+    """Integers outside INT64 (numpy reads them as floats): check exactly, in Python."""
+    info = np.iinfo(DATATYPES[datatype])
+    for i, v in enumerate(flat):
+        if not _is_kind(v, datatype):
+            raise InvalidInput(
+                f"input {name!r}: {datatype} data must be integers, got {v!r} (element {i})"
+            )
+        if v < info.min or v > info.max:
+            raise InvalidInput(
+                f"input {name!r}: value {v} is out of range for {datatype} "
+                f"[{info.min}, {info.max}]"
+            )
+    return np.array(flat, dtype=DATATYPES[datatype])
 
 
-def _flatten(name: str, data: list[Any], depth: int = 0) -> list[Any]:
-    if depth > 32:
-        raise InvalidInput(f"input {name!r}: data is nested more than 32 levels deep")
+def _utf8(name: str, value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidInput(f"input {name!r}: BYTES data must be strings, got {value!r}")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"input {name!r}: string is not valid unicode: {exc}") from exc
+
+
+def _flatten(name: str, data: list[Any], shape: tuple[int, ...]) -> list[Any]:
+    """A flat list stays as it is; a nested one must follow ``shape`` level by level."""
     if not any(isinstance(v, list) for v in data):
         return data
-    out: list[Any] = []
-    for v in data:
-        if isinstance(v, list):
-            out.extend(_flatten(name, v, depth + 1))
-        else:
-            out.append(v)
-    return out
+    level: list[Any] = [data]
+    for depth, size in enumerate(shape):
+        nxt: list[Any] = []
+        for node in level:
+            if not isinstance(node, list) or len(node) != size:
+                got = f"{len(node)} element(s)" if isinstance(node, list) else repr(node)
+                raise InvalidInput(
+                    f"input {name!r}: a list at nesting depth {depth} of 'data' has {got} but "
+                    f"shape {list(shape)} needs {size} there; nest lists exactly as the shape, "
+                    "or send a flat list"
+                )
+            nxt.extend(node)
+        level = nxt
+    if any(isinstance(v, list) for v in level):
+        raise InvalidInput(f"input {name!r}: 'data' is nested deeper than shape {list(shape)}")
+    return level
 
 
 def to_json_data(name: str, array: Array) -> list[Any]:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 
 from shipyard.serving.batching import DynamicBatcher
@@ -224,7 +225,7 @@ class ModelVersion:
                     )
                 rows = n
                 key.append((tensor.name, shape[1:]))
-            given[tensor.name] = tensor.data
+            given[tensor.name] = _as_text(tensor) if tensor.datatype == "BYTES" else tensor.data
         if len(given) != len(self._input_by_name):
             missing = [n for n in self._input_by_name if n not in given]
             raise InvalidInput(
@@ -272,6 +273,25 @@ class ModelVersion:
         ]
         self.stats.on_request(True, time.perf_counter_ns() - start)
         return InferenceResponse(self.name, str(self.version), outputs, request.id)
+
+
+def _as_text(tensor: Tensor) -> Array:
+    """BYTES elements as str (what ONNX Runtime's string tensors take), checked per request
+    so that one bad request never fails the others of its batch."""
+    flat = tensor.data.reshape(-1)
+    out = np.empty(flat.shape[0], dtype=object)
+    for i, value in enumerate(flat):
+        if isinstance(value, bytes):
+            try:
+                out[i] = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(
+                    f"input {tensor.name!r}: element {i} is not valid UTF-8 ({exc.reason} at "
+                    f"byte {exc.start}); this model takes text"
+                ) from exc
+        else:
+            out[i] = value
+    return out.reshape(tensor.data.shape)
 
 
 class _ModelSlot:
@@ -322,7 +342,7 @@ class ModelRegistry:
         """The version to serve; ``""`` = the newest ready one."""
         slot = self._slot(name)
         if version:
-            if not version.isdigit() or int(version) not in slot.versions:
+            if not (version.isascii() and version.isdigit()) or int(version) not in slot.versions:
                 raise ModelNotFound(
                     f"model {name!r} has no version {version!r}; served versions: "
                     f"{sorted(slot.versions)}"
@@ -347,7 +367,7 @@ class ModelRegistry:
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
             return self.get(name, version).ready
-        except ModelNotReady:
+        except (ModelNotReady, ModelNotFound):
             return False
 
     def index(self) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 import grpc
 import numpy as np
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from shipyard.serving.describe import (
     model_config,
@@ -40,9 +41,17 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) ->
     raise  # pragma: no cover - abort always raises
 
 
-def _guard(fn: Handler) -> Handler:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+def _guard(fn: Handler, message: Any) -> Handler:
+    """Parse the request bytes (malformed ones -> INVALID_ARGUMENT), call ``fn``, and turn
+    every ShipyardError into its status code."""
+    name = message.DESCRIPTOR.full_name
+
+    async def wrapper(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
+            try:
+                request = message.FromString(data)
+            except DecodeError as exc:
+                raise InvalidInput(f"request is not a valid {name} message: {exc}") from exc
             return await fn(request, context)
         except grpc.aio.AbortError:
             raise
@@ -63,8 +72,7 @@ class GrpcFrontend:
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         def unary(fn: Handler, req: Any, resp: Any) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
-                _guard(fn), request_deserializer=req.FromString,
-                response_serializer=resp.SerializeToString,
+                _guard(fn, req), response_serializer=resp.SerializeToString
             )
 
         v2 = {
@@ -102,7 +110,6 @@ class GrpcFrontend:
 
     async def model_ready(self, request: pb.ModelReadyRequest, context: Any
                           ) -> pb.ModelReadyResponse:
-        self.models.versions(request.name)  # NOT_FOUND for unknown models
         return pb.ModelReadyResponse(ready=self.models.model_ready(request.name,
                                                                     request.version))
 

@@ -5,7 +5,9 @@ It only translates HTTP to :class:`InferenceRequest` and back; all decisions liv
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -39,6 +41,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _JSON = b"application/json"
+_MODEL_ACTIONS = {"", "infer", "predict", "ready", "config", "stats"}
+#: after a 413 on a streamed body, read and drop up to this much more so the client sees it
+_DRAIN_AFTER_413 = 16 * 1024 * 1024
 _OCTET = b"application/octet-stream"
 
 
@@ -138,6 +143,8 @@ class HttpApp:
         action = rest[0] if rest else ""
         if len(rest) > 1:
             raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+        if action not in _MODEL_ACTIONS:
+            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
         if action == "infer":
             _allow(method, "POST")
             return await self._infer(scope, receive, send, name, version)
@@ -150,6 +157,7 @@ class HttpApp:
             versions = [v.version for v in self.models.versions(name)]
             return await _send(send, 200, orjson.dumps(model_metadata(mv, versions)))
         if action == "ready":
+            self.models.versions(name)  # 404 for an unknown model
             ready = self.models.model_ready(name, version)
             return await _send(send, 200 if ready else 503, b"")
         if action == "config":
@@ -225,6 +233,7 @@ class HttpApp:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
+                await _discard(receive, message, _DRAIN_AFTER_413)
                 raise PayloadTooLarge(
                     f"request body exceeds the limit of {limit} bytes (server setting "
                     "max_body_bytes)")
@@ -236,6 +245,21 @@ class HttpApp:
         if encoding:
             body = _decompress(body, encoding, limit)
         return body
+
+
+async def _discard(receive: Receive, message: Message, budget: int) -> None:
+    """Read and drop the rest of a body (bounded in bytes and time), so a client that sends
+    its whole body before reading gets our error reply instead of a broken pipe."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.0
+    while message.get("more_body", False) and budget > 0:
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return
+        if message["type"] == "http.disconnect":
+            return
+        budget -= len(message.get("body", b""))
 
 
 def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
@@ -252,6 +276,8 @@ def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
         raise InvalidInput(f"body is not valid {enc.decode()} data: {exc}") from exc
     if len(out) > limit or d.unconsumed_tail:
         raise PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+    if not d.eof:
+        raise InvalidInput(f"{enc.decode()} body is truncated (its end marker is missing)")
     return out
 
 
@@ -263,7 +289,7 @@ def _timeout_header(headers: dict[bytes, bytes], request: Any) -> None:
         ms = float(raw)
     except ValueError:
         ms = -1.0
-    if not ms > 0:
+    if not (math.isfinite(ms) and ms > 0):
         raise InvalidInput(f"header Timeout-Ms must be a positive number, got {raw.decode()!r}")
     request.deadline_ns = time.monotonic_ns() + int(ms * 1e6)
 
