@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -35,12 +33,28 @@ def serve(
     grace_period: Annotated[float | None, typer.Option(
         "--grace-period", help="Seconds in-flight requests get after SIGTERM.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json (one object a line).")
+                          ] = None,
+    model_control: Annotated[str | None, typer.Option(
+        help="none (load all at start), poll (also hot-reload), explicit (load/unload API).")
+    ] = None,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Hot-reload: same as --model-control poll.")] = False,
+    poll_interval: Annotated[float | None, typer.Option(
+        "--poll-interval", help="Seconds between repository scans in poll mode.")] = None,
+    load_model: Annotated[list[str] | None, typer.Option(
+        "--load-model", help="explicit mode: model to load at start-up (repeatable).")
+    ] = None,
+    control_token: Annotated[str | None, typer.Option(
+        help="Bearer token for repository load/unload (env SHIPYARD_CONTROL_TOKEN).")
+    ] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="YAML file of server settings (CLI and SHIPYARD_* env win).")] = None,
 ) -> None:
     """Serve a model repository over KServe V2 REST and gRPC."""
     from shipyard.serving.config import ServerSettings
     from shipyard.serving.errors import ShipyardError
+    from shipyard.serving.logs import configure_logging
     from shipyard.serving.server import run
 
     try:
@@ -49,22 +63,25 @@ def serve(
                 "model_repository": model_repository, "http_port": http_port,
                 "grpc_port": grpc_port, "host": host, "default_model": default_model,
                 "max_body_bytes": max_body_bytes, "grace_period_s": grace_period,
-                "log_level": log_level,
+                "log_level": log_level, "log_format": log_format,
+                "model_control": "poll" if watch else model_control,
+                "poll_interval_s": poll_interval, "load_models": load_model or [],
+                "control_token": control_token,
             },
             config,
         )
     except ShipyardError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if not settings.model_repository.is_dir():
         typer.echo(f"error: model repository {str(settings.model_repository)!r} is not a "
                    "directory; pass --model-repository DIR", err=True)
         raise typer.Exit(2)
     run(settings)
+
+
+from shipyard._cli_train import register; register(app)  # noqa: E402, E702, I001
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ __all__ = [
     "ServerSettings",
     "TensorConfig",
     "VersionPolicy",
+    "Warmup",
+    "WarmupTensor",
     "demo_repository",
     "format_validation_error",
     "load_model_config",
@@ -105,6 +107,24 @@ class VersionPolicy(_Strict):
         return newest_first[: self.latest or 1]
 
 
+class WarmupTensor(_Strict):
+    """One input of the warm-up request."""
+
+    shape: list[int]
+    """Full shape, batch dimension included."""
+    data: list[Any]
+    """Values, flat or nested as ``shape`` (V2 JSON form)."""
+
+
+class Warmup(_Strict):
+    """The request run once after loading, before a version serves traffic."""
+
+    enabled: bool = True
+    """Run a warm-up request (a version that fails it is not served)."""
+    inputs: dict[str, WarmupTensor] = Field(default_factory=dict)
+    """Inputs by name; inputs left out get zeros (empty strings) with dynamic dims = 1."""
+
+
 class ModelConfig(_Strict):
     """A model's ``config.yaml``. Served back (translated) at ``/v2/models/{m}/config``."""
 
@@ -135,6 +155,8 @@ class ModelConfig(_Strict):
     """Class names per classification output (index -> name)."""
     default_timeout_ms: int | None = Field(None, gt=0)
     """Deadline for requests that set none (queue time counts)."""
+    warmup: Warmup = Field(default_factory=Warmup)
+    """Warm-up request run after loading (default: zeros shaped from the metadata)."""
 
 
 def format_validation_error(err: ValidationError, where: str) -> str:
@@ -196,6 +218,28 @@ class ServerSettings(BaseModel):
     """On SIGTERM/SIGINT, how long in-flight requests may take before the process exits."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log verbosity."""
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as text or as one JSON object per line."""
+    model_control: Literal["none", "poll", "explicit"] = "none"
+    """none: load every model at start-up; poll: also watch the repository and hot-reload;
+    explicit: load only ``load_models`` and then only on repository load/unload calls."""
+    poll_interval_s: float = Field(1.0, gt=0)
+    """How often ``poll`` mode rescans the repository (seconds)."""
+    load_models: list[str] = Field(default_factory=list)
+    """explicit mode: models loaded at start-up (the server is ready once they are)."""
+    control_token: str | None = None
+    """Bearer token that the repository load/unload/index calls need in explicit mode."""
+
+    @model_validator(mode="after")
+    def _explicit_needs_token(self) -> ServerSettings:
+        if self.model_control == "explicit" and not self.control_token:
+            raise ValueError(
+                "model_control 'explicit' needs control_token (--control-token or "
+                "SHIPYARD_CONTROL_TOKEN): repository load/unload calls are refused without it"
+            )
+        if self.control_token is not None and len(self.control_token) < 16:
+            raise ValueError("control_token must be at least 16 characters")
+        return self
 
     @classmethod
     def resolve(
@@ -211,8 +255,8 @@ class ServerSettings(BaseModel):
         for name in cls.model_fields:
             env = os.environ.get(f"SHIPYARD_{name.upper()}")
             if env is not None:
-                merged[name] = env
-        merged.update({k: v for k, v in cli.items() if v is not None})
+                merged[name] = env.split(",") if name == "load_models" else env
+        merged.update({k: v for k, v in cli.items() if v is not None and v != []})
         try:
             return cls.model_validate(merged)
         except ValidationError as exc:

@@ -15,6 +15,7 @@ __all__ = [
     "ModelNotFound",
     "ModelNotReady",
     "PayloadTooLarge",
+    "PermissionDenied",
     "QueueFull",
     "RequestTimeout",
     "ServerShuttingDown",
@@ -33,6 +34,7 @@ class ErrorCode(StrEnum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     INTERNAL = "INTERNAL"
 
@@ -87,6 +89,12 @@ class RequestTimeout(ShipyardError):
     """The request's deadline passed before it could run."""
 
     code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class PermissionDenied(ShipyardError):
+    """The call is not allowed in this server's configuration."""
+
+    code = ErrorCode.PERMISSION_DENIED
 
 
 class Unauthenticated(ShipyardError):

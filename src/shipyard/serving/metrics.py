@@ -80,7 +80,22 @@ class _RegistryCollector(Collector):
                            ("compute", s.compute_seconds), ("batch", s.batch_size)):
                 _add(hists[key], lv, h)
         yield from (ok, fail, rejected, inferences, executions, queue_depth, inflight, ready)
+        yield from self._lifecycle()
         yield from hists.values()
+
+
+    def _lifecycle(self) -> Iterator[Metric]:
+        c = self.models.counters
+        for name, table, text in (
+            ("shipyard_model_load", c.loads, "Versions loaded (and warmed up)"),
+            ("shipyard_model_load_failure", c.load_failures,
+             "Failed loads (bad file, bad config, failed warm-up)"),
+            ("shipyard_model_unload", c.unloads, "Versions unloaded after draining"),
+        ):
+            family = CounterMetricFamily(name, text, labels=_LABELS)
+            for (model, version), n in sorted(table.items()):
+                family.add_metric([model, version], n)
+            yield family
 
 
 def _add(family: HistogramMetricFamily, labels: list[str], h: Histogram) -> None:

@@ -1,341 +1,101 @@
-"""Live model versions: load, validate, infer, statistics, unload."""
+"""The live models of a repository: lookup by name and version, atomic swaps, shutdown.
+
+Which versions are loaded, and when, is decided by ``lifecycle.py``; this module holds the
+current state and answers lookups. Both run on the event loop thread, so a swap (replacing a
+model's whole version table at once) is atomic for every request: a request resolves its version
+and enters that version's queue without yielding in between, and a retired version finishes
+what it has queued before it is unloaded.
+"""
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Hashable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import numpy.typing as npt
+from shipyard.serving.config import ModelConfig
+from shipyard.serving.errors import ModelNotFound, ModelNotReady
+from shipyard.serving.model import ModelVersion
+from shipyard.serving.types import InferenceRequest, InferenceResponse
 
-from shipyard.serving.batching import DynamicBatcher
-from shipyard.serving.config import ModelConfig, TensorConfig
-from shipyard.serving.errors import (
-    InvalidInput,
-    ModelNotFound,
-    ModelNotReady,
-    ShipyardError,
-)
-from shipyard.serving.repository import ModelEntry, scan_repository
-from shipyard.serving.runtimes import Runtime, create_runtime
-from shipyard.serving.stats import ModelStats
-from shipyard.serving.types import (
-    InferenceRequest,
-    InferenceResponse,
-    Tensor,
-    TensorSpec,
-)
-
-__all__ = ["ModelRegistry", "ModelVersion"]
-
-log = logging.getLogger("shipyard.registry")
-
-Array = npt.NDArray[Any]
-
-#: max_batch_size given to models whose config leaves it out but whose graph can batch
-AUTO_MAX_BATCH_SIZE = 32
+__all__ = ["LifecycleCounters", "ModelRegistry", "ModelSlot", "ModelVersion"]
 
 
-def _fmt(shape: tuple[int, ...] | list[int]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+@dataclass
+class ModelSlot:
+    """A model name and its served versions (replaced as a whole, never edited in place)."""
+
+    name: str
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    config: ModelConfig | None = None
+    #: why the model as a whole cannot serve (bad config, unloaded, no versions)
+    error: str | None = None
+    #: version -> reason its latest load failed while an older good version kept serving
+    failures: dict[int, str] = field(default_factory=dict)
+    #: version -> file signature last reconciled (loaded or failed): unchanged = no retry
+    seen: dict[int, Hashable] = field(default_factory=dict)
+    #: the repository scan's error last reconciled (e.g. a broken config.yaml)
+    source_error: str | None = None
 
 
-class ModelVersion:
-    """One loaded version of one model, with its batcher and statistics."""
+@dataclass
+class LifecycleCounters:
+    """Load / unload events per (model, version), for the metrics."""
 
-    def __init__(self, name: str, version: int, path: Path, config: ModelConfig) -> None:
-        self.name = name
-        self.version = version
-        self.path = path
-        self.config = config
-        self.state = "UNAVAILABLE"
-        self.reason = "not loaded"
-        self.stats = ModelStats()
-        self.max_batch_size = 0
-        self.inputs: list[TensorSpec] = []
-        self.outputs: list[TensorSpec] = []
-        self._input_by_name: dict[str, TensorSpec] = {}
-        self._output_names: list[str] = []
-        self._runtime: Runtime | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self.batcher: DynamicBatcher | None = None
+    loads: dict[tuple[str, str], int] = field(default_factory=dict)
+    load_failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    unloads: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    # -- lifecycle ----------------------------------------------------------------------------
+    @staticmethod
+    def _bump(table: dict[tuple[str, str], int], name: str, version: int | str) -> None:
+        key = (name, str(version))
+        table[key] = table.get(key, 0) + 1
 
-    def load(self) -> None:
-        """Load the model file (blocking: call it off the event loop). Never raises; a failure
-        leaves the version UNAVAILABLE with ``reason``."""
-        self.state, self.reason = "LOADING", ""
-        try:
-            if not self.path.is_file():
-                raise InvalidInput(
-                    f"model {self.name!r} version {self.version}: file {str(self.path)!r} "
-                    "not found; put the model file there or set default_model_filename"
-                )
-            runtime = create_runtime(self.path, self.config)
-            runtime.load()
-            graph_inputs, graph_outputs = runtime.metadata()
-            self._resolve(graph_inputs, graph_outputs)
-            self._runtime = runtime
-        except ShipyardError as exc:
-            self.state, self.reason = "UNAVAILABLE", exc.message
-            log.error("failed to load %s version %s: %s", self.name, self.version, exc.message)
-            return
-        except Exception as exc:  # a broken model must never take the server down
-            self.state, self.reason = "UNAVAILABLE", f"unexpected load error: {exc!r}"
-            log.exception("failed to load %s version %s", self.name, self.version)
-            return
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.config.instances, thread_name_prefix=f"{self.name}-v{self.version}"
-        )
-        batching = self.config.dynamic_batching
-        self.batcher = DynamicBatcher(
-            self._run,
-            executor=self._executor,
-            max_batch_size=self.max_batch_size,
-            max_queue_delay_us=batching.max_queue_delay_us,
-            preferred_batch_sizes=batching.preferred_batch_sizes,
-            max_queue_size=batching.max_queue_size,
-            instances=self.config.instances,
-            observer=self.stats,
-            name=self.name,
-        )
-        self.state, self.reason = "READY", ""
-        log.info(
-            "loaded %s version %s (max_batch_size %d, inputs %s)",
-            self.name, self.version, self.max_batch_size,
-            ", ".join(f"{s.name}:{s.datatype}{_fmt(s.shape)}" for s in self.inputs),
-        )
+    def loaded(self, name: str, version: int | str) -> None:
+        self._bump(self.loads, name, version)
 
-    def _resolve(self, graph_in: list[TensorSpec], graph_out: list[TensorSpec]) -> None:
-        cfg = self.config
-        if cfg.max_batch_size is None:
-            can_batch = bool(graph_in) and all(s.shape and s.shape[0] == -1 for s in graph_in)
-            self.max_batch_size = AUTO_MAX_BATCH_SIZE if can_batch else 0
-        else:
-            self.max_batch_size = cfg.max_batch_size
-        if self.max_batch_size > 0:
-            for spec in graph_in:
-                if not spec.shape or spec.shape[0] not in (-1,):
-                    raise InvalidInput(
-                        f"model {self.name!r}: max_batch_size is {self.max_batch_size} but input "
-                        f"{spec.name!r} has shape {_fmt(spec.shape)} with no dynamic first "
-                        "(batch) dimension; set max_batch_size: 0 in config.yaml"
-                    )
-        self.inputs = self._merge(graph_in, cfg.inputs, "input")
-        self.outputs = self._merge(graph_out, cfg.outputs, "output")
-        self._input_by_name = {s.name: s for s in self.inputs}
-        self._output_names = [s.name for s in self.outputs]
-        for out_name in cfg.labels:
-            if out_name not in self._output_names:
-                raise InvalidInput(
-                    f"model {self.name!r}: labels given for output {out_name!r}, which the model "
-                    f"does not have; its outputs are {self._output_names}"
-                )
+    def failed(self, name: str, version: int | str) -> None:
+        self._bump(self.load_failures, name, version)
 
-    def _merge(
-        self, graph: list[TensorSpec], declared: list[TensorConfig] | None, kind: str
-    ) -> list[TensorSpec]:
-        if declared is None:
-            return graph
-        by_name = {s.name: s for s in graph}
-        names = {d.name for d in declared}
-        if names != set(by_name):
-            raise InvalidInput(
-                f"model {self.name!r}: config.yaml declares {kind}s {sorted(names)} but the model "
-                f"file has {sorted(by_name)}; fix the names or leave {kind}s out of config.yaml"
-            )
-        merged = []
-        for d in declared:
-            g = by_name[d.name]
-            if d.datatype != g.datatype:
-                raise InvalidInput(
-                    f"model {self.name!r}: config.yaml declares {kind} {d.name!r} as "
-                    f"{d.datatype} but the model file says {g.datatype}"
-                )
-            shape = tuple(d.shape)
-            if self.max_batch_size > 0:
-                shape = (-1, *shape)
-            merged.append(TensorSpec(d.name, d.datatype, shape))
-        return merged
-
-    def unload(self) -> None:
-        """Release the runtime and threads (call once the batcher has drained)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        if self._runtime is not None:
-            self._runtime.unload()
-        self._runtime = None
-        self.state, self.reason = "UNAVAILABLE", "unloaded"
-
-    @property
-    def ready(self) -> bool:
-        return self.state == "READY"
-
-    # -- inference ----------------------------------------------------------------------------
-
-    def _run(self, inputs: dict[str, Array]) -> dict[str, Array]:
-        assert self._runtime is not None
-        arrays = self._runtime.predict(inputs, self._output_names)
-        return dict(zip(self._output_names, arrays, strict=True))
-
-    def validate(self, request: InferenceRequest) -> tuple[dict[str, Array], int, Hashable]:
-        """Check inputs against the model; return (arrays by name, batch rows, batch key)."""
-        model = self.name
-        given: dict[str, Array] = {}
-        rows = 1
-        key: list[tuple[str, tuple[int, ...]]] = []
-        for tensor in request.inputs:
-            spec = self._input_by_name.get(tensor.name)
-            if spec is None:
-                raise InvalidInput(
-                    f"model {model!r} has no input {tensor.name!r}; its inputs are "
-                    f"{list(self._input_by_name)}"
-                )
-            if tensor.name in given:
-                raise InvalidInput(f"input {tensor.name!r} of model {model!r} is given twice")
-            if tensor.datatype != spec.datatype:
-                raise InvalidInput(
-                    f"input {tensor.name!r} of model {model!r} expects datatype {spec.datatype}, "
-                    f"got {tensor.datatype}"
-                )
-            shape = tensor.shape
-            if len(shape) != len(spec.shape) or any(
-                want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
-            ):
-                raise InvalidInput(
-                    f"input {tensor.name!r} of model {model!r} expects shape "
-                    f"{_fmt(spec.shape)}, got {_fmt(shape)}"
-                )
-            if self.max_batch_size > 0:
-                n = shape[0]
-                if n < 1 or n > self.max_batch_size:
-                    raise InvalidInput(
-                        f"input {tensor.name!r} of model {model!r}: batch size {n} is outside "
-                        f"1..{self.max_batch_size} (max_batch_size); split the request"
-                    )
-                if given and n != rows:
-                    raise InvalidInput(
-                        f"input {tensor.name!r} of model {model!r} has batch size {n} but the "
-                        f"other inputs have {rows}; all inputs need the same first dimension"
-                    )
-                rows = n
-                key.append((tensor.name, shape[1:]))
-            given[tensor.name] = _as_text(tensor) if tensor.datatype == "BYTES" else tensor.data
-        if len(given) != len(self._input_by_name):
-            missing = [n for n in self._input_by_name if n not in given]
-            raise InvalidInput(
-                f"model {model!r} is missing input(s) {missing}; expected inputs "
-                f"{list(self._input_by_name)}"
-            )
-        return given, rows, tuple(key)
-
-    def _requested(self, request: InferenceRequest) -> list[TensorSpec]:
-        if request.outputs is None or not request.outputs:
-            return self.outputs
-        by_name = {s.name: s for s in self.outputs}
-        picked = []
-        for out in request.outputs:
-            spec = by_name.get(out.name)
-            if spec is None:
-                raise InvalidInput(
-                    f"model {self.name!r} has no output {out.name!r}; its outputs are "
-                    f"{list(by_name)}"
-                )
-            picked.append(spec)
-        return picked
-
-    async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        """Validate, queue, run and answer one request."""
-        start = time.perf_counter_ns()
-        try:
-            if self.batcher is None or self.state != "READY":
-                raise ModelNotReady(
-                    f"model {self.name!r} version {self.version} is not ready ({self.state}"
-                    f"{': ' + self.reason if self.reason else ''})"
-                )
-            inputs, rows, key = self.validate(request)
-            wanted = self._requested(request)
-            deadline = request.deadline_ns
-            if deadline is None and self.config.default_timeout_ms is not None:
-                deadline = time.monotonic_ns() + self.config.default_timeout_ms * 1_000_000
-            result = await self.batcher.submit(inputs, rows, key, deadline)
-        except ShipyardError as exc:
-            self.stats.on_request(False, time.perf_counter_ns() - start, exc.code.value)
-            raise
-        outputs = [
-            Tensor(spec.name, spec.datatype, tuple(result[spec.name].shape), result[spec.name])
-            for spec in wanted
-        ]
-        self.stats.on_request(True, time.perf_counter_ns() - start)
-        return InferenceResponse(self.name, str(self.version), outputs, request.id)
-
-
-def _as_text(tensor: Tensor) -> Array:
-    """BYTES elements as str (what ONNX Runtime's string tensors take), checked per request
-    so that one bad request never fails the others of its batch."""
-    flat = tensor.data.reshape(-1)
-    out = np.empty(flat.shape[0], dtype=object)
-    for i, value in enumerate(flat):
-        if isinstance(value, bytes):
-            try:
-                out[i] = value.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidInput(
-                    f"input {tensor.name!r}: element {i} is not valid UTF-8 ({exc.reason} at "
-                    f"byte {exc.start}); this model takes text"
-                ) from exc
-        else:
-            out[i] = value
-    return out.reshape(tensor.data.shape)
-
-
-class _ModelSlot:
-    """A model name with its versions (newest first) or the reason it cannot serve."""
-
-    def __init__(self, entry: ModelEntry) -> None:
-        self.entry = entry
-        self.versions: dict[int, ModelVersion] = {}
-        self.error = entry.error
+    def unloaded(self, name: str, version: int | str) -> None:
+        self._bump(self.unloads, name, version)
 
 
 class ModelRegistry:
-    """Every model of a repository; the frontends' single entry point to inference."""
+    """Every served model; the frontends' single entry point to inference."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._slots: dict[str, _ModelSlot] = {}
+        self._slots: dict[str, ModelSlot] = {}
+        #: True once the start-up loads are done (readiness)
         self.loaded = False
+        #: models that must have a ready version for the server to be ready
+        self.required: list[str] = []
+        self.counters = LifecycleCounters()
 
-    def load_all(self) -> None:
-        """Scan the repository and load every selected version (blocking)."""
-        for entry in scan_repository(self.root):
-            slot = _ModelSlot(entry)
-            if entry.error:
-                log.error("model %s cannot be served: %s", entry.name, entry.error)
-            elif entry.config is not None:
-                for version, path in entry.versions.items():
-                    mv = ModelVersion(entry.name, version, path, entry.config)
-                    mv.load()
-                    slot.versions[version] = mv
-            self._slots[entry.name] = slot
-        self.loaded = True
+    # -- state changes (lifecycle only) -------------------------------------------------------
+
+    def slot(self, name: str) -> ModelSlot | None:
+        return self._slots.get(name)
+
+    def put(self, slot: ModelSlot) -> list[ModelVersion]:
+        """Install ``slot`` atomically; return the versions it no longer serves."""
+        old = self._slots.get(slot.name)
+        self._slots[slot.name] = slot
+        if old is None:
+            return []
+        kept = {id(mv) for mv in slot.versions.values()}
+        return [mv for mv in old.versions.values() if id(mv) not in kept]
 
     # -- lookup -------------------------------------------------------------------------------
 
     def names(self) -> list[str]:
         return sorted(self._slots)
 
-    def _slot(self, name: str) -> _ModelSlot:
+    def _slot(self, name: str) -> ModelSlot:
         slot = self._slots.get(name)
         if slot is None:
-            raise ModelNotFound(
-                f"unknown model {name!r}; available models: {self.names()}"
-            )
+            raise ModelNotFound(f"unknown model {name!r}; available models: {self.names()}")
         return slot
 
     def get(self, name: str, version: str = "") -> ModelVersion:
@@ -370,8 +130,27 @@ class ModelRegistry:
         except (ModelNotReady, ModelNotFound):
             return False
 
+    def not_ready_reason(self, name: str, version: str = "") -> str:
+        """Why ``name`` (or one version) cannot serve: '' when it can."""
+        try:
+            mv = self.get(name, version)
+        except (ModelNotReady, ModelNotFound) as exc:
+            return exc.message
+        if not mv.ready:
+            return f"model {name!r} version {mv.version} is {mv.state}: {mv.reason}"
+        slot = self._slots[name]
+        failed = {v: r for v, r in slot.failures.items() if not version or str(v) == version}
+        if failed and version:
+            return "; ".join(f"version {v} failed to load: {r}" for v, r in failed.items())
+        return ""
+
+    @property
+    def ready(self) -> bool:
+        """Start-up loads done and every required model has a ready version."""
+        return self.loaded and all(self.model_ready(name) for name in self.required)
+
     def index(self) -> list[dict[str, str]]:
-        """Triton's repository index: one row per model version (or per broken model)."""
+        """Triton's repository index: one row per model version (or per model without one)."""
         rows = []
         for name in self.names():
             slot = self._slots[name]
@@ -379,8 +158,15 @@ class ModelRegistry:
                 rows.append({"name": name, "version": "", "state": "UNAVAILABLE",
                              "reason": slot.error or "no versions"})
             for v, mv in sorted(slot.versions.items()):
+                reason = mv.reason or slot.failures.get(v, "")
+                if mv.ready and v in slot.failures:
+                    reason = f"serving the previous files; reload failed: {slot.failures[v]}"
                 rows.append({"name": name, "version": str(v), "state": mv.state,
-                             "reason": mv.reason})
+                             "reason": reason})
+            for v, why in sorted(slot.failures.items()):
+                if v not in slot.versions:
+                    rows.append({"name": name, "version": str(v), "state": "UNAVAILABLE",
+                                 "reason": why})
         return rows
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
@@ -389,7 +175,7 @@ class ModelRegistry:
     # -- shutdown -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Refuse new requests everywhere (in-flight ones still finish)."""
+        """Refuse new requests everywhere (queued and running ones still finish)."""
         for mv in self.all_versions():
             if mv.batcher is not None:
                 mv.batcher.close()
@@ -402,4 +188,3 @@ class ModelRegistry:
     def unload_all(self) -> None:
         for mv in self.all_versions():
             mv.unload()
-

@@ -13,8 +13,10 @@ import grpc
 import uvicorn
 
 from shipyard.serving.config import ServerSettings
+from shipyard.serving.control import Control
 from shipyard.serving.grpc.service import GrpcFrontend
 from shipyard.serving.http import HttpApp
+from shipyard.serving.lifecycle import ModelManager
 from shipyard.serving.registry import ModelRegistry
 
 __all__ = ["Server", "run"]
@@ -46,9 +48,15 @@ class Server:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.models = ModelRegistry(settings.model_repository)
-        self.http_app = HttpApp(self.models, default_model=settings.default_model,
+        self.manager = ModelManager(
+            self.models, mode=settings.model_control, poll_interval_s=settings.poll_interval_s,
+            startup_models=settings.load_models,
+        )
+        control = Control(self.manager, settings.control_token)
+        self.http_app = HttpApp(self.models, control, default_model=settings.default_model,
                                 max_body_bytes=settings.max_body_bytes)
-        self.grpc_frontend = GrpcFrontend(self.models, default_model=settings.default_model)
+        self.grpc_frontend = GrpcFrontend(self.models, control,
+                                          default_model=settings.default_model)
         self.http_port = 0
         self.grpc_port = 0
         self._stop = asyncio.Event()
@@ -81,11 +89,12 @@ class Server:
         log.info("HTTP listening on http://%s:%d", s.host, self.http_port)
         log.info("gRPC listening on %s:%d", s.host, self.grpc_port)
 
-        await asyncio.get_running_loop().run_in_executor(None, self.models.load_all)
+        await self.manager.start()
         ready = [mv for mv in self.models.all_versions() if mv.ready]
         log.info(
-            "ready: serving %d model version(s) from %s: %s", len(ready), s.model_repository,
-            ", ".join(f"{mv.name}/{mv.version}" for mv in ready) or "none",
+            "ready: serving %d model version(s) from %s: %s (model control: %s)",
+            len(ready), s.model_repository,
+            ", ".join(f"{mv.name}/{mv.version}" for mv in ready) or "none", s.model_control,
         )
         await self._stop.wait()
         await self._shutdown(http_task)
@@ -108,6 +117,7 @@ class Server:
             await asyncio.wait_for(asyncio.gather(http_task, grpc_stop), timeout=grace + 5)
         except TimeoutError:
             log.error("grace period passed with requests still running; exiting anyway")
+        await self.manager.stop()
         self.models.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.models.drain(), timeout=max(grace, 0.1))

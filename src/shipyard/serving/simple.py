@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shipyard.serving.codecs import decode_json_data
 from shipyard.serving.errors import InvalidInput
-from shipyard.serving.registry import ModelVersion
+from shipyard.serving.model import ModelVersion
 from shipyard.serving.types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 
 __all__ = ["features_request", "features_result", "first_score"]
@@ -23,13 +24,35 @@ def _fmt(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
-def features_request(model: ModelVersion, rows: Array) -> InferenceRequest:
+def features_request(model: ModelVersion, features: Any) -> InferenceRequest:
+    """The simple API's ``features`` -> an inference request for ``model``.
+
+    Accepted: one row of numbers, a list of rows, one object ``{"column": value}`` or a list of
+    objects (models with one input per raw column, e.g. exported tabular pipelines)."""
+    if isinstance(features, dict) or (
+        isinstance(features, list) and features and isinstance(features[0], dict)
+    ):
+        rows = features if isinstance(features, list) else [features]
+        return _columns_request(model, rows)
+    if not isinstance(features, list) or not features:
+        raise InvalidInput(
+            "'features' must be a non-empty list of numbers (one row), a list of rows, or an "
+            f"object of column values; got {str(features)[:80]!r}"
+        )
+    nested = isinstance(features[0], list)
+    width = len(features[0]) if nested else len(features)
+    n = len(features) if nested else 1
+    rows_arr = decode_json_data("features", "FP64", (n, width), features)
+    return _rows_request(model, rows_arr)
+
+
+def _rows_request(model: ModelVersion, rows: Array) -> InferenceRequest:
     """Shape a 2-D float array of rows into the model's single numeric input."""
     if len(model.inputs) != 1:
         raise InvalidInput(
             f"model {model.name!r} has {len(model.inputs)} inputs "
-            f"{[s.name for s in model.inputs]}; 'features' needs a model with one input: "
-            f"use /v2/models/{model.name}/infer instead"
+            f"{[s.name for s in model.inputs]}; send 'features' as an object of column values "
+            f"({{\"{model.inputs[0].name}\": ...}}) or use /v2/models/{model.name}/infer"
         )
     spec = model.inputs[0]
     if spec.datatype in ("BYTES", "BOOL"):
@@ -37,6 +60,9 @@ def features_request(model: ModelVersion, rows: Array) -> InferenceRequest:
             f"model {model.name!r} takes {spec.datatype} input {spec.name!r}; 'features' carries "
             f"numbers: use /v2/models/{model.name}/infer instead"
         )
+    if spec.datatype.startswith(("INT", "UINT")) and not np.isfinite(rows).all():
+        raise InvalidInput(
+            f"'features' holds NaN or infinity, which integer input {spec.name!r} cannot take")
     n, width = rows.shape
     per_row = spec.shape[1:]
     if all(d > 0 for d in per_row):
@@ -63,6 +89,42 @@ def features_request(model: ModelVersion, rows: Array) -> InferenceRequest:
     return InferenceRequest(model.name, str(model.version), inputs=[
         Tensor(spec.name, spec.datatype, shape, data)
     ])
+
+
+def _columns_request(model: ModelVersion, rows: list[Any]) -> InferenceRequest:
+    """Objects of column values -> one [n, 1] tensor per model input."""
+    names = [s.name for s in model.inputs]
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InvalidInput(f"'features' row {i} must be an object of column values")
+        missing = [c for c in names if c not in row]
+        unknown = [c for c in row if c not in names]
+        if missing or unknown:
+            raise InvalidInput(
+                f"'features' row {i} for model {model.name!r}: "
+                + (f"missing column(s) {missing}; " if missing else "")
+                + (f"unknown column(s) {unknown}; " if unknown else "")
+                + f"the model's columns are {names}"
+            )
+    n = len(rows)
+    tensors = []
+    for spec in model.inputs:
+        per_row = spec.shape[1:]
+        if any(d not in (1, -1) for d in per_row):
+            raise InvalidInput(
+                f"model {model.name!r}: input {spec.name!r} has shape {_fmt(spec.shape)}, not "
+                "one value per row; send rows as lists or use /v2/models/{m}/infer"
+            )
+        shape = (n, *[1 for _ in per_row])
+        values = [row[spec.name] for row in rows]
+        if spec.datatype == "BYTES":
+            values = [v if isinstance(v, str) else ("" if v is None else str(v))
+                      for v in values]
+        elif spec.datatype.startswith("FP"):
+            values = [float("nan") if v is None else v for v in values]
+        data = decode_json_data(spec.name, spec.datatype, shape, values)
+        tensors.append(Tensor(spec.name, spec.datatype, shape, data))
+    return InferenceRequest(model.name, str(model.version), inputs=tensors)
 
 
 def features_result(model: ModelVersion, response: InferenceResponse) -> dict[str, Any]:

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import grpc
-import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from shipyard.serving.control import Control
 from shipyard.serving.describe import (
     model_config,
     model_metadata,
@@ -33,8 +33,15 @@ Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
+    rid = _metadata(context, "x-request-id")
+    if rid is not None:
+        context.set_trailing_metadata((("x-request-id", rid[:128]),))
     if isinstance(exc, ShipyardError):
-        await context.abort(GRPC_STATUS[exc.code], exc.message)
+        code = GRPC_STATUS[exc.code]
+        quiet = code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+        log.log(logging.DEBUG if quiet else logging.INFO, "gRPC call -> %s: %s", code.name,
+                exc.message, extra={"request_id": rid})
+        await context.abort(code, exc.message)
         raise  # pragma: no cover - abort always raises
     log.exception("unhandled error in a gRPC call")
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc!r}")
@@ -61,11 +68,24 @@ def _guard(fn: Handler, message: Any) -> Handler:
     return wrapper
 
 
+def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return None
+
+
+def _authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    return _metadata(context, "authorization")
+
+
 class GrpcFrontend:
     """KServe V2 ``inference.GRPCInferenceService`` plus the seed's ``ModelService``."""
 
-    def __init__(self, models: ModelRegistry, *, default_model: str = "risk") -> None:
+    def __init__(self, models: ModelRegistry, control: Control, *,
+                 default_model: str = "risk") -> None:
         self.models = models
+        self.control = control
         self.default_model = default_model
         self.accepting = True
 
@@ -91,6 +111,11 @@ class GrpcFrontend:
                                      pb.ModelStatisticsResponse),
             "RepositoryIndex": unary(self.repository_index, pb.RepositoryIndexRequest,
                                      pb.RepositoryIndexResponse),
+            "RepositoryModelLoad": unary(self.repository_load, pb.RepositoryModelLoadRequest,
+                                         pb.RepositoryModelLoadResponse),
+            "RepositoryModelUnload": unary(self.repository_unload,
+                                           pb.RepositoryModelUnloadRequest,
+                                           pb.RepositoryModelUnloadResponse),
         }
         simple = {
             "Predict": unary(self.predict, simple_pb.ModelRequest, simple_pb.ModelResponse),
@@ -106,7 +131,7 @@ class GrpcFrontend:
         return pb.ServerLiveResponse(live=True)
 
     async def server_ready(self, request: Any, context: Any) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.models.loaded and self.accepting)
+        return pb.ServerReadyResponse(ready=self.models.ready and self.accepting)
 
     async def model_ready(self, request: pb.ModelReadyRequest, context: Any
                           ) -> pb.ModelReadyResponse:
@@ -143,11 +168,24 @@ class GrpcFrontend:
 
     async def repository_index(self, request: pb.RepositoryIndexRequest, context: Any
                                ) -> pb.RepositoryIndexResponse:
-        rows = self.models.index()
+        self.control.check(_authorization(context), "index")
+        rows = await self.control.manager.index()
         if request.ready:
             rows = [r for r in rows if r["state"] == "READY"]
         return json_format.ParseDict(  # type: ignore[no-any-return]
             {"models": rows}, pb.RepositoryIndexResponse())
+
+    async def repository_load(self, request: pb.RepositoryModelLoadRequest, context: Any
+                              ) -> pb.RepositoryModelLoadResponse:
+        self.control.check(_authorization(context), "load")
+        await self.control.manager.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def repository_unload(self, request: pb.RepositoryModelUnloadRequest, context: Any
+                                ) -> pb.RepositoryModelUnloadResponse:
+        self.control.check(_authorization(context), "unload")
+        await self.control.manager.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -159,13 +197,8 @@ class GrpcFrontend:
 
     async def predict(self, request: simple_pb.ModelRequest,
                       context: grpc.aio.ServicerContext[Any, Any]) -> simple_pb.ModelResponse:
-        name = self.default_model
-        for key, value in context.invocation_metadata() or ():
-            if key == "model":
-                name = value if isinstance(value, str) else value.decode()
-        mv = self.models.get(name)
+        mv = self.models.get(_metadata(context, "model") or self.default_model)
         if not request.features:
             raise InvalidInput("ModelRequest.features is empty; send the model's feature values")
-        rows = np.asarray(request.features, dtype=np.float64).reshape(1, -1)
-        response = await mv.infer(features_request(mv, rows))
+        response = await mv.infer(features_request(mv, list(request.features)))
         return simple_pb.ModelResponse(score=first_score(response))

@@ -6,17 +6,18 @@ It only translates HTTP to :class:`InferenceRequest` and back; all decisions liv
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
+import os
 import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
 import orjson
 
-from shipyard.serving.codecs import decode_json_data
+from shipyard.serving.control import Control
 from shipyard.serving.describe import (
     model_config,
     model_metadata,
@@ -60,10 +61,11 @@ class HttpApp:
     """ASGI 3 application serving one :class:`ModelRegistry`."""
 
     def __init__(
-        self, models: ModelRegistry, *, default_model: str = "risk",
+        self, models: ModelRegistry, control: Control, *, default_model: str = "risk",
         max_body_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.models = models
+        self.control = control
         self.default_model = default_model
         self.max_body_bytes = max_body_bytes
         self.metrics = MetricsExporter(models)
@@ -75,22 +77,32 @@ class HttpApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
+        rid = _request_id(scope)
+        rid_header = (b"x-request-id", rid.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append(rid_header)
+            await send(message)
+
         try:
-            await self._route(scope, receive, send)
+            await self._route(scope, receive, send_with_id)
         except _Disconnected:
             return
         except ShipyardError as exc:
-            await self._error(send, HTTP_STATUS[exc.code], exc.message, exc)
+            status = HTTP_STATUS[exc.code]
+            _log_error(scope, rid, status, exc.message)
+            extra = [(b"connection", b"close")] if isinstance(exc, PayloadTooLarge) else []
+            await _send(send_with_id, status, _err(exc.message), extra=extra)
         except _MethodNotAllowed as exc:
             message = f"method {scope['method']} not allowed; use {exc.allowed}"
-            await _send(send, 405, _err(message), extra=[(b"allow", exc.allowed.encode())])
+            _log_error(scope, rid, 405, message)
+            await _send(send_with_id, 405, _err(message),
+                        extra=[(b"allow", exc.allowed.encode())])
         except Exception as exc:  # last line of defence: log it, answer 500, keep serving
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            await self._error(send, 500, f"internal error: {exc!r}", exc)
-
-    async def _error(self, send: Send, status: int, message: str, exc: Exception) -> None:
-        extra = [(b"connection", b"close")] if isinstance(exc, PayloadTooLarge) else []
-        await _send(send, status, _err(message), extra=extra)
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"),
+                          extra={"request_id": rid})
+            await _send(send_with_id, 500, _err(f"internal error: {exc!r}"))
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -123,11 +135,10 @@ class HttpApp:
             return await _send(send, 200, orjson.dumps(server_metadata()))
         if parts[0] == "health" and n == 2 and parts[1] in ("live", "ready"):
             _allow(method, "GET")
-            ok = True if parts[1] == "live" else (self.models.loaded and self.accepting)
+            ok = True if parts[1] == "live" else (self.models.ready and self.accepting)
             return await _send(send, 200 if ok else 503, b"")
-        if parts[0] == "repository" and n == 2 and parts[1] == "index":
-            _allow(method, "POST")
-            return await _send(send, 200, orjson.dumps(self.models.index()))
+        if parts[0] == "repository":
+            return await self._repository(scope, receive, send, method, parts[1:])
         if parts[0] != "models" or n < 2:
             raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
         if n == 2 and parts[1] == "stats":
@@ -158,8 +169,10 @@ class HttpApp:
             return await _send(send, 200, orjson.dumps(model_metadata(mv, versions)))
         if action == "ready":
             self.models.versions(name)  # 404 for an unknown model
-            ready = self.models.model_ready(name, version)
-            return await _send(send, 200 if ready else 503, b"")
+            reason = self.models.not_ready_reason(name, version)
+            if reason and not self.models.model_ready(name, version):
+                return await _send(send, 503, orjson.dumps({"ready": False, "reason": reason}))
+            return await _send(send, 200, b"")
         if action == "config":
             return await _send(send, 200, orjson.dumps(model_config(self.models.get(name,
                                                                                       version))))
@@ -169,18 +182,43 @@ class HttpApp:
             return await _send(send, 200, orjson.dumps(doc))
         raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
 
+    # -- repository extension -----------------------------------------------------------------
+
+    async def _repository(self, scope: Scope, receive: Receive, send: Send, method: str,
+                          parts: list[str]) -> None:
+        headers = _headers(scope)
+        auth = headers.get(b"authorization", b"").decode("latin-1") or None
+        if parts == ["index"]:
+            _allow(method, "POST")
+            self.control.check(auth, "index")
+            await self._body(receive, headers)
+            return await _send(send, 200, orjson.dumps(await self.control.manager.index()))
+        if len(parts) == 3 and parts[0] == "models" and parts[2] in ("load", "unload"):
+            _allow(method, "POST")
+            action = parts[2]
+            self.control.check(auth, action)
+            await self._body(receive, headers)
+            if action == "load":
+                await self.control.manager.load(parts[1])
+            else:
+                await self.control.manager.unload(parts[1])
+            return await _send(send, 200, b"")
+        raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+
     # -- inference ----------------------------------------------------------------------------
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str,
                      version: str) -> None:
-        mv = self.models.get(name, version)  # 404 before reading a large body
+        self.models.get(name, version)  # 404 before reading a large body
         headers = _headers(scope)
         body = await self._body(receive, headers)
         hlen = headers.get(b"inference-header-content-length")
         request = decode_infer_request(
             body, None if hlen is None else hlen.decode("latin-1"), name, version)
         _timeout_header(headers, request)
-        response = await mv.infer(request)
+        # resolve the version again now, with no await before it enters a queue: a hot reload
+        # may have swapped versions while the body was read
+        response = await self.models.get(name, version).infer(request)
         payload, header_len = encode_infer_response(request, response)
         if header_len is None:
             await _send(send, 200, payload)
@@ -190,7 +228,7 @@ class HttpApp:
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str,
                        version: str) -> None:
-        mv = self.models.get(name, version)
+        self.models.get(name, version)  # 404 before reading the body
         headers = _headers(scope)
         doc = parse_json(await self._body(receive, headers))
         if isinstance(doc, dict):
@@ -198,21 +236,9 @@ class HttpApp:
             if extra or "features" not in doc:
                 raise InvalidInput(
                     f"body must be {{\"features\": [...]}}; got field(s) {sorted(doc)}")
-            features = doc["features"]
-        else:
-            features = doc
-        if not isinstance(features, list) or not features:
-            raise InvalidInput(
-                "'features' must be a non-empty list of numbers (one row) or of rows, "
-                f"got {features!r:.80}")
-        nested = isinstance(features[0], list)
-        width = len(features[0]) if nested else len(features)
-        rows_n = len(features) if nested else 1
-        arr = decode_json_data("features", "FP64", (rows_n, width), features)
-        if not np.isfinite(arr).all() and mv.inputs and mv.inputs[0].datatype.startswith("INT"):
-            raise InvalidInput(
-                "'features' holds NaN or infinity, which an integer input cannot take")
-        request = features_request(mv, arr)
+            doc = doc["features"]
+        mv = self.models.get(name, version)
+        request = features_request(mv, doc)
         _timeout_header(headers, request)
         response = await mv.infer(request)
         await _send(send, 200, orjson.dumps(features_result(mv, response)))
@@ -305,6 +331,28 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
 
 def _err(message: str) -> bytes:
     return orjson.dumps({"error": message})
+
+
+_ID_PREFIX = os.urandom(4).hex()
+_ids = itertools.count(1)
+
+
+def _request_id(scope: Scope) -> str:
+    """The client's ``X-Request-ID`` when it is sane (<= 128 printable ASCII), else a new one."""
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if 0 < len(text) <= 128 and text.isascii() and text.isprintable():
+                return text
+            break
+    return f"{_ID_PREFIX}-{next(_ids)}"
+
+
+def _log_error(scope: Scope, rid: str, status: int, message: str) -> None:
+    level = logging.DEBUG if status in (429, 503) else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(level, "%s %s -> %d: %s", scope["method"], scope["path"], status, message,
+                extra={"request_id": rid, "status": status})
 
 
 async def _send(send: Send, status: int, body: bytes, content_type: bytes = _JSON,

@@ -1,0 +1,334 @@
+"""One loaded version of one model: load, warm up, validate, infer, statistics, unload."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shipyard.serving.batching import DynamicBatcher
+from shipyard.serving.codecs import decode_json_data
+from shipyard.serving.config import ModelConfig, TensorConfig
+from shipyard.serving.errors import (
+    InvalidInput,
+    ModelNotReady,
+    ShipyardError,
+)
+from shipyard.serving.runtimes import Runtime, create_runtime
+from shipyard.serving.stats import ModelStats
+from shipyard.serving.types import (
+    InferenceRequest,
+    InferenceResponse,
+    Tensor,
+    TensorSpec,
+    numpy_dtype,
+)
+
+__all__ = ["ModelVersion"]
+
+log = logging.getLogger("shipyard.model")
+
+Array = npt.NDArray[Any]
+
+#: max_batch_size given to models whose config leaves it out but whose graph can batch
+AUTO_MAX_BATCH_SIZE = 32
+
+
+def _fmt(shape: tuple[int, ...] | list[int]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class ModelVersion:
+    """One loaded version of one model, with its batcher and statistics."""
+
+    def __init__(
+        self, name: str, version: int, path: Path, config: ModelConfig,
+        signature: Hashable = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.path = path
+        self.config = config
+        #: what the files looked like when loaded (the lifecycle reloads when it changes)
+        self.signature = signature
+        self.state = "UNAVAILABLE"
+        self.reason = "not loaded"
+        self.stats = ModelStats()
+        self.max_batch_size = 0
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+        self._input_by_name: dict[str, TensorSpec] = {}
+        self._output_names: list[str] = []
+        self._runtime: Runtime | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.batcher: DynamicBatcher | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the model file (blocking: call it off the event loop). Never raises; a failure
+        leaves the version UNAVAILABLE with ``reason``."""
+        self.state, self.reason = "LOADING", ""
+        try:
+            if not self.path.is_file():
+                raise InvalidInput(
+                    f"model {self.name!r} version {self.version}: file {str(self.path)!r} "
+                    "not found; put the model file there or set default_model_filename"
+                )
+            runtime = create_runtime(self.path, self.config)
+            runtime.load()
+            graph_inputs, graph_outputs = runtime.metadata()
+            self._resolve(graph_inputs, graph_outputs)
+            self._runtime = runtime
+            self._warm_up()
+        except ShipyardError as exc:
+            self.state, self.reason = "UNAVAILABLE", exc.message
+            log.error("failed to load %s version %s: %s", self.name, self.version, exc.message)
+            return
+        except Exception as exc:  # a broken model must never take the server down
+            self.state, self.reason = "UNAVAILABLE", f"unexpected load error: {exc!r}"
+            log.exception("failed to load %s version %s", self.name, self.version)
+            return
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.config.instances, thread_name_prefix=f"{self.name}-v{self.version}"
+        )
+        batching = self.config.dynamic_batching
+        self.batcher = DynamicBatcher(
+            self._run,
+            executor=self._executor,
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_us=batching.max_queue_delay_us,
+            preferred_batch_sizes=batching.preferred_batch_sizes,
+            max_queue_size=batching.max_queue_size,
+            instances=self.config.instances,
+            observer=self.stats,
+            name=self.name,
+        )
+        self.state, self.reason = "READY", ""
+        log.info(
+            "loaded %s version %s (max_batch_size %d, inputs %s)",
+            self.name, self.version, self.max_batch_size,
+            ", ".join(f"{s.name}:{s.datatype}{_fmt(s.shape)}" for s in self.inputs),
+        )
+
+    def _warm_up(self) -> None:
+        """Run one request before serving: the config's warm-up inputs, or zeros shaped from
+        the metadata (dynamic dimensions = 1). A model that cannot run is not served."""
+        warmup = self.config.warmup
+        if not warmup.enabled:
+            return
+        inputs: dict[str, Array] = {}
+        for spec in self.inputs:
+            given = warmup.inputs.get(spec.name)
+            if given is not None:
+                shape = tuple(given.shape)
+                data = decode_json_data(spec.name, spec.datatype, shape, given.data)
+            else:
+                shape = tuple(1 if d < 0 else d for d in spec.shape)
+                if spec.datatype == "BYTES":
+                    data = np.full(shape, b"", dtype=object)
+                else:
+                    data = np.zeros(shape, dtype=numpy_dtype(spec.datatype))
+            inputs[spec.name] = (
+                _as_text(Tensor(spec.name, spec.datatype, shape, data))
+                if spec.datatype == "BYTES" else data
+            )
+        unknown = set(warmup.inputs) - set(inputs)
+        if unknown:
+            raise InvalidInput(
+                f"model {self.name!r}: warmup.inputs names {sorted(unknown)}, which the model "
+                f"does not have; its inputs are {list(inputs)}"
+            )
+        try:
+            self._run(inputs)
+        except ShipyardError as exc:
+            raise InvalidInput(f"model {self.name!r}: warm-up request failed: {exc.message}"
+                               ) from exc
+
+    def _resolve(self, graph_in: list[TensorSpec], graph_out: list[TensorSpec]) -> None:
+        cfg = self.config
+        if cfg.max_batch_size is None:
+            can_batch = bool(graph_in) and all(s.shape and s.shape[0] == -1 for s in graph_in)
+            self.max_batch_size = AUTO_MAX_BATCH_SIZE if can_batch else 0
+        else:
+            self.max_batch_size = cfg.max_batch_size
+        if self.max_batch_size > 0:
+            for spec in graph_in:
+                if not spec.shape or spec.shape[0] not in (-1,):
+                    raise InvalidInput(
+                        f"model {self.name!r}: max_batch_size is {self.max_batch_size} but input "
+                        f"{spec.name!r} has shape {_fmt(spec.shape)} with no dynamic first "
+                        "(batch) dimension; set max_batch_size: 0 in config.yaml"
+                    )
+        self.inputs = self._merge(graph_in, cfg.inputs, "input")
+        self.outputs = self._merge(graph_out, cfg.outputs, "output")
+        self._input_by_name = {s.name: s for s in self.inputs}
+        self._output_names = [s.name for s in self.outputs]
+        for out_name in cfg.labels:
+            if out_name not in self._output_names:
+                raise InvalidInput(
+                    f"model {self.name!r}: labels given for output {out_name!r}, which the model "
+                    f"does not have; its outputs are {self._output_names}"
+                )
+
+    def _merge(
+        self, graph: list[TensorSpec], declared: list[TensorConfig] | None, kind: str
+    ) -> list[TensorSpec]:
+        if declared is None:
+            return graph
+        by_name = {s.name: s for s in graph}
+        names = {d.name for d in declared}
+        if names != set(by_name):
+            raise InvalidInput(
+                f"model {self.name!r}: config.yaml declares {kind}s {sorted(names)} but the model "
+                f"file has {sorted(by_name)}; fix the names or leave {kind}s out of config.yaml"
+            )
+        merged = []
+        for d in declared:
+            g = by_name[d.name]
+            if d.datatype != g.datatype:
+                raise InvalidInput(
+                    f"model {self.name!r}: config.yaml declares {kind} {d.name!r} as "
+                    f"{d.datatype} but the model file says {g.datatype}"
+                )
+            shape = tuple(d.shape)
+            if self.max_batch_size > 0:
+                shape = (-1, *shape)
+            merged.append(TensorSpec(d.name, d.datatype, shape))
+        return merged
+
+    def unload(self) -> None:
+        """Release the runtime and threads (call once the batcher has drained)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._runtime is not None:
+            self._runtime.unload()
+        self._runtime = None
+        self.state, self.reason = "UNAVAILABLE", "unloaded"
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "READY"
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def _run(self, inputs: dict[str, Array]) -> dict[str, Array]:
+        assert self._runtime is not None
+        arrays = self._runtime.predict(inputs, self._output_names)
+        return dict(zip(self._output_names, arrays, strict=True))
+
+    def validate(self, request: InferenceRequest) -> tuple[dict[str, Array], int, Hashable]:
+        """Check inputs against the model; return (arrays by name, batch rows, batch key)."""
+        model = self.name
+        given: dict[str, Array] = {}
+        rows = 1
+        key: list[tuple[str, tuple[int, ...]]] = []
+        for tensor in request.inputs:
+            spec = self._input_by_name.get(tensor.name)
+            if spec is None:
+                raise InvalidInput(
+                    f"model {model!r} has no input {tensor.name!r}; its inputs are "
+                    f"{list(self._input_by_name)}"
+                )
+            if tensor.name in given:
+                raise InvalidInput(f"input {tensor.name!r} of model {model!r} is given twice")
+            if tensor.datatype != spec.datatype:
+                raise InvalidInput(
+                    f"input {tensor.name!r} of model {model!r} expects datatype {spec.datatype}, "
+                    f"got {tensor.datatype}"
+                )
+            shape = tensor.shape
+            if len(shape) != len(spec.shape) or any(
+                want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
+            ):
+                raise InvalidInput(
+                    f"input {tensor.name!r} of model {model!r} expects shape "
+                    f"{_fmt(spec.shape)}, got {_fmt(shape)}"
+                )
+            if self.max_batch_size > 0:
+                n = shape[0]
+                if n < 1 or n > self.max_batch_size:
+                    raise InvalidInput(
+                        f"input {tensor.name!r} of model {model!r}: batch size {n} is outside "
+                        f"1..{self.max_batch_size} (max_batch_size); split the request"
+                    )
+                if given and n != rows:
+                    raise InvalidInput(
+                        f"input {tensor.name!r} of model {model!r} has batch size {n} but the "
+                        f"other inputs have {rows}; all inputs need the same first dimension"
+                    )
+                rows = n
+                key.append((tensor.name, shape[1:]))
+            given[tensor.name] = _as_text(tensor) if tensor.datatype == "BYTES" else tensor.data
+        if len(given) != len(self._input_by_name):
+            missing = [n for n in self._input_by_name if n not in given]
+            raise InvalidInput(
+                f"model {model!r} is missing input(s) {missing}; expected inputs "
+                f"{list(self._input_by_name)}"
+            )
+        return given, rows, tuple(key)
+
+    def _requested(self, request: InferenceRequest) -> list[TensorSpec]:
+        if request.outputs is None or not request.outputs:
+            return self.outputs
+        by_name = {s.name: s for s in self.outputs}
+        picked = []
+        for out in request.outputs:
+            spec = by_name.get(out.name)
+            if spec is None:
+                raise InvalidInput(
+                    f"model {self.name!r} has no output {out.name!r}; its outputs are "
+                    f"{list(by_name)}"
+                )
+            picked.append(spec)
+        return picked
+
+    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        """Validate, queue, run and answer one request."""
+        start = time.perf_counter_ns()
+        try:
+            if self.batcher is None or self.state != "READY":
+                raise ModelNotReady(
+                    f"model {self.name!r} version {self.version} is not ready ({self.state}"
+                    f"{': ' + self.reason if self.reason else ''})"
+                )
+            inputs, rows, key = self.validate(request)
+            wanted = self._requested(request)
+            deadline = request.deadline_ns
+            if deadline is None and self.config.default_timeout_ms is not None:
+                deadline = time.monotonic_ns() + self.config.default_timeout_ms * 1_000_000
+            result = await self.batcher.submit(inputs, rows, key, deadline)
+        except ShipyardError as exc:
+            self.stats.on_request(False, time.perf_counter_ns() - start, exc.code.value)
+            raise
+        outputs = [
+            Tensor(spec.name, spec.datatype, tuple(result[spec.name].shape), result[spec.name])
+            for spec in wanted
+        ]
+        self.stats.on_request(True, time.perf_counter_ns() - start)
+        return InferenceResponse(self.name, str(self.version), outputs, request.id)
+
+
+def _as_text(tensor: Tensor) -> Array:
+    """BYTES elements as str (what ONNX Runtime's string tensors take), checked per request
+    so that one bad request never fails the others of its batch."""
+    flat = tensor.data.reshape(-1)
+    out = np.empty(flat.shape[0], dtype=object)
+    for i, value in enumerate(flat):
+        if isinstance(value, bytes):
+            try:
+                out[i] = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(
+                    f"input {tensor.name!r}: element {i} is not valid UTF-8 ({exc.reason} at "
+                    f"byte {exc.start}); this model takes text"
+                ) from exc
+        else:
+            out[i] = value
+    return out.reshape(tensor.data.shape)
