@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from shipyard._cli_train import register as register_training_commands
+
 app = typer.Typer(help="Shipyard: from raw data to a fast, reliable model server.",
                   no_args_is_help=True, add_completion=False)
 
@@ -81,7 +83,7 @@ def serve(
     run(settings)
 
 
-from shipyard._cli_train import register; register(app)  # noqa: E402, E702, I001
+register_training_commands(app)
 
 
 def main() -> None:

@@ -1,0 +1,125 @@
+"""The Python API of the training half; it mirrors ``shipyard train / evaluate / publish``.
+
+>>> run = train("examples/titanic/experiment.yaml", overrides=["seed=1"])   # doctest: +SKIP
+>>> run.metrics["test"]["accuracy"]                                         # doctest: +SKIP
+>>> publish(run, "models")                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipyard.data.errors import ExportError
+
+if TYPE_CHECKING:
+    from shipyard.export.publish import Published
+    from shipyard.training.config import Experiment
+    from shipyard.training.evaluate import Evaluation
+    from shipyard.training.run import Run
+
+__all__ = ["evaluate", "publish", "train"]
+
+
+def train(
+    config: str | Path | Mapping[str, Any] | Experiment,
+    *,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    output: str | Path | None = None,
+    progress: bool = False,
+) -> Run:
+    """Run an experiment (a YAML path, a mapping or an Experiment) and return its run.
+
+    ``overrides`` are ``"key.path=value"`` strings or a ``{"key.path": value}`` mapping;
+    ``output`` is the run directory (default ``<output.dir>/<name>-<timestamp>``).
+    """
+    from shipyard.training.config import load_experiment
+    from shipyard.training.trainer import train_experiment
+
+    experiment, base_dir = load_experiment(config, overrides)
+    note = ""
+    if isinstance(config, str | Path):
+        note = f"from {Path(config).resolve()}"
+    if overrides:
+        items = overrides.items() if isinstance(overrides, Mapping) else None
+        shown = [f"{k}={v}" for k, v in items] if items is not None else list(overrides)
+        note += f" with --set {' --set '.join(shown)}"
+    return train_experiment(experiment, base_dir, output=Path(output) if output else None,
+                            show_progress=progress, config_note=note.strip())
+
+
+def _as_run(run: str | Path | Run) -> Run:
+    from shipyard.training.run import Run
+
+    return run if isinstance(run, Run) else Run.load(run)
+
+
+def evaluate(run: str | Path | Run, *, data: str | Path | None = None,
+             progress: bool = False) -> Evaluation:
+    """Score a run's pipeline on ``data`` (every row; it needs the target column), or on the
+    run's test split again. Results go to ``<run>/evaluations/<name>/``."""
+    from shipyard.training.evaluate import evaluate_run
+
+    return evaluate_run(_as_run(run), Path(data) if data is not None else None,
+                        show_progress=progress)
+
+
+def _describe(run: Run) -> str:
+    exp, interface = run.experiment, run.interface
+    if interface.input == "matrix":
+        inputs = (f"one input '{interface.input_name}' FP32 [N,{len(run.plans)}] (columns "
+                  f"{', '.join(p.name for p in run.plans)}; NaN = missing)")
+    else:
+        types = {p.onnx_type for p in run.plans}
+        missing = ", ".join(m for t, m in (("FP32", "NaN for FP32"), ("BYTES", "'' for BYTES"))
+                            if t in types)
+        inputs = "one input per column, [N,1]: " + ", ".join(
+            f"{p.name} {p.onnx_type}" for p in run.plans) + f" (missing: {missing})"
+    outputs = ", ".join(f"{t['name']} {t['datatype']} {t['shape']}"
+                        for t in run.export.get("outputs", []))
+    if "score" in interface.outputs:
+        outputs += f"; score = P({run.class_names[interface.score_index]})"
+    test = ", ".join(f"{k} {v:.4f}" for k, v in run.metrics.get("test", {}).items()
+                     if isinstance(v, float) and k in ("accuracy", "f1_macro", "roc_auc", "r2",
+                                                        "mae", "rmse"))
+    head = exp.description.strip() or f"{exp.task} model ({exp.model.type})"
+    return (f"{head} Inputs: {inputs}. Outputs: {outputs}. Test split: {test}. "
+            f"Trained by shipyard run {run.path.name}.")
+
+
+def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None,
+            force: bool = False) -> Published:
+    """Write the run's ``model.onnx`` as the next version of ``model`` (default: the
+    experiment name) in the model repository ``repo``; atomic. Refuses a run whose ONNX model
+    disagreed with scikit-learn unless ``force``."""
+    from shipyard.export.publish import publish_model
+    from shipyard.training.run import RUN_FILES
+
+    loaded = _as_run(run)
+    export = loaded.export
+    if not export.get("converted") or not loaded.onnx_path.is_file():
+        reason = export.get("error") or "no model.onnx in the run"
+        raise ExportError(f"publish: run {str(loaded.path)!r} has no ONNX model to publish: "
+                          f"{reason}")
+    agreement = export.get("agreement") or {}
+    if not agreement.get("passed") and not force:
+        raise ExportError(
+            f"publish: in run {str(loaded.path)!r} ONNX Runtime and scikit-learn disagree on "
+            f"the test split ({agreement}); the served model would not be the one evaluated. "
+            "Fix the pipeline (tree models: scale none) or pass --force"
+        )
+    labels = {}
+    if loaded.experiment.task != "regression" and "probabilities" in loaded.interface.outputs:
+        labels["probabilities"] = loaded.class_names
+    extra = {name: (loaded.path / RUN_FILES[key]).read_bytes()
+             for key, name in (("metrics", "metrics.json"), ("export", "export.json"),
+                               ("experiment", "experiment.yaml"))
+             if (loaded.path / RUN_FILES[key]).is_file()}
+    return publish_model(
+        loaded.onnx_path, Path(repo), model or loaded.experiment.name,
+        description=_describe(loaded), labels=labels,
+        max_batch_size=loaded.experiment.export.max_batch_size,
+        inputs=[t["name"] for t in export.get("inputs", [])],
+        outputs=[t["name"] for t in export.get("outputs", [])], extra_files=extra,
+    )

@@ -1,0 +1,37 @@
+"""Training: the experiment schema, the trainer, run directories and evaluation of runs.
+
+Names are imported lazily, so ``import shipyard.training`` is cheap until one is used. Nothing
+here imports ``shipyard.serving``: the two halves meet only at the model repository on disk.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "MODELS",
+    "Evaluation",
+    "Experiment",
+    "Run",
+    "evaluate_run",
+    "load_experiment",
+    "train_experiment",
+]
+
+_WHERE = {
+    "Experiment": "config",
+    "load_experiment": "config",
+    "MODELS": "models",
+    "Run": "run",
+    "train_experiment": "trainer",
+    "Evaluation": "evaluate",
+    "evaluate_run": "evaluate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shipyard.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"shipyard.training.{module}"), name)

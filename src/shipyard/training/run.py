@@ -1,0 +1,132 @@
+"""A run directory: everything one training run produced, and reading it back.
+
+::
+
+    <run>/experiment.yaml    the experiment as run (overrides applied, features resolved)
+    <run>/pipeline.joblib    the fitted scikit-learn pipeline (preprocessing + model)
+    <run>/model.onnx         the same pipeline as one ONNX graph (when it converts)
+    <run>/metrics.json       {"validation": {...}, "test": {...}}: the same names in every task
+    <run>/evaluation.json    per-class figures, confusion matrices, fold metrics
+    <run>/export.json        the ONNX interface and its agreement with scikit-learn
+    <run>/run.json           data, split sizes, classes, columns, versions, timings, warnings
+    <run>/report.md          the report, with the plots under plots/
+    <run>/train.log          the log of the run
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shipyard.data.errors import ConfigError
+from shipyard.data.features import ColumnPlan
+from shipyard.export.onnx import OnnxInterface
+from shipyard.training.config import Experiment
+
+__all__ = ["RUN_FILES", "Run", "create_run_dir", "write_json"]
+
+RUN_FILES = {
+    "experiment": "experiment.yaml",
+    "pipeline": "pipeline.joblib",
+    "onnx": "model.onnx",
+    "metrics": "metrics.json",
+    "evaluation": "evaluation.json",
+    "export": "export.json",
+    "run": "run.json",
+    "report": "report.md",
+    "log": "train.log",
+}
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Pretty JSON with a trailing newline."""
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n",
+                    encoding="utf-8")
+
+
+def create_run_dir(experiment: Experiment, output: Path | None) -> Path:
+    """``output`` itself (new or empty), or a new ``<output.dir>/<name>-<timestamp>``."""
+    if output is not None:
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise ConfigError(f"--output: {str(output)!r} exists and is not an empty folder; "
+                              "choose a new path or remove it")
+        output.mkdir(parents=True, exist_ok=True)
+        return output.resolve()
+    parent = Path(experiment.output.dir).expanduser()
+    name = experiment.output.run_name or f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = parent / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{name}-{n}"
+    candidate.mkdir(parents=True)
+    return candidate.resolve()
+
+
+@dataclass
+class Run:
+    """A finished run, read from its directory."""
+
+    path: Path
+    """The run directory."""
+    experiment: Experiment
+    """The experiment as it was run."""
+    metrics: dict[str, dict[str, float | None]]
+    """``metrics.json``: validation and test scalars."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """``run.json``: data, split, classes, columns, versions, timings."""
+    export: dict[str, Any] = field(default_factory=dict)
+    """``export.json``: converted, interface, agreement (or the reason it did not convert)."""
+
+    @classmethod
+    def load(cls, path: Path | str) -> Run:
+        """Read a run directory written by ``shipyard train``."""
+        root = Path(path)
+        if not (root / RUN_FILES["run"]).is_file():
+            raise ConfigError(f"run {str(root)!r}: not a run directory (no {RUN_FILES['run']}); "
+                              "give the folder that 'shipyard train' printed")
+        raw = yaml.safe_load((root / RUN_FILES["experiment"]).read_text(encoding="utf-8"))
+        experiment = Experiment.model_validate(raw)
+
+        def read(key: str) -> Any:
+            file = root / RUN_FILES[key]
+            return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+
+        return cls(root.resolve(), experiment, read("metrics"), read("run"), read("export"))
+
+    @property
+    def onnx_path(self) -> Path:
+        """``model.onnx`` in the run (it may not exist: see ``export['error']``)."""
+        return self.path / RUN_FILES["onnx"]
+
+    @property
+    def plans(self) -> list[ColumnPlan]:
+        """The resolved columns the pipeline takes, in order."""
+        return [ColumnPlan(**c) for c in self.info["columns"]]
+
+    @property
+    def classes(self) -> list[Any]:
+        """Target classes in the model's order (classification)."""
+        return list(self.info.get("classes", []))
+
+    @property
+    def class_names(self) -> list[str]:
+        """Display names of :attr:`classes`."""
+        return list(self.info.get("class_names", []))
+
+    @property
+    def interface(self) -> OnnxInterface:
+        """The exported model's inputs and outputs."""
+        raw = dict(self.info["interface"])
+        raw["outputs"] = tuple(raw["outputs"])
+        return OnnxInterface(**raw)
+
+    def pipeline(self) -> Any:
+        """The fitted scikit-learn pipeline (unpickled: only load runs you trust)."""
+        import joblib
+
+        return joblib.load(self.path / RUN_FILES["pipeline"])
