@@ -118,13 +118,25 @@ def _columns_request(model: ModelVersion, rows: list[Any]) -> InferenceRequest:
         shape = (n, *[1 for _ in per_row])
         values = [row[spec.name] for row in rows]
         if spec.datatype == "BYTES":
-            values = [v if isinstance(v, str) else ("" if v is None else str(v))
-                      for v in values]
+            values = [_as_category(v) for v in values]
         elif spec.datatype.startswith("FP"):
             values = [float("nan") if v is None else v for v in values]
         data = decode_json_data(spec.name, spec.datatype, shape, values)
         tensors.append(Tensor(spec.name, spec.datatype, shape, data))
     return InferenceRequest(model.name, str(model.version), inputs=tensors)
+
+
+def _as_category(value: Any) -> Any:
+    """A JSON value for a text column: 1 and 1.0 both become "1" (as training wrote them)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return value
 
 
 def features_result(model: ModelVersion, response: InferenceResponse) -> dict[str, Any]:
@@ -141,9 +153,14 @@ def features_result(model: ModelVersion, response: InferenceResponse) -> dict[st
     body: dict[str, Any] = {
         "model_name": model.name, "model_version": str(model.version), "result": result,
     }
-    labels = model.config.labels.get(out.name)
-    if labels and data.dtype != object and flat.shape[1] == len(labels):
-        body["labels"] = [labels[i] for i in np.argmax(flat, axis=1)]
+    for labelled in response.outputs:
+        names = model.config.labels.get(labelled.name)
+        scores = labelled.data
+        if names and scores.dtype != object and scores.ndim >= 1:
+            scores = scores.reshape(scores.shape[0], -1)
+            if scores.shape[1] == len(names):
+                body["labels"] = [names[i] for i in np.argmax(scores, axis=1)]
+                break
     return body
 
 
