@@ -3,10 +3,23 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint install-serve install-dev bench demo-models
+DEMO_REPO := build/demo-repository
 
-serve: install-serve  ## install shipyard[serve] and serve the built-in demo models
-	$(BIN)/shipyard serve
+.PHONY: serve test lint install-serve install-train install-dev bench demo-models demo-repository
+
+serve: demo-repository  ## train the demo risk model from data, then serve the demo models
+	$(BIN)/shipyard serve --model-repository $(DEMO_REPO)
+
+# The demo repository of `make serve`: `risk` trained from scikit-learn's bundled breast-cancer
+# data by examples/risk (seconds), `cnn` copied from the committed demo models.
+demo-repository: $(DEMO_REPO)/risk/config.yaml
+
+$(DEMO_REPO)/risk/config.yaml: examples/risk/experiment.yaml | install-train
+	rm -rf $(DEMO_REPO) build/runs/risk
+	mkdir -p $(DEMO_REPO)
+	cp -r src/shipyard/demo/repository/cnn $(DEMO_REPO)/
+	$(BIN)/shipyard train examples/risk/experiment.yaml --output build/runs/risk
+	$(BIN)/shipyard publish build/runs/risk --repo $(DEMO_REPO) --model risk
 
 test: install-dev  ## install everything the tests need, then lint, type-check and test
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -26,6 +39,9 @@ $(BIN)/python:
 
 install-serve: $(BIN)/python
 	$(BIN)/pip install -q -e '.[serve]'
+
+install-train: $(BIN)/python
+	$(BIN)/pip install -q -e '.[serve,train]'
 
 install-dev: $(BIN)/python
 	bash scripts/install_system_deps.sh
