@@ -7,11 +7,13 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +94,140 @@ def demo_server() -> Iterator[ServerProcess]:
     server = start_server(DEMO_REPOSITORY)
     yield server
     server.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# helpers for the lifecycle and reliability tests (plain functions, no fixtures)
+# --------------------------------------------------------------------------------------------
+
+
+def spawn_server(repository: Path, *extra: str, timeout: float = 60
+                 ) -> tuple[ServerProcess, threading.Event]:
+    """Like :func:`start_server`, but return as soon as both ports are known, before the models
+    are loaded; the event is set once the server logs that it is ready (or exits)."""
+    cmd = [sys.executable, "-m", "shipyard", "serve", "--model-repository", str(repository),
+           "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", *extra]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env=env)
+    log: list[str] = []
+    ports: dict[str, int] = {}
+    have_ports = threading.Event()
+    ready = threading.Event()
+
+    def reader() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line.rstrip("\n"))
+            if m := _HTTP.search(line):
+                ports["http"] = int(m.group(1))
+            if m := _GRPC.search(line):
+                ports["grpc"] = int(m.group(1))
+            if "http" in ports and "grpc" in ports:
+                have_ports.set()
+            if _READY.search(line):
+                ready.set()
+        have_ports.set()
+        ready.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    if not have_ports.wait(timeout) or "http" not in ports or "grpc" not in ports:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError("server did not report its ports:\n" + "\n".join(log))
+    return ServerProcess(proc, ports["http"], ports["grpc"], log), ready
+
+
+def http_call(server: ServerProcess, method: str, path: str, body: bytes | None = None,
+              headers: dict[str, str] | None = None, timeout: float = 30
+              ) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection: (status, lower-cased headers, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)$")
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus text format -> {(name, frozenset(labels)): value} (comments skipped)."""
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _METRIC_LINE.match(line)
+        if m is None:
+            continue
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric_value(server: ServerProcess, name: str, **labels: str) -> float | None:
+    """The value of one sample in ``/metrics`` (None when it is absent)."""
+    status, _, body = http_call(server, "GET", "/metrics")
+    assert status == 200, body
+    return parse_metrics(body.decode()).get((name, frozenset(labels.items())))
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10, interval: float = 0.05,
+               what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+FIGURES_FILE = Path(os.environ.get(
+    "SHIPYARD_FIGURES", os.path.join(tempfile.gettempdir(), "shipyard-figures.json")))
+
+
+def record_figures(test: str, figures: dict[str, Any]) -> None:
+    """Print a test's measured figures and merge them into ``FIGURES_FILE`` (JSON), from where
+    docs/reliability.md copies them."""
+    import json
+
+    print(f"\nFIGURES {test}: {json.dumps(figures, sort_keys=True)}")
+    try:
+        doc = json.loads(FIGURES_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        doc = {}
+    doc[test] = figures
+    FIGURES_FILE.write_text(json.dumps(doc, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def infer_fp32(server: ServerProcess, model: str, x: Any, version: str = "",
+               headers: dict[str, str] | None = None, parameters: dict[str, Any] | None = None,
+               timeout: float = 30) -> tuple[int, dict[str, str], Any]:
+    """POST a V2 JSON request with one FP32 input ``INPUT0`` (numpy array ``x``): returns
+    (status, headers, decoded JSON body or None)."""
+    import json
+
+    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+    doc: dict[str, Any] = {"inputs": [{"name": "INPUT0", "datatype": "FP32",
+                                       "shape": list(x.shape), "data": x.ravel().tolist()}]}
+    if parameters:
+        doc["parameters"] = parameters
+    status, resp_headers, body = http_call(
+        server, "POST", path, json.dumps(doc).encode(),
+        {"Content-Type": "application/json", **(headers or {})}, timeout=timeout)
+    return status, resp_headers, json.loads(body) if body else None
+
+
+# Hypothesis (the property tests, schemathesis) keeps its caches and example database out of
+# the repository: in the system's temporary directory unless the environment says otherwise.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      str(Path(tempfile.gettempdir()) / "shipyard-hypothesis"))

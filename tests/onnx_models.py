@@ -17,6 +17,7 @@ Run ``python tests/onnx_models.py`` for a self-check with onnxruntime.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -194,6 +195,86 @@ def write_repository(
             text = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None)
             (model_dir / "config.yaml").write_text(text, encoding="utf-8")
     return root_path
+
+
+def slow_model(
+    path: PathLike, layers: int, dim: int = 256, rows: int = 1024, factor: float = 1.0
+) -> Path:
+    """FP32 INPUT0 [N, dim] -> OUTPUT0 = INPUT0 * factor, computed slowly: each input row is
+    repeated ``rows`` times ([N, rows, dim]), multiplied ``layers`` times by one shared
+    ``dim x dim`` identity matrix (exact in float32), reduced back with ReduceMax over the
+    repeats and scaled. Each layer costs ``N * rows * dim * dim`` multiply-adds, so the run
+    time grows linearly with ``layers`` and N; calibrate it on the machine (see
+    tests/serving/test_reliability.py)."""
+    f32 = TensorProto.FLOAT
+    nodes = [
+        helper.make_node("Unsqueeze", ["INPUT0", "axes"], ["x3"], name="unsqueeze"),
+        helper.make_node("Expand", ["x3", "repeat"], ["h0"], name="expand"),
+    ]
+    for i in range(layers):
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "W"], [f"h{i + 1}"],
+                                      name=f"matmul{i}"))
+    nodes += [
+        helper.make_node("ReduceMax", [f"h{layers}"], ["r"], name="reduce", axes=[1],
+                         keepdims=0),
+        helper.make_node("Mul", ["r", "factor"], ["OUTPUT0"], name="scale"),
+    ]
+    eye = np.eye(dim, dtype=np.float32)
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("INPUT0", f32, [BATCH, dim])],
+        [helper.make_tensor_value_info("OUTPUT0", f32, [BATCH, dim])],
+        initializer=[
+            helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+            helper.make_tensor("repeat", TensorProto.INT64, [3], [1, rows, 1]),
+            helper.make_tensor("W", f32, [dim, dim], eye.tobytes(), raw=True),
+            helper.make_tensor("factor", f32, [], [float(factor)]),
+        ],
+    )
+    return _save(graph, path, f"slow x{factor} ({layers} layers of {rows}x{dim})")
+
+
+@functools.cache
+def slow_model_layers(target_s: float, dim: int = 256, rows: int = 1024) -> int:
+    """How many layers ``slow_model(dim=dim, rows=rows)`` needs for one run of a single row to
+    take about ``target_s`` on this machine (ONNX Runtime on one thread, as the server runs it
+    by default); measured once per argument set."""
+    import tempfile
+    import time
+
+    import onnxruntime as ort
+
+    probe = 8
+    with tempfile.TemporaryDirectory() as tmp:
+        path = slow_model(Path(tmp) / "probe.onnx", probe, dim=dim, rows=rows)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        x = np.ones((1, dim), dtype=np.float32)
+        sess.run(None, {"INPUT0": x})
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            sess.run(None, {"INPUT0": x})
+            times.append(time.perf_counter() - t0)
+    per_layer = sorted(times)[len(times) // 2] / probe
+    return max(1, round(target_s / per_layer))
+
+
+def warmup_fail_model(path: PathLike, dims: Sequence[int] = (4,)) -> Path:
+    """FP32 INPUT0 [N, *dims] -> OUTPUT0 = Reshape(INPUT0, [-1, 3]): a valid model file that
+    loads fine but fails at run time unless N * prod(dims) is a multiple of 3, so the default
+    warm-up (zeros with N = 1, dims (4,)) fails."""
+    f32 = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["INPUT0", "shape"], ["OUTPUT0"], name="reshape")],
+        "warmup_fail",
+        [helper.make_tensor_value_info("INPUT0", f32, _shape(dims))],
+        [helper.make_tensor_value_info("OUTPUT0", f32, [BATCH, 3])],
+        initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 3])],
+    )
+    return _save(graph, path, "reshape to [-1, 3] (fails warm-up)")
 
 
 # --------------------------------------------------------------------------------------

@@ -135,6 +135,8 @@ class DynamicBatcher:
         item = _Item(inputs, rows, key, loop.create_future(), now)
         if deadline_ns is not None:
             if deadline_ns <= now:
+                if self._observer is not None:
+                    self._observer.on_rejected("timeout")
                 raise RequestTimeout(f"model {self.name!r}: the request's deadline has passed")
             item.timer = loop.call_later((deadline_ns - now) / 1e9, self._expire, item)
         self._queue.append(item)

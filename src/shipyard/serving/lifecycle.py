@@ -167,7 +167,7 @@ class ModelManager:
                 log.error("model %s: %s; still serving the previous version(s)", name, error)
                 self.registry.put(ModelSlot(
                     name, current, old.config, None, {v: error for v in current},
-                    seen=old.seen, source_error=entry.error))
+                    seen=dict(entry.signatures), source_error=entry.error))
             else:
                 log.error("model %s cannot be served: %s", name, error)
                 self.registry.put(ModelSlot(name, error=error, source_error=entry.error))

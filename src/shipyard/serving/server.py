@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import uvicorn
@@ -68,10 +69,12 @@ class Server:
         s = self.settings
         sock = _bind(s.host, s.http_port)
         self.http_port = sock.getsockname()[1]
+        # uvicorn types the grace period as int but hands it to asyncio.wait_for: floats work
+        grace: Any = s.grace_period_s
         config = uvicorn.Config(
             self.http_app, http="httptools", lifespan="off", access_log=False,
-            log_level="warning", timeout_graceful_shutdown=int(s.grace_period_s) or None,
-            timeout_keep_alive=30, log_config=None,
+            log_level="warning", timeout_graceful_shutdown=grace, timeout_keep_alive=30,
+            log_config=None,
         )
         self._http = _Uvicorn(config)
         http_task = asyncio.create_task(self._http.serve(sockets=[sock]))

@@ -6,6 +6,7 @@ It only translates HTTP to :class:`InferenceRequest` and back; all decisions liv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -89,6 +90,11 @@ class HttpApp:
             await self._route(scope, receive, send_with_id)
         except _Disconnected:
             return
+        except asyncio.CancelledError:  # the grace period ended with this request unanswered
+            with contextlib.suppress(Exception):
+                await _send(send_with_id, 503, _err(
+                    "server stopped before this request finished (grace period over); retry"))
+            raise
         except ShipyardError as exc:
             status = HTTP_STATUS[exc.code]
             _log_error(scope, rid, status, exc.message)
