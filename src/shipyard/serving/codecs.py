@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import math
 import struct
+import time
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from shipyard.serving.errors import InvalidInput
+from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.types import DATATYPES
 
 __all__ = [
     "MAX_ELEMENTS",
     "check_datatype",
     "check_shape",
+    "deadline_from_ms",
+    "deadline_from_timeout_us",
     "decode_json_data",
     "decode_raw",
     "encode_raw",
@@ -28,20 +31,46 @@ Array = npt.NDArray[Any]
 
 #: No tensor may claim more elements than this (guards against huge-shape requests).
 MAX_ELEMENTS = 1 << 31
+#: Longest timeout a request may ask for (one day)
+MAX_TIMEOUT_US = 86_400 * 1_000_000
 _LEN = struct.Struct("<I")
 
 
 def check_datatype(name: str, datatype: Any) -> str:
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         if datatype == "BF16":
             raise InvalidInput(
                 f"input {name!r}: datatype BF16 is not supported by Shipyard's runtimes; "
                 "send FP32 or FP16"
             )
         raise InvalidInput(
-            f"input {name!r}: unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}"
+            f"input {name!r}: unknown datatype {brief(datatype)}; "
+            f"expected one of {sorted(DATATYPES)}"
         )
     return str(datatype)
+
+
+def deadline_from_timeout_us(value: Any) -> int | None:
+    """The V2 ``timeout`` parameter (microseconds) as an absolute monotonic deadline."""
+    if value is None:
+        return None
+    if (not isinstance(value, int) or isinstance(value, bool) or value <= 0
+            or value > MAX_TIMEOUT_US):
+        raise InvalidInput(
+            f"parameter 'timeout' must be a positive integer of microseconds up to "
+            f"{MAX_TIMEOUT_US} (one day), got {brief(value)}"
+        )
+    return time.monotonic_ns() + value * 1000
+
+
+def deadline_from_ms(value: float, what: str, given: str) -> int:
+    """A deadline ``value`` ms from now; raise unless 0 < value <= one day."""
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT_US / 1000):
+        raise InvalidInput(
+            f"{what} must be a positive number of milliseconds up to {MAX_TIMEOUT_US // 1000} "
+            f"(one day), got {brief(given)}"
+        )
+    return time.monotonic_ns() + int(value * 1e6)
 
 
 def check_shape(name: str, shape: Any) -> tuple[int, ...]:
@@ -49,7 +78,7 @@ def check_shape(name: str, shape: Any) -> tuple[int, ...]:
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) for d in shape
     ):
-        raise InvalidInput(f"input {name!r}: shape must be a list of integers, got {shape!r}")
+        raise InvalidInput(f"input {name!r}: shape must be a list of integers, got {brief(shape)}")
     if len(shape) > 32:
         raise InvalidInput(f"input {name!r}: shape has {len(shape)} dimensions; at most 32")
     if any(d > MAX_ELEMENTS for d in shape):
@@ -159,12 +188,16 @@ def decode_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any
     if raw.size and raw.dtype.kind not in _KINDS_OK[datatype]:
         if dtype.kind in "iu" and raw.dtype.kind in "fO":
             raw = _exact_integers(name, datatype, flat)  # big ints numpy read as floats
+        elif dtype.kind == "f" and raw.dtype.kind == "O":
+            raw = _big_numbers_as_floats(name, datatype, flat, expected)
         else:
-            i, bad = next((i, v) for i, v in enumerate(flat) if not _is_kind(v, datatype))
-            raise InvalidInput(
-                f"input {name!r}: {datatype} data must be {expected}, got {bad!r} "
-                f"(element {i})"
-            )
+            _raise_first_bad(name, datatype, flat, expected)
+            raise InvalidInput(  # every element has the right kind: numpy could not hold one
+                f"input {name!r}: a value is out of range for {datatype}")
+    elif raw.size and datatype != "BOOL" and raw.dtype.kind in "iuf" and any(
+        type(v) is bool for v in flat
+    ):
+        _raise_first_bad(name, datatype, flat, expected)  # true/false mixed into numbers
     if raw.size and dtype.kind in "iu":
         info = np.iinfo(dtype)
         lo, hi = raw.min().item(), raw.max().item()
@@ -179,10 +212,19 @@ def decode_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any
         if overflow.any():
             bad = flat[int(np.argmax(overflow))]
             raise InvalidInput(
-                f"input {name!r}: value {bad!r} is out of range for {datatype} "
+                f"input {name!r}: value {brief(bad)} is out of range for {datatype} "
                 f"(largest {np.finfo(dtype).max.item()})"
             )
     return out
+
+
+def _raise_first_bad(name: str, datatype: str, flat: list[Any], expected: str) -> None:
+    for i, v in enumerate(flat):
+        if not _is_kind(v, datatype):
+            raise InvalidInput(
+                f"input {name!r}: {datatype} data must be {expected}, got {brief(v)} "
+                f"(element {i})"
+            )
 
 
 def _is_kind(value: Any, datatype: str) -> bool:
@@ -201,7 +243,7 @@ def _exact_integers(name: str, datatype: str, flat: list[Any]) -> Array:
     for i, v in enumerate(flat):
         if not _is_kind(v, datatype):
             raise InvalidInput(
-                f"input {name!r}: {datatype} data must be integers, got {v!r} (element {i})"
+                f"input {name!r}: {datatype} data must be integers, got {brief(v)} (element {i})"
             )
         if v < info.min or v > info.max:
             raise InvalidInput(
@@ -211,9 +253,18 @@ def _exact_integers(name: str, datatype: str, flat: list[Any]) -> Array:
     return np.array(flat, dtype=DATATYPES[datatype])
 
 
+def _big_numbers_as_floats(name: str, datatype: str, flat: list[Any], expected: str) -> Array:
+    """Numbers numpy keeps as objects (ints beyond 64 bits) converted exactly to float64."""
+    _raise_first_bad(name, datatype, flat, expected)
+    try:
+        return np.array([float(v) for v in flat], dtype=np.float64)
+    except OverflowError as exc:
+        raise InvalidInput(f"input {name!r}: a value is too large for {datatype}") from exc
+
+
 def _utf8(name: str, value: Any) -> bytes:
     if not isinstance(value, str):
-        raise InvalidInput(f"input {name!r}: BYTES data must be strings, got {value!r}")
+        raise InvalidInput(f"input {name!r}: BYTES data must be strings, got {brief(value)}")
     try:
         return value.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -6,7 +6,9 @@ Frontends map :class:`ErrorCode` to HTTP statuses and gRPC codes in exactly one 
 
 from __future__ import annotations
 
+import reprlib
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "ErrorCode",
@@ -21,7 +23,23 @@ __all__ = [
     "ServerShuttingDown",
     "ShipyardError",
     "Unauthenticated",
+    "brief",
 ]
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+
+
+def brief(value: Any) -> str:
+    """A short, bounded repr of a client-supplied value, for error messages (deeply nested or
+    huge values never blow up a message)."""
+    try:
+        return _REPR.repr(value)
+    except (RecursionError, ValueError):  # pragma: no cover - reprlib bounds the depth
+        return "<unprintable value>"
 
 
 class ErrorCode(StrEnum):

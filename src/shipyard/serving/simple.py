@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shipyard.serving.codecs import decode_json_data
-from shipyard.serving.errors import InvalidInput
+from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 
@@ -37,7 +37,7 @@ def features_request(model: ModelVersion, features: Any) -> InferenceRequest:
     if not isinstance(features, list) or not features:
         raise InvalidInput(
             "'features' must be a non-empty list of numbers (one row), a list of rows, or an "
-            f"object of column values; got {str(features)[:80]!r}"
+            f"object of column values; got {brief(features)}"
         )
     nested = isinstance(features[0], list)
     width = len(features[0]) if nested else len(features)

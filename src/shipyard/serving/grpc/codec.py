@@ -7,17 +7,24 @@ import time
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from shipyard.serving.codecs import (
     check_datatype,
     check_shape,
-    decode_json_data,
+    deadline_from_timeout_us,
     decode_raw,
     encode_raw,
 )
 from shipyard.serving.errors import InvalidInput
 from shipyard.serving.grpc.protos import kserve_pb2 as pb
-from shipyard.serving.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
+from shipyard.serving.types import (
+    DATATYPES,
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+    Tensor,
+)
 
 __all__ = ["decode_infer_request", "encode_infer_response", "parameters"]
 
@@ -40,6 +47,32 @@ def parameters(params: Any) -> dict[str, Any]:
         which = p.WhichOneof("parameter_choice")
         out[key] = getattr(p, which) if which else None
     return out
+
+
+def _typed_contents(
+    name: str, datatype: str, shape: tuple[int, ...], values: Any, field: str
+) -> npt.NDArray[Any]:
+    """A typed ``*_contents`` field -> array; the count is checked before any conversion."""
+    count = math.prod(shape)
+    if len(values) != count:
+        raise InvalidInput(
+            f"input {name!r}: {field} has {len(values)} element(s) but shape {list(shape)} "
+            f"needs {count}"
+        )
+    if datatype == "BYTES":
+        data = np.empty(count, dtype=object)
+        data[:] = list(values)
+        return data.reshape(shape)
+    dtype = DATATYPES[datatype]
+    try:  # protobuf already typed the values; narrower ints are range-checked by numpy
+        return np.fromiter(values, dtype=dtype, count=count).reshape(shape)
+    except (OverflowError, ValueError):
+        info = np.iinfo(dtype)
+        bad = next(v for v in values if not info.min <= v <= info.max)
+        raise InvalidInput(
+            f"input {name!r}: value {bad} in {field} is out of range for {datatype} "
+            f"[{info.min}, {info.max}]"
+        ) from None
 
 
 def decode_infer_request(msg: pb.ModelInferRequest, deadline_s: float | None) -> InferenceRequest:
@@ -65,18 +98,7 @@ def decode_infer_request(msg: pb.ModelInferRequest, deadline_s: float | None) ->
                     f"input {name!r}: {datatype} has no typed contents field; "
                     "send it in raw_input_contents"
                 )
-            values = getattr(t.contents, field)
-            if datatype == "BYTES":
-                if len(values) != math.prod(shape):
-                    raise InvalidInput(
-                        f"input {name!r}: bytes_contents has {len(values)} element(s) but "
-                        f"shape {list(shape)} needs {math.prod(shape)}"
-                    )
-                data = np.empty(len(values), dtype=object)
-                data[:] = list(values)
-                data = data.reshape(shape)
-            else:
-                data = decode_json_data(name, datatype, shape, list(values))
+            data = _typed_contents(name, datatype, shape, getattr(t.contents, field), field)
         inputs.append(Tensor(name, datatype, shape, data))
     outputs = None
     if msg.outputs:
@@ -85,9 +107,7 @@ def decode_infer_request(msg: pb.ModelInferRequest, deadline_s: float | None) ->
     request = InferenceRequest(
         msg.model_name, msg.model_version, msg.id, inputs, outputs, params
     )
-    timeout_us = params.get("timeout")
-    if isinstance(timeout_us, int) and timeout_us > 0:
-        request.deadline_ns = time.monotonic_ns() + timeout_us * 1000
+    request.deadline_ns = deadline_from_timeout_us(params.get("timeout"))
     if deadline_s is not None:
         grpc_deadline = time.monotonic_ns() + int(deadline_s * 1e9)
         if request.deadline_ns is None or grpc_deadline < request.deadline_ns:

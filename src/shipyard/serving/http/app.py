@@ -11,13 +11,13 @@ import itertools
 import logging
 import math
 import os
-import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
+from shipyard.serving.codecs import deadline_from_ms
 from shipyard.serving.control import Control
 from shipyard.serving.describe import (
     model_config,
@@ -25,7 +25,12 @@ from shipyard.serving.describe import (
     model_statistics,
     server_metadata,
 )
-from shipyard.serving.errors import InvalidInput, ModelNotFound, PayloadTooLarge, ShipyardError
+from shipyard.serving.errors import (
+    InvalidInput,
+    ModelNotFound,
+    PayloadTooLarge,
+    ShipyardError,
+)
 from shipyard.serving.http.codec import decode_infer_request, encode_infer_response, parse_json
 from shipyard.serving.http.errors import HTTP_STATUS
 from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
@@ -84,7 +89,10 @@ class HttpApp:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"].append(rid_header)
-            await send(message)
+            try:
+                await send(message)
+            except (RuntimeError, OSError) as exc:  # the client hung up before our answer
+                raise _Disconnected from exc
 
         try:
             await self._route(scope, receive, send_with_id)
@@ -174,7 +182,10 @@ class HttpApp:
             versions = [v.version for v in self.models.versions(name)]
             return await _send(send, 200, orjson.dumps(model_metadata(mv, versions)))
         if action == "ready":
-            self.models.versions(name)  # 404 for an unknown model
+            if version:
+                self.models.get(name, version)  # 404 for an unknown model or version
+            else:
+                self.models.versions(name)  # 404 for an unknown model
             reason = self.models.not_ready_reason(name, version)
             if reason and not self.models.model_ready(name, version):
                 return await _send(send, 503, orjson.dumps({"ready": False, "reason": reason}))
@@ -310,6 +321,10 @@ def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
         raise PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
     if not d.eof:
         raise InvalidInput(f"{enc.decode()} body is truncated (its end marker is missing)")
+    if d.unused_data:
+        raise InvalidInput(
+            f"{len(d.unused_data)} byte(s) follow the end of the {enc.decode()} stream; send "
+            "one compressed stream")
     return out
 
 
@@ -317,13 +332,14 @@ def _timeout_header(headers: dict[bytes, bytes], request: Any) -> None:
     raw = headers.get(b"timeout-ms")
     if raw is None:
         return
+    given = raw.decode("latin-1")
     try:
-        ms = float(raw)
+        ms = float(given)
     except ValueError:
-        ms = -1.0
-    if not (math.isfinite(ms) and ms > 0):
-        raise InvalidInput(f"header Timeout-Ms must be a positive number, got {raw.decode()!r}")
-    request.deadline_ns = time.monotonic_ns() + int(ms * 1e6)
+        ms = math.nan
+    deadline = deadline_from_ms(ms, "header Timeout-Ms", given)
+    if request.deadline_ns is None or deadline < request.deadline_ns:
+        request.deadline_ns = deadline
 
 
 def _allow(method: str, allowed: str) -> None:

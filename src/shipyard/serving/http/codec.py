@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -10,12 +9,13 @@ import orjson
 from shipyard.serving.codecs import (
     check_datatype,
     check_shape,
+    deadline_from_timeout_us,
     decode_json_data,
     decode_raw,
     encode_raw,
     to_json_data,
 )
-from shipyard.serving.errors import InvalidInput
+from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 
 __all__ = ["decode_infer_request", "encode_infer_response", "parse_json"]
@@ -58,8 +58,8 @@ def decode_infer_request(
             hlen = -1
         if hlen < 0 or hlen > len(body):
             raise InvalidInput(
-                f"header Inference-Header-Content-Length is {header_length!r} but the body has "
-                f"{len(body)} bytes; it must be the byte length of the JSON part"
+                f"header Inference-Header-Content-Length is {brief(header_length)} but the body "
+                f"has {len(body)} bytes; it must be the byte length of the JSON part"
             )
         view = memoryview(body)
         doc = parse_json(view[:hlen], "JSON header of the binary request")
@@ -74,14 +74,14 @@ def decode_infer_request(
         raise InvalidInput("request needs 'inputs': a non-empty list of input tensors")
     rid = doc.get("id", "")
     if not isinstance(rid, str):
-        raise InvalidInput(f"request 'id' must be a string, got {rid!r}")
+        raise InvalidInput(f"request 'id' must be a string, got {brief(rid)}")
     inputs = []
     pos = 0
     for i, item in enumerate(inputs_doc):
         item = _mapping(item, f"inputs[{i}]")
         name = item.get("name")
         if not isinstance(name, str) or not name:
-            raise InvalidInput(f"inputs[{i}] needs a 'name' string, got {name!r}")
+            raise InvalidInput(f"inputs[{i}] needs a 'name' string, got {brief(name)}")
         _unknown(item, _INPUT_KEYS, f"input {name!r}")
         datatype = check_datatype(name, item.get("datatype"))
         shape = check_shape(name, item.get("shape"))
@@ -90,7 +90,8 @@ def decode_infer_request(
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidInput(
-                    f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}"
+                    f"input {name!r}: binary_data_size must be a non-negative integer, "
+                    f"got {brief(size)}"
                 )
             if pos + size > len(binary):
                 raise InvalidInput(
@@ -123,19 +124,13 @@ def decode_infer_request(
             out = _mapping(out, f"outputs[{j}]")
             oname = out.get("name")
             if not isinstance(oname, str):
-                raise InvalidInput(f"outputs[{j}] needs a 'name' string, got {oname!r}")
+                raise InvalidInput(f"outputs[{j}] needs a 'name' string, got {brief(oname)}")
             _unknown(out, _OUTPUT_KEYS, f"output {oname!r}")
             oparams = _mapping(out.get("parameters"), f"output {oname!r} 'parameters'")
             b = oparams.get("binary_data")
             outputs.append(RequestedOutput(oname, None if b is None else bool(b), oparams))
     request = InferenceRequest(model, version, rid, inputs, outputs, params)
-    timeout_us = params.get("timeout")
-    if timeout_us is not None:
-        if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0:
-            raise InvalidInput(
-                f"parameter 'timeout' must be a positive integer (microseconds), got {timeout_us!r}"
-            )
-        request.deadline_ns = time.monotonic_ns() + timeout_us * 1000
+    request.deadline_ns = deadline_from_timeout_us(params.get("timeout"))
     return request
 
 
