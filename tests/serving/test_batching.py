@@ -168,7 +168,7 @@ def test_results_are_sliced_back_to_their_callers(executor: ThreadPoolExecutor, 
     observer = Observer()
 
     async def scenario() -> None:
-        b = DynamicBatcher(model, executor=executor, max_batch_size=64, observer=observer)
+        b = DynamicBatcher(model, max_batch_size=64, observer=observer)
         first = submit(b, rows(1000.0))
         await model.wait_started()
         inputs = [rows(float(i), n=1 + i % 3) for i in range(20)]
@@ -191,7 +191,7 @@ def test_single_request_gets_outputs_unchanged(executor: ThreadPoolExecutor, fak
     model = fake()
 
     async def scenario() -> Outputs:
-        b = DynamicBatcher(model, executor=executor, max_batch_size=8)
+        b = DynamicBatcher(model, max_batch_size=8)
         return await submit(b, rows(7.0, n=3))
 
     out = run_async(scenario)
@@ -203,7 +203,7 @@ def test_different_keys_are_never_mixed(executor: ThreadPoolExecutor, fake: Fake
     model = fake(hold=True)
 
     async def scenario() -> None:
-        b = DynamicBatcher(model, executor=executor, max_batch_size=64)
+        b = DynamicBatcher(model, max_batch_size=64)
         blocker = submit(b, rows(999.0), key="a")
         await model.wait_started()
         # Same array shapes under two keys (so a wrong merge would not fail by itself), plus
@@ -237,7 +237,7 @@ def test_exception_in_run_reaches_every_caller_of_the_batch(
     observer = Observer()
 
     async def scenario() -> list[Any]:
-        b = DynamicBatcher(model, executor=executor, max_batch_size=64, observer=observer)
+        b = DynamicBatcher(model, max_batch_size=64, observer=observer)
         blocker = submit(b, rows(1.0))
         await model.wait_started()
         batch = [submit(b, rows(2.0)), submit(b, rows(-3.0)), submit(b, rows(4.0))]
@@ -267,7 +267,7 @@ def test_shipyard_error_in_run_passes_through_unchanged(
     model = fake(fail=lambda x: InvalidInput("bad values for this model"))
 
     async def scenario() -> None:
-        b = DynamicBatcher(model, executor=executor, max_batch_size=8)
+        b = DynamicBatcher(model, max_batch_size=8)
         await submit(b, rows(1.0))
 
     with pytest.raises(InvalidInput) as info:
@@ -281,7 +281,7 @@ def test_queue_full_is_refused_at_once(executor: ThreadPoolExecutor, fake: Fake)
     observer = Observer()
 
     async def scenario() -> None:
-        b = DynamicBatcher(model, executor=executor, max_batch_size=1, max_queue_size=2,
+        b = DynamicBatcher(model, max_batch_size=1, max_queue_size=2,
                            observer=observer, name="risk")
         running = submit(b, rows(1.0))
         await model.wait_started()
@@ -311,7 +311,7 @@ def test_deadline_passing_in_queue_times_out_and_never_runs(
     observer = Observer()
 
     async def scenario() -> None:
-        b = DynamicBatcher(model, executor=executor, max_batch_size=8, observer=observer)
+        b = DynamicBatcher(model, max_batch_size=8, observer=observer)
         running = submit(b, rows(1.0))
         await model.wait_started()
         deadline = time.monotonic_ns() + 50_000_000  # 50 ms
@@ -344,7 +344,7 @@ def test_max_batch_size_is_respected(executor: ThreadPoolExecutor, fake: Fake) -
     model = fake(hold=True)
 
     async def scenario() -> None:
-        b = DynamicBatcher(model, executor=executor, max_batch_size=8)
+        b = DynamicBatcher(model, max_batch_size=8)
         first = submit(b, rows(100.0))
         await model.wait_started()
         inputs = [rows(float(i), n=3) for i in range(6)] + [rows(50.0, n=2)]
@@ -366,7 +366,7 @@ def test_max_batch_size_is_respected(executor: ThreadPoolExecutor, fake: Fake) -
 def test_max_queue_delay_waits_for_a_fuller_batch(executor: ThreadPoolExecutor, fake: Fake) -> None:
     async def scenario(delay_us: int) -> tuple[list[int], float]:
         model = fake()
-        b = DynamicBatcher(model, executor=executor, max_batch_size=8,
+        b = DynamicBatcher(model, max_batch_size=8,
                            max_queue_delay_us=delay_us)
         t0 = time.monotonic()
         a = submit(b, rows(1.0))
@@ -390,7 +390,7 @@ def test_preferred_or_full_batch_runs_without_waiting_the_delay(
 ) -> None:
     async def scenario(**kw: Any) -> tuple[list[int], float]:
         model = fake()
-        b = DynamicBatcher(model, executor=executor, max_queue_delay_us=5_000_000, **kw)
+        b = DynamicBatcher(model, max_queue_delay_us=5_000_000, **kw)
         t0 = time.monotonic()
         tasks = [submit(b, rows(1.0)), submit(b, rows(2.0))]
         for x, task in zip([1.0, 2.0], tasks, strict=True):
@@ -411,7 +411,7 @@ def test_close_refuses_new_work_and_drain_waits_for_in_flight(
     model = fake(hold=True)
 
     async def scenario() -> None:
-        b = DynamicBatcher(model, executor=executor, max_batch_size=8, name="cnn")
+        b = DynamicBatcher(model, max_batch_size=8, name="cnn")
         running = submit(b, rows(1.0))
         await model.wait_started()
         queued = submit(b, rows(2.0))

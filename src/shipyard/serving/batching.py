@@ -4,7 +4,7 @@ Contract: callers ``await submit(inputs, rows, key)``; queued requests with the 
 (their non-batch shapes and dtypes) are concatenated along the first axis, run once, and the
 result is sliced back, so each caller receives exactly its own rows. Requests with different keys
 are never mixed. An execution error reaches every caller of that batch. At most ``instances``
-executions run at once, in ``executor`` threads, never on the event loop.
+executions run at once, each in a worker thread of its own, never on the event loop.
 
 Scheduling is greedy: when an instance is free the batcher takes whatever is queued (up to
 ``max_batch_size`` rows). With ``max_queue_delay_us > 0`` it waits up to that long after the
@@ -18,11 +18,11 @@ A request whose deadline passes while it waits is taken out of the queue and nev
 from __future__ import annotations
 
 import asyncio
-import functools
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,6 +65,7 @@ class _Item:
     enqueued_ns: int
     timer: asyncio.TimerHandle | None = None
     dispatched: bool = False
+    queued_ns: int = 0
 
 
 class DynamicBatcher:
@@ -74,7 +75,6 @@ class DynamicBatcher:
         self,
         run: RunFn,
         *,
-        executor: Executor,
         max_batch_size: int,
         max_queue_delay_us: int = 0,
         preferred_batch_sizes: list[int] | None = None,
@@ -84,7 +84,6 @@ class DynamicBatcher:
         name: str = "model",
     ) -> None:
         self._run = run
-        self._executor = executor
         self.max_batch_size = max_batch_size
         self._delay_ns = max_queue_delay_us * 1000
         self._preferred = sorted(set(preferred_batch_sizes or []))
@@ -99,6 +98,11 @@ class DynamicBatcher:
         self._delay_timer: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # one worker thread per instance, fed through a C-level queue: cheaper than an
+        # executor future per batch (the hand-off is on every batch's critical path)
+        self._work: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
 
     # -- public -----------------------------------------------------------------------------
 
@@ -130,7 +134,9 @@ class DynamicBatcher:
                 f"model {self.name!r}: queue is full ({self.max_queue_size} requests waiting); "
                 "retry later or raise dynamic_batching.max_queue_size"
             )
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         now = time.monotonic_ns()
         item = _Item(inputs, rows, key, loop.create_future(), now)
         if deadline_ns is not None:
@@ -155,6 +161,15 @@ class DynamicBatcher:
     async def drain(self) -> None:
         """Wait until nothing is queued or running."""
         await self._idle.wait()
+
+    def stop(self) -> None:
+        """End the worker threads (after :meth:`drain`; the batcher is unusable afterwards)."""
+        self._closed = True
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads.clear()
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -190,13 +205,23 @@ class DynamicBatcher:
             if batch is None:
                 return
             self._free -= 1
+            now = time.monotonic_ns()
             for item in batch:
                 item.dispatched = True
+                item.queued_ns = now - item.enqueued_ns
                 if item.timer is not None:
                     item.timer.cancel()
-            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._execute, batch)
-            fut.add_done_callback(functools.partial(self._finish, batch))
+            if len(self._threads) < self.instances:
+                self._start_worker()
+            self._work.put(batch)
         self._check_idle()
+
+    def _start_worker(self) -> None:
+        thread = threading.Thread(
+            target=self._worker, name=f"{self.name}-{len(self._threads)}", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
 
     def _take_batch(self) -> list[_Item] | None:
         head = self._queue[0]
@@ -217,7 +242,8 @@ class DynamicBatcher:
             wait_ns = head.enqueued_ns + self._delay_ns - time.monotonic_ns()
             if wait_ns > 0:
                 if self._delay_timer is None:
-                    self._delay_timer = asyncio.get_running_loop().call_later(
+                    assert self._loop is not None
+                    self._delay_timer = self._loop.call_later(
                         wait_ns / 1e9, self._on_delay
                     )
                 return None
@@ -232,7 +258,22 @@ class DynamicBatcher:
         finally:
             self._delay_ns = saved
 
-    # -- execution (worker thread) ----------------------------------------------------------
+    # -- execution (worker threads) ---------------------------------------------------------
+
+    def _worker(self) -> None:
+        while True:
+            batch = self._work.get()
+            if batch is None:
+                return
+            try:
+                result: Any = self._execute(batch)
+            except BaseException as exc:  # delivered to every caller of the batch
+                result = exc
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(self._finish, batch, result)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
 
     def _execute(self, batch: list[_Item]) -> tuple[Outputs, int, int, int]:
         t0 = time.perf_counter_ns()
@@ -249,17 +290,14 @@ class DynamicBatcher:
         return outputs, t0, t1, t2
 
     def _finish(
-        self, batch: list[_Item], fut: asyncio.Future[tuple[Outputs, int, int, int]]
+        self, batch: list[_Item], result: tuple[Outputs, int, int, int] | BaseException
     ) -> None:
         self._free += 1
-        now = time.monotonic_ns()
-        queue_ns = [now - item.enqueued_ns for item in batch]  # upper bound; refined below
+        queue_ns = [item.queued_ns for item in batch]
         rows = sum(item.rows for item in batch)
-        try:
-            outputs, t0, t1, t2 = fut.result()
-        except BaseException as exc:  # every caller of the batch gets the error
-            error = exc if isinstance(exc, ShipyardError) else InferenceFailed(
-                f"model {self.name!r}: execution failed: {exc!r}"
+        if isinstance(result, BaseException):
+            error = result if isinstance(result, ShipyardError) else InferenceFailed(
+                f"model {self.name!r}: execution failed: {result!r}"
             )
             for item in batch:
                 if not item.future.done():
@@ -268,6 +306,7 @@ class DynamicBatcher:
                 self._observer.on_execution(rows, queue_ns, 0, 0, 0, False)
             self._dispatch()
             return
+        outputs, t0, t1, t2 = result
         t3 = time.perf_counter_ns()
         if len(batch) == 1:
             item = batch[0]
@@ -281,8 +320,6 @@ class DynamicBatcher:
                     item.future.set_result({k: v[offset:end] for k, v in outputs.items()})
                 offset = end
         if self._observer is not None:
-            compute_ns = time.perf_counter_ns() - t0
-            queue_ns = [max(0, q - compute_ns) for q in queue_ns]
             self._observer.on_execution(
                 rows, queue_ns, t1 - t0, t2 - t1, time.perf_counter_ns() - t3, True
             )

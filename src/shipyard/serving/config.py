@@ -214,6 +214,10 @@ class ServerSettings(BaseModel):
     """Model behind ``POST /predict`` and gRPC ``ModelService.Predict``."""
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     """Largest request body / gRPC message accepted (bytes)."""
+    switch_interval_s: float = Field(0.0005, gt=0, le=0.1)
+    """Python's GIL switch interval in the server process. Smaller than Python's 5 ms default
+    so that a worker thread back from inference gets the GIL soon while the event loop is
+    busy (measured: +15-20% REST throughput at concurrency 16 on 2 cores)."""
     grace_period_s: float = Field(30.0, ge=0)
     """On SIGTERM/SIGINT, how long in-flight requests may take before the process exits."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Hashable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,6 @@ class ModelVersion:
         self._input_by_name: dict[str, TensorSpec] = {}
         self._output_names: list[str] = []
         self._runtime: Runtime | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self.batcher: DynamicBatcher | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -95,13 +93,9 @@ class ModelVersion:
             self.state, self.reason = "UNAVAILABLE", f"unexpected load error: {exc!r}"
             log.exception("failed to load %s version %s", self.name, self.version)
             return
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.config.instances, thread_name_prefix=f"{self.name}-v{self.version}"
-        )
         batching = self.config.dynamic_batching
         self.batcher = DynamicBatcher(
             self._run,
-            executor=self._executor,
             max_batch_size=self.max_batch_size,
             max_queue_delay_us=batching.max_queue_delay_us,
             preferred_batch_sizes=batching.preferred_batch_sizes,
@@ -205,8 +199,8 @@ class ModelVersion:
 
     def unload(self) -> None:
         """Release the runtime and threads (call once the batcher has drained)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        if self.batcher is not None:
+            self.batcher.stop()
         if self._runtime is not None:
             self._runtime.unload()
         self._runtime = None

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,6 +133,8 @@ class Server:
 
 def run(settings: ServerSettings) -> None:
     """Run a server in this process until SIGINT/SIGTERM."""
+
+    sys.setswitchinterval(settings.switch_interval_s)
 
     async def main() -> None:
         server = Server(settings)
