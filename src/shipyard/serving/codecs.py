@@ -75,25 +75,28 @@ def deadline_from_ms(value: float, what: str, given: str) -> int:
 
 def check_shape(name: str, shape: Any) -> tuple[int, ...]:
     """A shape as a tuple of non-negative ints whose product stays below MAX_ELEMENTS."""
-    if not isinstance(shape, list | tuple) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in shape
-    ):
+    if type(shape) is not list and type(shape) is not tuple:
         raise InvalidInput(f"input {name!r}: shape must be a list of integers, got {brief(shape)}")
+    for d in shape:
+        if type(d) is not int:  # bool is not int here
+            raise InvalidInput(
+                f"input {name!r}: shape must be a list of integers, got {brief(shape)}")
     if len(shape) > 32:
         raise InvalidInput(f"input {name!r}: shape has {len(shape)} dimensions; at most 32")
-    if any(d > MAX_ELEMENTS for d in shape):
-        raise InvalidInput(
-            f"input {name!r}: shape {list(shape)} has a dimension above {MAX_ELEMENTS}"
-        )
-    if any(d < 0 for d in shape):
-        raise InvalidInput(
-            f"input {name!r}: shape {list(shape)} has a negative dimension; "
-            "dimensions must be >= 0"
-        )
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise InvalidInput(
-            f"input {name!r}: shape {list(shape)} claims more than {MAX_ELEMENTS} elements"
-        )
+    if shape:
+        if max(shape) > MAX_ELEMENTS:
+            raise InvalidInput(
+                f"input {name!r}: shape {list(shape)} has a dimension above {MAX_ELEMENTS}"
+            )
+        if min(shape) < 0:
+            raise InvalidInput(
+                f"input {name!r}: shape {list(shape)} has a negative dimension; "
+                "dimensions must be >= 0"
+            )
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise InvalidInput(
+                f"input {name!r}: shape {list(shape)} claims more than {MAX_ELEMENTS} elements"
+            )
     return tuple(shape)
 
 

@@ -72,12 +72,14 @@ class Server:
         s = self.settings
         sock = _bind(s.host, s.http_port)
         self.http_port = sock.getsockname()[1]
-        # uvicorn types the grace period as int but hands it to asyncio.wait_for: floats work
+        # uvicorn types the grace period as int but hands it to asyncio.wait_for: floats work.
+        # No proxy-header rewriting (client addresses are never used, and trusting
+        # X-Forwarded-* by default would be wrong) and no Server header: less work per request.
         grace: Any = s.grace_period_s
         config = uvicorn.Config(
             self.http_app, http="httptools", lifespan="off", access_log=False,
             log_level="warning", timeout_graceful_shutdown=grace, timeout_keep_alive=30,
-            log_config=None,
+            log_config=None, proxy_headers=False, server_header=False,
         )
         self._http = _Uvicorn(config)
         http_task = asyncio.create_task(self._http.serve(sockets=[sock]))

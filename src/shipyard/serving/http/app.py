@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import math
@@ -83,40 +84,32 @@ class HttpApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
-        rid = _request_id(scope)
-        rid_header = (b"x-request-id", rid.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"].append(rid_header)
-            try:
-                await send(message)
-            except (RuntimeError, OSError) as exc:  # the client hung up before our answer
-                raise _Disconnected from exc
-
+        headers = scope["shipyard.headers"] = dict(scope["headers"])
+        rid = _request_id(headers)
+        _REQUEST_ID.set((b"x-request-id", rid.encode()))  # this request's task only
         try:
-            await self._route(scope, receive, send_with_id)
+            await self._route(scope, receive, send)
         except _Disconnected:
             return
         except asyncio.CancelledError:  # the grace period ended with this request unanswered
             with contextlib.suppress(Exception):
-                await _send(send_with_id, 503, _err(
+                await _send(send, 503, _err(
                     "server stopped before this request finished (grace period over); retry"))
             raise
         except ShipyardError as exc:
             status = HTTP_STATUS[exc.code]
             _log_error(scope, rid, status, exc.message)
             extra = [(b"connection", b"close")] if isinstance(exc, PayloadTooLarge) else []
-            await _send(send_with_id, status, _err(exc.message), extra=extra)
+            await _send(send, status, _err(exc.message), extra=extra)
         except _MethodNotAllowed as exc:
             message = f"method {scope['method']} not allowed; use {exc.allowed}"
             _log_error(scope, rid, 405, message)
-            await _send(send_with_id, 405, _err(message),
+            await _send(send, 405, _err(message),
                         extra=[(b"allow", exc.allowed.encode())])
         except Exception as exc:  # last line of defence: log it, answer 500, keep serving
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"),
                           extra={"request_id": rid})
-            await _send(send_with_id, 500, _err(f"internal error: {exc!r}"))
+            await _send(send, 500, _err(f"internal error: {exc!r}"))
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -144,6 +137,9 @@ class HttpApp:
     async def _v2(self, scope: Scope, receive: Receive, send: Send, method: str,
                   parts: list[str]) -> None:
         n = len(parts)
+        if n == 3 and parts[0] == "models" and parts[2] == "infer":  # the hot path
+            _allow(method, "POST")
+            return await self._infer(scope, receive, send, parts[1], "")
         if n == 0:
             _allow(method, "GET")
             return await _send(send, 200, orjson.dumps(server_metadata()))
@@ -348,7 +344,8 @@ def _allow(method: str, allowed: str) -> None:
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return dict(scope["headers"])
+    headers: dict[bytes, bytes] = scope["shipyard.headers"]  # built once in __call__
+    return headers
 
 
 def _err(message: str) -> bytes:
@@ -356,17 +353,20 @@ def _err(message: str) -> bytes:
 
 
 _ID_PREFIX = os.urandom(4).hex()
+#: the X-Request-ID header of the request being answered (each ASGI request is its own task)
+_REQUEST_ID: contextvars.ContextVar[tuple[bytes, bytes]] = contextvars.ContextVar(
+    "shipyard_request_id", default=(b"x-request-id", b"")
+)
 _ids = itertools.count(1)
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(headers: dict[bytes, bytes]) -> str:
     """The client's ``X-Request-ID`` when it is sane (<= 128 printable ASCII), else a new one."""
-    for key, value in scope["headers"]:
-        if key == b"x-request-id":
-            text: str = value.decode("latin-1")
-            if 0 < len(text) <= 128 and text.isascii() and text.isprintable():
-                return text
-            break
+    value = headers.get(b"x-request-id")
+    if value is not None:
+        text: str = value.decode("latin-1")
+        if 0 < len(text) <= 128 and text.isascii() and text.isprintable():
+            return text
     return f"{_ID_PREFIX}-{next(_ids)}"
 
 
@@ -379,11 +379,15 @@ def _log_error(scope: Scope, rid: str, status: int, message: str) -> None:
 
 async def _send(send: Send, status: int, body: bytes, content_type: bytes = _JSON,
                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+               _REQUEST_ID.get()]
     if extra:
         headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except (RuntimeError, OSError) as exc:  # the client hung up before our answer
+        raise _Disconnected from exc
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

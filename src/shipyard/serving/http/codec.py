@@ -20,9 +20,9 @@ from shipyard.serving.types import InferenceRequest, InferenceResponse, Requeste
 
 __all__ = ["decode_infer_request", "encode_infer_response", "parse_json"]
 
-_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
-_INPUT_KEYS = {"name", "datatype", "shape", "parameters", "data"}
-_OUTPUT_KEYS = {"name", "parameters"}
+_REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
+_INPUT_KEYS = frozenset({"name", "datatype", "shape", "parameters", "data"})
+_OUTPUT_KEYS = frozenset({"name", "parameters"})
 
 
 def parse_json(body: bytes | memoryview, what: str = "request body") -> Any:
@@ -40,10 +40,10 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _unknown(obj: dict[str, Any], allowed: set[str], what: str) -> None:
+def _unknown(obj: dict[str, Any], allowed: frozenset[str], what: str) -> None:
+    """Raise for fields outside ``allowed`` (call only when ``obj.keys() <= allowed`` fails)."""
     extra = set(obj) - allowed
-    if extra:
-        raise InvalidInput(f"{what}: unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+    raise InvalidInput(f"{what}: unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
 
 
 def decode_infer_request(
@@ -67,7 +67,8 @@ def decode_infer_request(
     else:
         doc = parse_json(body)
     doc = _mapping(doc, "request body")
-    _unknown(doc, _REQUEST_KEYS, "request")
+    if not doc.keys() <= _REQUEST_KEYS:
+        _unknown(doc, _REQUEST_KEYS, "request")
     params = _mapping(doc.get("parameters"), "request 'parameters'")
     inputs_doc = doc.get("inputs")
     if not isinstance(inputs_doc, list) or not inputs_doc:
@@ -78,14 +79,20 @@ def decode_infer_request(
     inputs = []
     pos = 0
     for i, item in enumerate(inputs_doc):
-        item = _mapping(item, f"inputs[{i}]")
+        if not isinstance(item, dict):
+            _mapping(item, f"inputs[{i}]")
         name = item.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidInput(f"inputs[{i}] needs a 'name' string, got {brief(name)}")
-        _unknown(item, _INPUT_KEYS, f"input {name!r}")
+        if not item.keys() <= _INPUT_KEYS:
+            _unknown(item, _INPUT_KEYS, f"input {name!r}")
         datatype = check_datatype(name, item.get("datatype"))
         shape = check_shape(name, item.get("shape"))
-        iparams = _mapping(item.get("parameters"), f"input {name!r} 'parameters'")
+        iparams = item.get("parameters")
+        if iparams is None:
+            iparams = {}
+        elif not isinstance(iparams, dict):
+            _mapping(iparams, f"input {name!r} 'parameters'")
         size = iparams.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -121,12 +128,18 @@ def decode_infer_request(
             raise InvalidInput("request 'outputs' must be a list")
         outputs = []
         for j, out in enumerate(outs):
-            out = _mapping(out, f"outputs[{j}]")
+            if not isinstance(out, dict):
+                _mapping(out, f"outputs[{j}]")
             oname = out.get("name")
             if not isinstance(oname, str):
                 raise InvalidInput(f"outputs[{j}] needs a 'name' string, got {brief(oname)}")
-            _unknown(out, _OUTPUT_KEYS, f"output {oname!r}")
-            oparams = _mapping(out.get("parameters"), f"output {oname!r} 'parameters'")
+            if not out.keys() <= _OUTPUT_KEYS:
+                _unknown(out, _OUTPUT_KEYS, f"output {oname!r}")
+            oparams = out.get("parameters")
+            if oparams is None:
+                oparams = {}
+            elif not isinstance(oparams, dict):
+                _mapping(oparams, f"output {oname!r} 'parameters'")
             b = oparams.get("binary_data")
             outputs.append(RequestedOutput(oname, None if b is None else bool(b), oparams))
     request = InferenceRequest(model, version, rid, inputs, outputs, params)
