@@ -56,36 +56,13 @@ class ServerProcess:
 
 def start_server(repository: Path, *extra: str, timeout: float = 60) -> ServerProcess:
     """Start ``shipyard serve`` on ports 0 and wait until it logs that it is ready."""
-    cmd = [sys.executable, "-m", "shipyard", "serve", "--model-repository", str(repository),
-           "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", *extra]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env=env)
-    log: list[str] = []
-    ports: dict[str, int] = {}
-    ready = threading.Event()
-
-    def reader() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            log.append(line.rstrip("\n"))
-            if m := _HTTP.search(line):
-                ports["http"] = int(m.group(1))
-            if m := _GRPC.search(line):
-                ports["grpc"] = int(m.group(1))
-            if _READY.search(line):
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=reader, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while not ready.wait(0.1):
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("server did not become ready:\n" + "\n".join(log))
-    if proc.poll() is not None or "http" not in ports:
-        raise RuntimeError("server exited early:\n" + "\n".join(log))
-    return ServerProcess(proc, ports["http"], ports["grpc"], log)
+    server, ready = spawn_server(repository, *extra, timeout=timeout)
+    if not ready.wait(timeout):
+        server.proc.kill()
+        raise RuntimeError("server did not become ready:\n" + "\n".join(server.log))
+    if server.proc.poll() is not None:
+        raise RuntimeError("server exited early:\n" + "\n".join(server.log))
+    return server
 
 
 @pytest.fixture(scope="session")
@@ -103,8 +80,8 @@ def demo_server() -> Iterator[ServerProcess]:
 
 def spawn_server(repository: Path, *extra: str, timeout: float = 60
                  ) -> tuple[ServerProcess, threading.Event]:
-    """Like :func:`start_server`, but return as soon as both ports are known, before the models
-    are loaded; the event is set once the server logs that it is ready (or exits)."""
+    """Start ``shipyard serve`` on ports 0 and return as soon as both ports are known, before
+    the models are loaded; the event is set once the server logs that it is ready (or exits)."""
     cmd = [sys.executable, "-m", "shipyard", "serve", "--model-repository", str(repository),
            "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard import __version__
-from shipyard.serving.registry import ModelVersion
+from shipyard.serving.model import ModelVersion
 from shipyard.serving.stats import Duration, ModelStats
 
 __all__ = ["model_config", "model_metadata", "model_statistics", "server_metadata"]

@@ -18,7 +18,7 @@ from shipyard.serving.errors import ModelNotFound, ModelNotReady
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.types import InferenceRequest, InferenceResponse
 
-__all__ = ["LifecycleCounters", "ModelRegistry", "ModelSlot", "ModelVersion"]
+__all__ = ["LifecycleCounters", "ModelRegistry", "ModelSlot"]
 
 
 @dataclass

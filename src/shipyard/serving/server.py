@@ -110,7 +110,7 @@ class Server:
     def request_stop(self) -> None:
         """Begin a graceful stop (safe to call from a signal handler on the loop)."""
         if not self._stop.is_set():
-            log.info("stopping: finishing in-flight requests (grace %.0f s)",
+            log.info("stopping: finishing in-flight requests (grace %g s)",
                      self.settings.grace_period_s)
         self._stop.set()
 
