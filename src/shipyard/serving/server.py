@@ -119,6 +119,8 @@ class Server:
         self.http_app.accepting = False
         self.grpc_frontend.accepting = False
         assert self._http is not None and self._grpc is not None
+        for listener in self._http.servers:  # refuse new connections now, not at uvicorn's
+            listener.close()                  # next 0.1 s tick
         self._http.should_exit = True
         grpc_stop = asyncio.create_task(self._grpc.stop(grace))
         try:
