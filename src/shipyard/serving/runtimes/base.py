@@ -6,7 +6,6 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from shipyard.serving.config import ModelConfig
@@ -35,8 +34,9 @@ class Runtime(ABC):
 
     @abstractmethod
     def predict(self, inputs: dict[str, Array], outputs: list[str]) -> list[Array]:
-        """Run the model; return the named outputs in order. Raise InferenceFailed or
-        InvalidInput, never a runtime-specific exception."""
+        """Run the model on validated inputs (BYTES inputs arrive as object arrays of ``str``);
+        return the named outputs in order. Raise InferenceFailed or InvalidInput, never a
+        runtime-specific exception."""
 
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -49,14 +49,3 @@ def create_runtime(path: Path, config: ModelConfig) -> Runtime:
 
         return OnnxRuntime(path, config)
     raise ValueError(f"unknown backend {config.backend!r}")  # pragma: no cover - pydantic
-
-
-def as_runtime_input(array: Array) -> Array:
-    """Object arrays of bytes become str arrays (what ONNX Runtime's string tensors take)."""
-    if array.dtype == object:
-        return np.vectorize(_decode, otypes=[object])(array) if array.size else array
-    return array
-
-
-def _decode(value: Any) -> Any:
-    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -9,7 +9,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from shipyard.serving.errors import InferenceFailed, InvalidInput
-from shipyard.serving.runtimes.base import Runtime, as_runtime_input
+from shipyard.serving.runtimes.base import Runtime
 from shipyard.serving.types import TensorSpec
 
 __all__ = ["OnnxRuntime"]
@@ -81,9 +81,8 @@ class OnnxRuntime(Runtime):
 
     def predict(self, inputs: dict[str, Array], outputs: list[str]) -> list[Array]:
         assert self.session is not None, "predict() before load()"
-        feed = {k: as_runtime_input(v) for k, v in inputs.items()}
         try:
-            result = self.session.run(outputs, feed)
+            result = self.session.run(outputs, inputs)
         except Exception as exc:
             message = f"model {self.config.name!r}: ONNX Runtime failed: {exc}"
             if "INVALID_ARGUMENT" in str(exc) or "Invalid" in type(exc).__name__:
