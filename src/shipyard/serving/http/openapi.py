@@ -16,7 +16,8 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Invalid request", 404: "Unknown model, version or route",
+    text = {400: "Invalid request (or, for load, a model that failed to load)",
+            404: "Unknown model, version or route",
             413: "Body too large", 429: "Queue full, retry later", 503: "Not ready",
             504: "Deadline passed while queued"}
     return {str(c): {"description": text[c], **_json(_ERROR)} for c in codes}
@@ -33,9 +34,18 @@ def _model_routes(prefix: str, params: list[dict[str, Any]]) -> dict[str, Any]:
             "summary": "KServe V2 inference (JSON, or the binary tensor data extension)",
             "parameters": [*params, {"name": "Inference-Header-Content-Length", "in": "header",
                                      "required": False, "schema": {"type": "integer"}}],
-            "requestBody": {"required": True,
-                            **_json({"$ref": "#/components/schemas/InferRequest"})},
-            "responses": {"200": {"description": "Outputs",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
+                "application/octet-stream": {"schema": {
+                    "type": "string", "format": "binary",
+                    "description": "Binary tensor data extension: the JSON request (its length "
+                                   "in Inference-Header-Content-Length), then each input's "
+                                   "bytes in the order of 'inputs', sized by "
+                                   "parameters.binary_data_size"}},
+            }},
+            "responses": {"200": {"description": "Outputs; binary outputs follow the JSON part "
+                                                 "(application/octet-stream, its length in "
+                                                 "Inference-Header-Content-Length)",
                                   **_json({"$ref": "#/components/schemas/InferResponse"})},
                           **_errors(400, 404, 413, 429, 503, 504)},
         }
@@ -62,13 +72,24 @@ def _model_routes(prefix: str, params: list[dict[str, Any]]) -> dict[str, Any]:
 
     return {
         prefix: get("Model metadata", {"type": "object"}, (404, 503)),
-        f"{prefix}/ready": get("200 when the model is ready", None, (503,)),
+        f"{prefix}/ready": get("200 when the model is ready", None, (404, 503)),
         f"{prefix}/config": get("Model configuration (Triton's JSON)", {"type": "object"},
                                 (404, 503)),
         f"{prefix}/stats": get("Model statistics (Triton's JSON)", {"type": "object"}),
         f"{prefix}/infer": infer,
         f"{prefix}/predict": predict,
     }
+
+
+def _control(summary: str) -> dict[str, Any]:
+    return {"post": {
+        "summary": summary, "parameters": [_MODEL],
+        "security": [{"bearer": []}],
+        "responses": {"200": {"description": "Done"},
+                      "401": {"description": "Missing or wrong bearer token", **_json(_ERROR)},
+                      "403": {"description": "Explicit model control is off", **_json(_ERROR)},
+                      **_errors(400, 404)},
+    }}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -99,6 +120,11 @@ def openapi_document() -> dict[str, Any]:
         "/v2/repository/index": {"post": {"summary": "Models in the repository and their state",
                                           "responses": {"200": {"description": "Index",
                                                                 **_json({"type": "array"})}}}},
+        "/v2/repository/models/{model_name}/load": _control("Load or reload a model (explicit "
+                                                            "model control, bearer token)"),
+        "/v2/repository/models/{model_name}/unload": _control("Unload a model after its queued "
+                                                              "requests finish (explicit model "
+                                                              "control, bearer token)"),
         "/predict": {"post": {
             "summary": "Simple API on the default model",
             "requestBody": {"required": True,
@@ -120,7 +146,8 @@ def openapi_document() -> dict[str, Any]:
                  "description": "KServe V2 (Open Inference Protocol) REST API with Triton's "
                                 "extensions, plus the simple /predict API."},
         "paths": paths,
-        "components": {"schemas": {
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "string"}},
                       "required": ["error"]},
             "InferRequest": {"type": "object", "required": ["inputs"], "properties": {
