@@ -32,6 +32,9 @@ def serve(
         help="Model behind POST /predict and gRPC ModelService.Predict.")] = None,
     max_body_bytes: Annotated[int | None, typer.Option(
         help="Largest request body / gRPC message (bytes).")] = None,
+    max_json_bytes: Annotated[int | None, typer.Option(
+        help="Largest JSON part of a REST request (bytes); use binary tensors beyond.")
+    ] = None,
     grace_period: Annotated[float | None, typer.Option(
         "--grace-period", help="Seconds in-flight requests get after SIGTERM.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
@@ -64,7 +67,8 @@ def serve(
             {
                 "model_repository": model_repository, "http_port": http_port,
                 "grpc_port": grpc_port, "host": host, "default_model": default_model,
-                "max_body_bytes": max_body_bytes, "grace_period_s": grace_period,
+                "max_body_bytes": max_body_bytes, "max_json_bytes": max_json_bytes,
+                "grace_period_s": grace_period,
                 "log_level": log_level, "log_format": log_format,
                 "model_control": "poll" if watch else model_control,
                 "poll_interval_s": poll_interval, "load_models": load_model or [],

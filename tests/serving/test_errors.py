@@ -533,6 +533,39 @@ def test_oversize_chunked_body_is_413(small_server: ServerProcess) -> None:
     expect(reply, 413, [f"limit of {SMALL_LIMIT} bytes", "max_body_bytes"])
 
 
+JSON_LIMIT = 20_000
+
+
+@pytest.fixture(scope="module")
+def json_limited_server(repository: Path) -> Iterator[ServerProcess]:
+    """The same repository with a 20 kB limit on the JSON part of REST requests."""
+    proc = start_server(repository, "--max-json-bytes", str(JSON_LIMIT))
+    yield proc
+    proc.stop()
+
+
+def test_json_above_max_json_bytes_is_413_binary_is_not(
+    json_limited_server: ServerProcess,
+) -> None:
+    """Large tensors must come as binary: the same 10 images are refused as 40 kB of JSON and
+    accepted as 31 kB of binary data behind a small JSON header."""
+    images = np.linspace(0, 1, 10 * 784, dtype=np.float32).reshape(10, 1, 28, 28)
+    as_json = dumps({"inputs": [tensor("image", "FP32", [10, 1, 28, 28], images.tolist())]})
+    assert len(as_json) > JSON_LIMIT
+    reply = send(json_limited_server, "POST", infer_path("cnn"), as_json)
+    expect(reply, 413, [f"{len(as_json)} bytes", f"limit of {JSON_LIMIT} bytes",
+                        "max_json_bytes", "binary tensor data extension"])
+    header = dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [10, 1, 28, 28],
+                                "parameters": {"binary_data_size": images.nbytes}}]})
+    reply = send(json_limited_server, "POST", infer_path("cnn"), header + images.tobytes(),
+                 {"Inference-Header-Content-Length": str(len(header))})
+    assert reply.status == 200, reply.body[:300]
+    assert reply.json()["outputs"][0]["shape"] == [10, 10]
+    rows = dumps({"features": images.reshape(10, 784).tolist()})
+    expect(send(json_limited_server, "POST", "/v2/models/cnn/predict", rows), 413,
+           ["max_json_bytes"])
+
+
 def test_gzip_bomb_is_413(small_server: ServerProcess) -> None:
     payload = gzip.compress(b" " * (20 * SMALL_LIMIT))
     assert len(payload) < SMALL_LIMIT

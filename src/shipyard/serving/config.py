@@ -214,6 +214,9 @@ class ServerSettings(BaseModel):
     """Model behind ``POST /predict`` and gRPC ``ModelService.Predict``."""
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     """Largest request body / gRPC message accepted (bytes)."""
+    max_json_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    """Largest JSON part of a REST request (bytes). Parsed JSON numbers take about 16x their
+    text in memory, so large tensors should use the binary extension; 413 beyond this."""
     switch_interval_s: float = Field(0.0005, gt=0, le=0.1)
     """Python's GIL switch interval in the server process. Smaller than Python's 5 ms default
     so that a worker thread back from inference gets the GIL soon while the event loop is

@@ -58,7 +58,8 @@ class Server:
         )
         control = Control(self.manager, settings.control_token)
         self.http_app = HttpApp(self.models, control, default_model=settings.default_model,
-                                max_body_bytes=settings.max_body_bytes)
+                                max_body_bytes=settings.max_body_bytes,
+                                max_json_bytes=settings.max_json_bytes)
         self.grpc_frontend = GrpcFrontend(self.models, control,
                                           default_model=settings.default_model)
         self.http_port = 0

@@ -69,12 +69,13 @@ class HttpApp:
 
     def __init__(
         self, models: ModelRegistry, control: Control, *, default_model: str = "risk",
-        max_body_bytes: int = 64 * 1024 * 1024,
+        max_body_bytes: int = 64 * 1024 * 1024, max_json_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.models = models
         self.control = control
         self.default_model = default_model
         self.max_body_bytes = max_body_bytes
+        self.max_json_bytes = max_json_bytes
         self.metrics = MetricsExporter(models)
         self.accepting = True
         self._openapi = orjson.dumps(openapi_document())
@@ -224,8 +225,10 @@ class HttpApp:
                      version: str) -> None:
         self.models.get(name, version)  # 404 before reading a large body
         headers = _headers(scope)
-        body = await self._body(receive, headers)
         hlen = headers.get(b"inference-header-content-length")
+        body = await self._body(receive, headers, json=hlen is None)
+        if hlen is not None and hlen.isdigit() and int(hlen) > self.max_json_bytes:
+            raise PayloadTooLarge(self._json_too_large(int(hlen)))
         request = decode_infer_request(
             body, None if hlen is None else hlen.decode("latin-1"), name, version)
         _timeout_header(headers, request)
@@ -243,7 +246,7 @@ class HttpApp:
                        version: str) -> None:
         self.models.get(name, version)  # 404 before reading the body
         headers = _headers(scope)
-        doc = parse_json(await self._body(receive, headers))
+        doc = parse_json(await self._body(receive, headers, json=True))
         if isinstance(doc, dict):
             extra = set(doc) - {"features"}
             if extra or "features" not in doc:
@@ -256,13 +259,28 @@ class HttpApp:
         response = await mv.infer(request)
         await _send(send, 200, orjson.dumps(features_result(mv, response)))
 
-    async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+    def _json_too_large(self, size: int) -> str:
+        return (
+            f"the JSON part of the request is {size} bytes, above the limit of "
+            f"{self.max_json_bytes} bytes (server setting max_json_bytes: JSON numbers cost "
+            "about 16x their size in memory); send large tensors with the binary tensor data "
+            "extension (Inference-Header-Content-Length) or gRPC raw_input_contents"
+        )
+
+    async def _body(self, receive: Receive, headers: dict[bytes, bytes], *,
+                    json: bool = False) -> bytes:
+        """The request body: at most max_body_bytes, and max_json_bytes when it is all JSON."""
         limit = self.max_body_bytes
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(
-                f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes "
-                "(server setting max_body_bytes)")
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                raise PayloadTooLarge(
+                    f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes "
+                    "(server setting max_body_bytes)")
+            if json and int(declared) > self.max_json_bytes:
+                # within max_body_bytes: read it away (bounded), so the client sees the 413
+                await _discard(receive, {"more_body": True}, limit)
+                raise PayloadTooLarge(self._json_too_large(int(declared)))
         chunks = []
         total = 0
         while True:
@@ -283,6 +301,8 @@ class HttpApp:
         encoding = headers.get(b"content-encoding")
         if encoding:
             body = _decompress(body, encoding, limit)
+        if json and len(body) > self.max_json_bytes:
+            raise PayloadTooLarge(self._json_too_large(len(body)))
         return body
 
 
