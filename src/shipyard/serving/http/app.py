@@ -227,8 +227,9 @@ class HttpApp:
         headers = _headers(scope)
         hlen = headers.get(b"inference-header-content-length")
         body = await self._body(receive, headers, json=hlen is None)
-        if hlen is not None and hlen.isdigit() and int(hlen) > self.max_json_bytes:
-            raise PayloadTooLarge(self._json_too_large(int(hlen)))
+        json_size = _header_int(hlen)
+        if json_size is not None and json_size > self.max_json_bytes:
+            raise PayloadTooLarge(self._json_too_large(json_size))
         request = decode_infer_request(
             body, None if hlen is None else hlen.decode("latin-1"), name, version)
         _timeout_header(headers, request)
@@ -271,16 +272,16 @@ class HttpApp:
                     json: bool = False) -> bytes:
         """The request body: at most max_body_bytes, and max_json_bytes when it is all JSON."""
         limit = self.max_body_bytes
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > limit:
+        declared = _header_int(headers.get(b"content-length"))
+        if declared is not None:
+            if declared > limit:
                 raise PayloadTooLarge(
-                    f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes "
+                    f"request body of {declared} bytes exceeds the limit of {limit} bytes "
                     "(server setting max_body_bytes)")
-            if json and int(declared) > self.max_json_bytes:
+            if json and declared > self.max_json_bytes:
                 # within max_body_bytes: read it away (bounded), so the client sees the 413
                 await _discard(receive, {"more_body": True}, limit)
-                raise PayloadTooLarge(self._json_too_large(int(declared)))
+                raise PayloadTooLarge(self._json_too_large(declared))
         chunks = []
         total = 0
         while True:
@@ -304,6 +305,13 @@ class HttpApp:
         if json and len(body) > self.max_json_bytes:
             raise PayloadTooLarge(self._json_too_large(len(body)))
         return body
+
+
+def _header_int(value: bytes | None) -> int | None:
+    """A header's non-negative integer value; None when absent or not a plain short number."""
+    if value is None or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
 
 
 async def _discard(receive: Receive, message: Message, budget: int) -> None:
