@@ -319,7 +319,9 @@ def test_drain_on_sigterm(tmp_path: Path) -> None:
         with grpcclient.InferenceServerClient(server.grpc_url) as late:
             with pytest.raises(InferenceServerException) as err:
                 grpc_infer(late, "slow", xs[0], client_timeout=2)
-            assert grpc_status(err.value) == "UNAVAILABLE", err.value
+            # refused: UNAVAILABLE when the connection is refused, CANCELLED when the call
+            # races grpc core's own shutdown (seen about once in 10 runs); never served
+            assert grpc_status(err.value) in ("UNAVAILABLE", "CANCELLED"), err.value
         pending_after_grpc_probe = sum(r is None for r in results)
 
         for t in threads:
