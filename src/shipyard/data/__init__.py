@@ -5,8 +5,7 @@ Names are imported lazily, so ``import shipyard.data`` costs nothing until one i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from shipyard._lazy import lazy_exports
 
 __all__ = [
     "ColumnPlan",
@@ -37,8 +36,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'shipyard.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"shipyard.data.{module}"), name)
+__getattr__ = lazy_exports(__name__, _WHERE)

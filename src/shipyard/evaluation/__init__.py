@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from shipyard._lazy import lazy_exports
 
 __all__ = [
     "ReportData",
@@ -30,8 +29,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'shipyard.evaluation' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"shipyard.evaluation.{module}"), name)
+__getattr__ = lazy_exports(__name__, _WHERE)

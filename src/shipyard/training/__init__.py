@@ -6,8 +6,7 @@ here imports ``shipyard.serving``: the two halves meet only at the model reposit
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from shipyard._lazy import lazy_exports
 
 __all__ = [
     "MODELS",
@@ -30,8 +29,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'shipyard.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"shipyard.training.{module}"), name)
+__getattr__ = lazy_exports(__name__, _WHERE)
