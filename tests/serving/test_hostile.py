@@ -1465,23 +1465,7 @@ def healthy(target: Target) -> None:
     check_scores(np.frombuffer(answer.raw_output_contents[0], "<f4"))
 
 
-#: uvicorn 0.54's httptools protocol answers a parse error in the same read as a complete,
-#: valid request with a 400 and closes, dropping the valid request's 200 (h11 answers both).
-#: Upstream behaviour, recorded here so a fix upstream shows up as XPASS.
-UVICORN_PIPELINING = {
-    "pipeline-garbage-after-valid", "pipeline-random-bytes-after-valid",
-    "pipeline-two-valid-then-nuls", "pipeline-valid-then-bad-header",
-}
-
-
-def _param(case: Case) -> object:
-    if case.id in UVICORN_PIPELINING:
-        return pytest.param(case, id=case.id, marks=pytest.mark.xfail(
-            strict=True, reason="uvicorn httptools drops the valid response before a 400"))
-    return pytest.param(case, id=case.id)
-
-
-@pytest.mark.parametrize("case", [_param(c) for c in CORPUS])
+@pytest.mark.parametrize("case", CORPUS, ids=[c.id for c in CORPUS])
 def test_hostile_request(case: Case, request: pytest.FixtureRequest) -> None:
     target: Target = request.getfixturevalue(f"{case.target}_target")
     start = time.monotonic()

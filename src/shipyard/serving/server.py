@@ -8,16 +8,14 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Iterator
-from typing import Any
 
 import grpc
-import uvicorn
 
 from shipyard.serving.config import ServerSettings
 from shipyard.serving.control import Control
 from shipyard.serving.grpc.service import GrpcFrontend
 from shipyard.serving.http import HttpApp
+from shipyard.serving.http.server import HttpServer
 from shipyard.serving.lifecycle import ModelManager
 from shipyard.serving.registry import ModelRegistry
 
@@ -26,18 +24,10 @@ __all__ = ["Server", "run"]
 log = logging.getLogger("shipyard.server")
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: :class:`Server` owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio turns Nagle off only for sockets that say so (uvicorn
-    # writes headers and body separately; with Nagle on, responses stall ~40 ms without uvloop)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off only for sockets that say so (with Nagle
+    # on, a response written while the previous one is unacknowledged stalls ~40 ms)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
@@ -65,7 +55,7 @@ class Server:
         self.http_port = 0
         self.grpc_port = 0
         self._stop = asyncio.Event()
-        self._http: _Uvicorn | None = None
+        self._http: HttpServer | None = None
         self._grpc: grpc.aio.Server | None = None
 
     async def serve(self) -> None:
@@ -73,17 +63,8 @@ class Server:
         s = self.settings
         sock = _bind(s.host, s.http_port)
         self.http_port = sock.getsockname()[1]
-        # uvicorn types the grace period as int but hands it to asyncio.wait_for: floats work.
-        # No proxy-header rewriting (client addresses are never used, and trusting
-        # X-Forwarded-* by default would be wrong) and no Server header: less work per request.
-        grace: Any = s.grace_period_s
-        config = uvicorn.Config(
-            self.http_app, http="httptools", lifespan="off", access_log=False,
-            log_level="warning", timeout_graceful_shutdown=grace, timeout_keep_alive=30,
-            log_config=None, proxy_headers=False, server_header=False,
-        )
-        self._http = _Uvicorn(config)
-        http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+        self._http = HttpServer(self.http_app, keep_alive_s=30.0)
+        await self._http.start(sock)
 
         self._grpc = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),
@@ -106,7 +87,7 @@ class Server:
             ", ".join(f"{mv.name}/{mv.version}" for mv in ready) or "none", s.model_control,
         )
         await self._stop.wait()
-        await self._shutdown(http_task)
+        await self._shutdown()
 
     def request_stop(self) -> None:
         """Begin a graceful stop (safe to call from a signal handler on the loop)."""
@@ -115,17 +96,15 @@ class Server:
                      self.settings.grace_period_s)
         self._stop.set()
 
-    async def _shutdown(self, http_task: asyncio.Task[None]) -> None:
+    async def _shutdown(self) -> None:
         grace = self.settings.grace_period_s
         self.http_app.accepting = False
         self.grpc_frontend.accepting = False
         assert self._http is not None and self._grpc is not None
-        for listener in self._http.servers:  # refuse new connections now, not at uvicorn's
-            listener.close()                  # next 0.1 s tick
-        self._http.should_exit = True
         grpc_stop = asyncio.create_task(self._grpc.stop(grace))
         try:
-            await asyncio.wait_for(asyncio.gather(http_task, grpc_stop), timeout=grace + 5)
+            await asyncio.wait_for(asyncio.gather(self._http.shutdown(grace), grpc_stop),
+                                   timeout=grace + 5)
         except TimeoutError:
             log.error("grace period passed with requests still running; exiting anyway")
         await self.manager.stop()
