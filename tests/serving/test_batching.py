@@ -187,6 +187,33 @@ def test_results_are_sliced_back_to_their_callers(executor: ThreadPoolExecutor, 
     assert observer.executions == [(1, 1, True), (total, 20, True)]
 
 
+def test_worker_takes_the_next_batch_without_the_event_loop(fake: Fake) -> None:
+    """A worker that finishes while requests wait starts the next batch itself: the second
+    batch runs even while the event loop is blocked (the loop is never needed to wake the
+    worker under load)."""
+    model = fake(hold=True)
+
+    async def scenario() -> bool:
+        b = DynamicBatcher(model, max_batch_size=64)
+        first = submit(b, rows(1.0))
+        await model.wait_started()
+        queued = [submit(b, rows(float(i))) for i in range(2, 6)]
+        await settle(lambda: b.queue_depth == 4)
+        model.release()
+        end = time.monotonic() + 5
+        while len(model.batches) < 2 and time.monotonic() < end:
+            time.sleep(0.001)  # blocks the loop on purpose: no callback of the batcher runs
+        ran_while_blocked = len(model.batches) == 2
+        for task, marker in zip(queued, range(2, 6), strict=True):
+            check_own_rows(rows(float(marker)), await task)
+        check_own_rows(rows(1.0), await first)
+        b.stop()
+        return ran_while_blocked
+
+    assert run_async(scenario), "the second batch waited for the event loop"
+    assert model.rows_per_batch() == [1, 4]
+
+
 def test_single_request_gets_outputs_unchanged(executor: ThreadPoolExecutor, fake: Fake) -> None:
     model = fake()
 

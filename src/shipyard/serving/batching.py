@@ -11,8 +11,18 @@ Scheduling is greedy: when an instance is free the batcher takes whatever is que
 oldest request arrived for a fuller batch, unless the batch already reaches a preferred size.
 Under load requests queue up while instances are busy, so batches grow by themselves.
 
+Hand-off: the event loop gives a batch to an idle worker through a queue. A worker that finishes
+a batch while requests wait takes the next batch itself, before it posts the results back, so
+under load the workers never sleep between batches and the loop never has to wake them. Waking
+a thread costs far more than running a small model here: the woken worker waits for the GIL
+while the loop is busy (measured: p50 about 340 us with the 0.5 ms switch interval).
+
 Backpressure: beyond ``max_queue_size`` waiting requests, ``submit`` raises QueueFull at once.
 A request whose deadline passes while it waits is taken out of the queue and never runs.
+
+Threads: the queue, ``_free`` and ``_Item.dispatched`` are shared between the loop and the
+workers and change only under ``_lock``; futures, timers and the idle event are touched on the
+loop only (workers post back with ``call_soon_threadsafe``).
 """
 
 from __future__ import annotations
@@ -103,6 +113,7 @@ class DynamicBatcher:
         # executor future per batch (the hand-off is on every batch's critical path)
         self._work: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
     # -- public -----------------------------------------------------------------------------
 
@@ -145,7 +156,8 @@ class DynamicBatcher:
                     self._observer.on_rejected("timeout")
                 raise RequestTimeout(f"model {self.name!r}: the request's deadline has passed")
             item.timer = loop.call_later((deadline_ns - now) / 1e9, self._expire, item)
-        self._queue.append(item)
+        with self._lock:
+            self._queue.append(item)
         self._idle.clear()
         self._dispatch()
         try:
@@ -174,12 +186,13 @@ class DynamicBatcher:
     # -- scheduling -------------------------------------------------------------------------
 
     def _expire(self, item: _Item) -> None:
-        if item.dispatched or item.future.done():
-            return
-        try:
-            self._queue.remove(item)
-        except ValueError:  # pragma: no cover - already taken
-            return
+        with self._lock:
+            if item.dispatched or item.future.done():
+                return
+            try:
+                self._queue.remove(item)
+            except ValueError:  # pragma: no cover - already taken
+                return
         waited_ms = (time.monotonic_ns() - item.enqueued_ns) / 1e6
         item.future.set_exception(
             RequestTimeout(
@@ -196,21 +209,14 @@ class DynamicBatcher:
             self._idle.set()
 
     def _dispatch(self) -> None:
-        while self._free and self._queue:
-            head = self._queue[0]
-            if head.future.done():  # caller went away
-                self._queue.popleft()
-                continue
-            batch = self._take_batch()
-            if batch is None:
-                return
-            self._free -= 1
-            now = time.monotonic_ns()
-            for item in batch:
-                item.dispatched = True
-                item.queued_ns = now - item.enqueued_ns
-                if item.timer is not None:
-                    item.timer.cancel()
+        while True:
+            with self._lock:
+                if not self._free:
+                    break
+                batch = self._take_batch()
+                if batch is None:
+                    break
+                self._free -= 1
             if len(self._threads) < self.instances:
                 self._start_worker()
             self._work.put(batch)
@@ -223,31 +229,45 @@ class DynamicBatcher:
         thread.start()
         self._threads.append(thread)
 
-    def _take_batch(self) -> list[_Item] | None:
-        head = self._queue[0]
+    def _take_batch(self, worker: bool = False) -> list[_Item] | None:
+        """The next batch, marked dispatched, or None (call with ``_lock`` held). A worker
+        (``worker=True``) never waits for a fuller batch: it leaves that to the loop."""
+        queue = self._queue
+        while queue and queue[0].future.done():  # callers that went away
+            queue.popleft()
+        if not queue:
+            return None
+        head = queue[0]
         if self.max_batch_size <= 0:
-            return [self._queue.popleft()]
-        rows = 0
-        picked: list[_Item] = []
-        rest: deque[_Item] = deque()
-        for item in self._queue:
-            if item.future.done():
-                continue
-            if item.key == head.key and rows + item.rows <= self.max_batch_size:
-                picked.append(item)
-                rows += item.rows
-            else:
-                rest.append(item)
-        if self._delay_ns and rows < self._target and rows not in self._preferred:
-            wait_ns = head.enqueued_ns + self._delay_ns - time.monotonic_ns()
-            if wait_ns > 0:
-                if self._delay_timer is None:
-                    assert self._loop is not None
-                    self._delay_timer = self._loop.call_later(
-                        wait_ns / 1e9, self._on_delay
-                    )
-                return None
-        self._queue = rest
+            picked = [queue.popleft()]
+        else:
+            rows = 0
+            picked = []
+            rest: deque[_Item] = deque()
+            for item in queue:
+                if item.future.done():
+                    continue
+                if item.key == head.key and rows + item.rows <= self.max_batch_size:
+                    picked.append(item)
+                    rows += item.rows
+                else:
+                    rest.append(item)
+            if self._delay_ns and rows < self._target and rows not in self._preferred:
+                if worker:
+                    return None
+                wait_ns = head.enqueued_ns + self._delay_ns - time.monotonic_ns()
+                if wait_ns > 0:
+                    if self._delay_timer is None:
+                        assert self._loop is not None
+                        self._delay_timer = self._loop.call_later(
+                            wait_ns / 1e9, self._on_delay
+                        )
+                    return None
+            self._queue = rest
+        now = time.monotonic_ns()
+        for item in picked:
+            item.dispatched = True
+            item.queued_ns = now - item.enqueued_ns
         return picked
 
     def _on_delay(self) -> None:
@@ -261,19 +281,22 @@ class DynamicBatcher:
     # -- execution (worker threads) ---------------------------------------------------------
 
     def _worker(self) -> None:
-        while True:
-            batch = self._work.get()
-            if batch is None:
-                return
+        batch = self._work.get()
+        while batch is not None:
             try:
                 result: Any = self._execute(batch)
             except BaseException as exc:  # delivered to every caller of the batch
                 result = exc
+            with self._lock:  # take the next batch now if one waits: no sleep, no wake-up
+                following = self._take_batch(worker=True)
+                if following is None:
+                    self._free += 1
             assert self._loop is not None
             try:
                 self._loop.call_soon_threadsafe(self._finish, batch, result)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
+            batch = following if following is not None else self._work.get()
 
     def _execute(self, batch: list[_Item]) -> tuple[Outputs, int, int, int]:
         t0 = time.perf_counter_ns()
@@ -292,7 +315,9 @@ class DynamicBatcher:
     def _finish(
         self, batch: list[_Item], result: tuple[Outputs, int, int, int] | BaseException
     ) -> None:
-        self._free += 1
+        for item in batch:
+            if item.timer is not None:
+                item.timer.cancel()
         queue_ns = [item.queued_ns for item in batch]
         rows = sum(item.rows for item in batch)
         if isinstance(result, BaseException):
