@@ -1,12 +1,16 @@
 """A bare ASGI app on uvicorn: the ceiling for Shipyard's REST frontend.
 
+With ``--shipyard-http`` the same app runs on Shipyard's own HTTP server
+(``shipyard.serving.http.server``) instead: a reference row that shows what that server costs
+by itself, not the ceiling the targets use.
+
 It answers from canned replies (fetched from the real server by ``serve_bench.py``) and does no
 parsing, validation or inference: it only reads the request body and writes a fixed response.
 uvicorn runs with the same settings as ``shipyard.serving.server.Server`` (httptools, uvloop,
 lifespan off, no access log, log level warning, a pre-bound socket with backlog 2048).
 
     python benchmarks/bare_asgi.py --canned canned.json [--host 127.0.0.1] [--port 0]
-        [--executor-hop]
+        [--executor-hop] [--shipyard-http]
 
 ``canned.json`` holds ``{"http": {"GET /v2/models/risk": {"status": 200, "headers": [[k, v]],
 "body_b64": "..."}, ...}, "http_infer": {"path": "/v2/models/risk/infer", "binary": {...},
@@ -133,6 +137,22 @@ def _bind(host: str, port: int) -> socket.socket:  # same as shipyard.serving.se
     return sock
 
 
+async def serve_shipyard_http(canned: dict[str, Any], host: str, port: int,
+                              hop: bool = False) -> None:
+    from shipyard.serving.http.server import HttpServer
+
+    sock = _bind(host, port)
+    server = HttpServer(make_app(canned, hop=hop), keep_alive_s=30.0)
+    await server.start(sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"HTTP listening on http://{host}:{sock.getsockname()[1]}", file=sys.stderr, flush=True)
+    await stop.wait()
+    await server.shutdown(0.5)
+
+
 async def serve(canned: dict[str, Any], host: str, port: int, hop: bool = False) -> None:
     sock = _bind(host, port)
     config = uvicorn.Config(
@@ -157,15 +177,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--executor-hop", action="store_true",
                         help="diagnostic: run a no-op in a 1-thread executor for each infer")
+    parser.add_argument("--shipyard-http", action="store_true",
+                        help="reference: serve the app with Shipyard's HTTP server, not uvicorn")
     args = parser.parse_args(argv)
     with open(args.canned) as f:
         canned = json.load(f)
+    run = serve_shipyard_http if args.shipyard_http else serve
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is part of shipyard[serve]
-        asyncio.run(serve(canned, args.host, args.port, args.executor_hop))
+        asyncio.run(run(canned, args.host, args.port, args.executor_hop))
     else:
-        uvloop.run(serve(canned, args.host, args.port, args.executor_hop))
+        uvloop.run(run(canned, args.host, args.port, args.executor_hop))
 
 
 if __name__ == "__main__":

@@ -68,9 +68,13 @@ TARGETS_DOC = [
     ("risk REST c16 throughput / bare-ASGI c16 throughput", ">=", 0.60),
     ("risk gRPC c16 throughput / bare grpc.aio c16 throughput", ">=", 0.70),
     ("risk REST c1 p50 / bare-ASGI c1 p50", "<=", 3.0),
-    ("cnn REST (binary) c16 b1 images/s / in-process best images/s", ">=", 0.70),
-    ("cnn gRPC c16 b1 images/s / in-process best images/s", ">=", 0.70),
+    ("cnn REST (binary) c16 b64 images/s / in-process best images/s", ">=", 0.70),
+    ("cnn gRPC c16 b64 images/s / in-process best images/s", ">=", 0.70),
 ]
+#: images per request of the cnn target rows: the model's max_batch_size (the in-process
+#: ceiling is flat from batch 16 up). One image per request cannot reach the target: 70 % of
+#: the ceiling would be ~100k requests/s, several times what a bare server answers here.
+CNN_TARGET_BATCH = 64
 
 
 @dataclass
@@ -81,7 +85,7 @@ class Mode:
     stability: int  # perf_analyzer -s (percent)
     inproc_s: float  # seconds per batch size, in-process
     budget_s: float  # the whole run
-    extras: bool  # cnn with a larger client batch
+    extras: bool  # diagnostic rows (+ hop, the bare app on Shipyard's HTTP server)
     profile_s: float  # py-spy recording length per scenario
 
 
@@ -636,8 +640,8 @@ def evaluate_targets(res: Results) -> list[tuple[str, str, float, float | None, 
     rest16 = res.find("shipyard", "risk", "REST", 16)
     rest1 = res.find("shipyard", "risk", "REST", 1)
     grpc16 = res.find("shipyard", "risk", "gRPC", 16)
-    cnn_rest = res.find("shipyard", "cnn", "REST", 16)
-    cnn_grpc = res.find("shipyard", "cnn", "gRPC", 16)
+    cnn_rest = res.find("shipyard", "cnn", "REST", 16, CNN_TARGET_BATCH)
+    cnn_grpc = res.find("shipyard", "cnn", "gRPC", 16, CNN_TARGET_BATCH)
     cnn_best = res.inproc["cnn"].best if "cnn" in res.inproc else None
 
     def t(r: Row | None) -> float | None:
@@ -772,13 +776,16 @@ def run(args: argparse.Namespace, progress: Any, tick: Callable[[str], None]) ->
         if mode.extras:  # diagnostics: what one thread hop per request costs each frontend
             bare("bare_asgi.py", "http", r"HTTP listening on http://[^:]+:(\d+)",
                  [Row("bare ASGI + hop", "risk", "REST", 16)], ("--executor-hop",))
+            bare("bare_asgi.py", "http", r"HTTP listening on http://[^:]+:(\d+)",
+                 [Row("bare ASGI, shipyard HTTP", "risk", "REST", c) for c in (1, 16)],
+                 ("--shipyard-http",))
             bare("bare_grpc.py", "grpc", r"gRPC listening on [^\s]+:(\d+)",
                  [Row("bare grpc.aio + hop", "risk", "gRPC", 16)], ("--executor-hop",))
         for model in ("risk", "cnn"):
             res.inproc[model] = in_process(repo, model, mode.inproc_s, tick)
         real([Row("shipyard", "cnn", proto, c) for proto in ("REST", "gRPC") for c in (1, 16)])
-        if mode.extras:
-            real([Row("shipyard", "cnn", proto, 16, batch=8) for proto in ("REST", "gRPC")])
+        real([Row("shipyard", "cnn", proto, 16, batch=CNN_TARGET_BATCH)
+              for proto in ("REST", "gRPC")])
 
         # 3. profile what missed
         targets = evaluate_targets(res)
@@ -790,7 +797,7 @@ def run(args: argparse.Namespace, progress: Any, tick: Callable[[str], None]) ->
         elif want and pyspy is not None:
             scenarios = [Row("shipyard", "risk", "REST", 16), Row("shipyard", "risk", "gRPC", 16)]
             if any(t[0].startswith("cnn") for t in missed):
-                scenarios.append(Row("shipyard", "cnn", "gRPC", 16))
+                scenarios.append(Row("shipyard", "cnn", "gRPC", 16, batch=CNN_TARGET_BATCH))
             for row in scenarios:
                 if deadline - time.monotonic() < mode.profile_s + 8:
                     res.pa_errors.append(f"profile of {row.label} skipped: time budget")
@@ -922,10 +929,15 @@ def render_markdown(res: Results, info: dict[str, str], old_doc: str | None) -> 
                  [[name, "-" if v is None else f"{v:.2f}", f"{op} {thr:g}", verdict, detail]
                   for name, op, thr, v, verdict, detail in targets], "lrrll"),
         "",
-        "The cnn target row is the `-b 1` row (one image per request); rows with `-b 8` "
-        "(eight images per request) are for reference only. Rows `+ hop` are diagnostics, not "
-        "ceilings: the bare server also awaits a no-op in a one-thread executor per request, "
-        "the thread hop that the real server's batcher makes once per batch.",
+        f"The cnn target rows send {CNN_TARGET_BATCH} images per request (`-b "
+        f"{CNN_TARGET_BATCH}`, the model's max_batch_size); the `-b 1` rows (one image per "
+        "request) show the per-request cost and are for reference: at one image per request "
+        "70 % of the in-process ceiling would be about 100k requests/s, several times what even "
+        "the bare servers answer here. Rows `+ hop` are diagnostics, not ceilings: the bare "
+        "server also awaits a no-op in a one-thread executor per request, the thread hop that "
+        "the real server's batcher makes once per batch. The row `bare ASGI, shipyard HTTP` is "
+        "the bare app on Shipyard's own HTTP server instead of uvicorn (a reference: the REST "
+        "target compares with the bare app on uvicorn, the standard stack).",
         "",
         "## Load results",
         "",
@@ -949,9 +961,9 @@ def render_markdown(res: Results, info: dict[str, str], old_doc: str | None) -> 
             f"b{k} {v:,.0f}" for k, v in ip.rates.items()))
     lines += ["", "## Where the server's CPU goes (c16)", "",
               "CPU of each server thread over the perf_analyzer run, in cores (top 4). "
-              "MainThread runs the event loop (uvicorn, grpc.aio, the batcher); `risk-v1_0` / "
-              "`cnn-v1_0` run ONNX Runtime; `Thread-1 (_poll_wrapper)` is grpc.aio's poller; "
-              "native tids are threads of gRPC core.", ""]
+              "MainThread runs the event loop (the HTTP server, grpc.aio, the batcher); "
+              "`risk-v1_0` / `cnn-v1_0` run ONNX Runtime; `Thread-1 (_poll_wrapper)` is "
+              "grpc.aio's poller; native tids are threads of gRPC core.", ""]
     lines.append(md_table(["load", "server CPU", "per thread"], thread_table(res), "lrl"))
     lines += ["", "## Errors and warnings seen", ""]
     problems = [*res.pa_errors, *(f"server log: {p}" for p in res.server_problems)]

@@ -96,7 +96,7 @@ class HttpApp:
             with contextlib.suppress(Exception):
                 await _send(send, 503, _err(
                     "server stopped before this request finished (grace period over); retry"))
-            # answered: end the task normally (uvicorn would log a traceback per request)
+            # answered: end the task normally (the server treats a cancelled task as unanswered)
         except ShipyardError as exc:
             status = HTTP_STATUS[exc.code]
             _log_error(scope, rid, status, exc.message)
