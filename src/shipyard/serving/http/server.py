@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any, cast
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -100,6 +100,7 @@ class _Request:
         "head_sent",
         "headers",
         "keep_alive",
+        "muted",
         "proto",
         "scope",
         "started",
@@ -130,6 +131,7 @@ class _Request:
         self.chunked = False
         self.close_after = False
         self.ended = False  # receive() returned the last piece of the body
+        self.muted = False  # the parser rejected the body: a 400 answers, not the app
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -183,6 +185,9 @@ class _Request:
         more: bool = message.get("more_body", False)
         if not more:
             self.done = True
+            self.wake()  # a receive() waiting for the end of the request returns now
+        if self.muted:
+            return  # the parser rejected this request's body: a 400 answers it
         proto = self.proto
         transport = proto.transport
         if not self.head_sent:
@@ -206,11 +211,17 @@ class _Request:
 
     def _head(self, body: bytes, more: bool) -> bytes:
         proto = self.proto
-        parts = [_status_line(self.status)]
-        length = False
+        status = self.status
+        parts = [_status_line(status)]
+        bodiless = status < 200 or status in (204, 304)  # no body, no framing (RFC 9110)
+        if bodiless:
+            self.head = True
+        length = bodiless
         for name, value in self.headers:
             lname = name.lower()
             if lname == b"content-length":
+                if bodiless and status != 304:
+                    continue
                 length = True
             elif lname == b"connection" and value.lower() == b"close":
                 self.close_after = True
@@ -219,7 +230,9 @@ class _Request:
                 continue  # framing is this server's business
             parts += (name, b": ", value, b"\r\n")
         if not length:
-            if more:
+            if more and self.scope["http_version"] == "1.0":
+                self.close_after = True  # HTTP/1.0 has no chunks: the body ends at close
+            elif more:
                 self.chunked = not self.head
                 if self.chunked:
                     parts.append(b"transfer-encoding: chunked\r\n")
@@ -249,6 +262,8 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
+        self.in_headers = True  # the next bytes belong to a request's header section
+        self.raw_header_bytes = 0  # bytes read while in a header section not yet complete
         self.buffered = 0  # unread body bytes
         self.reading_paused = False
         self.writing_paused = False
@@ -288,6 +303,8 @@ class HttpProtocol(asyncio.Protocol):
         if self.dead:
             return
         self.idle_since = None
+        if self.in_headers:  # bytes of a header section that has not ended (at least)
+            self.raw_header_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -297,9 +314,7 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _HeadersTooLarge):
-                self._stop_parsing(self._error(
-                    431, f"request header section exceeds {self.server.max_header_bytes} "
-                    "bytes; send fewer or shorter headers"))
+                self._stop_parsing(self._too_large())
             elif isinstance(cause, _BadRequest):
                 self._stop_parsing(self._error(400, f"malformed HTTP request: {cause}"))
             else:
@@ -307,6 +322,10 @@ class HttpProtocol(asyncio.Protocol):
                 self._stop_parsing(self._error(500, "internal error while parsing the request"))
         except httptools.HttpParserError as exc:
             self._stop_parsing(self._error(400, f"malformed HTTP request: {exc}"))
+        else:
+            # httptools holds a header line until it ends: an endless one is caught here
+            if self.in_headers and self.raw_header_bytes > self.server.max_header_bytes:
+                self._stop_parsing(self._too_large())
         if self.idle_since is None and not self.requests and self.parsing is None:
             self.idle_since = self.loop.time()
 
@@ -346,16 +365,23 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserInvalidURLError:
             raise _BadRequest(f"invalid request target {self.url[:100]!r}") from None
         raw_path: bytes = parsed.path or b"/"
-        path = raw_path.decode("latin-1")
-        if "%" in path:
-            path = unquote(path)  # UTF-8, as uvicorn and Starlette decode it
+        if b"%" in raw_path or not raw_path.isascii():
+            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        else:
+            path = raw_path.decode("ascii")
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise _BadRequest(f"HTTP/{version} is not supported here; use HTTP/1.1")
+        self.in_headers = False
+        self.raw_header_bytes = 0
         headers = self.headers
         expect = False
-        for name, value in headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                expect = True
+        if version == "1.1":  # HTTP/1.0 has no 100 (Continue): RFC 9110 10.1.1
+            for name, value in headers:
+                if name == b"expect" and value.lower() == b"100-continue":
+                    expect = True
         scope: Scope = {
-            "type": "http", "asgi": _ASGI, "http_version": parser.get_http_version(),
+            "type": "http", "asgi": _ASGI, "http_version": version,
             "method": parser.get_method().decode("ascii", "replace"), "scheme": "http",
             "path": path, "raw_path": raw_path, "query_string": parsed.query or b"",
             "root_path": "", "headers": headers, "client": self.client,
@@ -383,6 +409,8 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         request = self.parsing
         self.parsing = None
+        self.in_headers = True
+        self.raw_header_bytes = 0
         if request is not None:
             request.complete = True
             request.wake()
@@ -470,6 +498,10 @@ class HttpProtocol(asyncio.Protocol):
             self.idle_since = self.loop.time()
         self.server.check_idle()
 
+    def _too_large(self) -> bytes:
+        return self._error(431, f"request header section exceeds {self.server.max_header_bytes} "
+                           "bytes; send fewer or shorter headers")
+
     def _error(self, status: int, message: str) -> bytes:
         body = b'{"error":"%s"}' % message.replace("\\", "\\\\").replace('"', '\\"').encode(
             "ascii", "backslashreplace")
@@ -492,6 +524,10 @@ class HttpProtocol(asyncio.Protocol):
         if pending is not None:  # its body will never complete
             self.parsing = None
             pending.broken = True
+            if not pending.head_sent:
+                pending.muted = True  # the 400 below answers it, not the app
+            else:
+                reply = None  # it was answered already: close after it, say nothing more
             pending.wake()
         if reply is None:
             if self.requests:
@@ -558,7 +594,11 @@ class HttpServer:
         self._tick_handle = self.loop.call_later(1.0 - now % 1.0, self._tick)
 
     def check_idle(self) -> None:
-        if self.stopping and all(c.close_if_idle() for c in list(self.connections)):
+        if not self.stopping:
+            return
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        if not self.connections:  # a closing connection counts until its data is flushed
             self._idle.set()
 
     def close_listeners(self) -> None:
