@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import zlib
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -35,6 +34,7 @@ from shipyard.serving.errors import (
 from shipyard.serving.http.codec import decode_infer_request, encode_infer_response, parse_json
 from shipyard.serving.http.errors import HTTP_STATUS
 from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
+from shipyard.serving.http.server import Message, Receive, Scope, Send
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.simple import features_request, features_result
@@ -43,10 +43,6 @@ __all__ = ["HttpApp"]
 
 log = logging.getLogger("shipyard.http")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _JSON = b"application/json"
 _MODEL_ACTIONS = {"", "infer", "predict", "ready", "config", "stats"}

@@ -47,10 +47,11 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
-__all__ = ["HttpServer"]
+__all__ = ["ASGIApp", "HttpServer", "Message", "Receive", "Scope", "Send"]
 
 log = logging.getLogger("shipyard.http.server")
 
+# the ASGI 3 callables, as this server calls the app (and shipyard.serving.http.app implements it)
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
