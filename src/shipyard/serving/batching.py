@@ -315,9 +315,6 @@ class DynamicBatcher:
     def _finish(
         self, batch: list[_Item], result: tuple[Outputs, int, int, int] | BaseException
     ) -> None:
-        for item in batch:
-            if item.timer is not None:
-                item.timer.cancel()
         queue_ns = [item.queued_ns for item in batch]
         rows = sum(item.rows for item in batch)
         if isinstance(result, BaseException):
