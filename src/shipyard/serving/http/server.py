@@ -262,9 +262,12 @@ class HttpProtocol(asyncio.Protocol):
         self.parsing: _Request | None = None  # the request whose body is being parsed
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        # the header-section limit, counted twice: exactly, from the parser's callbacks (a
+        # section that ends within one read), and from the bytes read while a section is open
+        # (httptools holds a header line until it ends, so an endless line never calls back)
         self.header_bytes = 0
         self.in_headers = True  # the next bytes belong to a request's header section
-        self.raw_header_bytes = 0  # bytes read while in a header section not yet complete
+        self.raw_header_bytes = 0
         self.buffered = 0  # unread body bytes
         self.reading_paused = False
         self.writing_paused = False
