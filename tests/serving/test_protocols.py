@@ -290,7 +290,19 @@ def test_health_routes_raw(demo_server: ServerProcess) -> None:
     assert raw_http(demo_server, "GET", "/v2/models/risk/ready")[0] == 200
     assert raw_http(demo_server, "GET", "/v2/models/nope/ready")[0] == 404
     status, headers, _ = raw_http(demo_server, "POST", "/v2/health/live")
-    assert status == 405 and headers.get("allow") == "GET"
+    assert status == 405 and headers.get("allow") == "GET, HEAD"
+
+
+def test_head_answers_like_get_without_a_body(demo_server: ServerProcess) -> None:
+    for path in ("/v2/health/ready", "/v2/models/risk", "/v2/models/risk/config"):
+        status, headers, body = raw_http(demo_server, "GET", path)
+        h_status, h_headers, h_body = raw_http(demo_server, "HEAD", path)
+        assert (h_status, h_body) == (200, b""), path
+        assert status == 200 and int(h_headers["content-length"]) == len(body), path
+        assert h_headers["content-type"] == headers["content-type"]
+        assert body or path.endswith("/ready"), path  # a body that HEAD left out
+    status, headers, _ = raw_http(demo_server, "HEAD", "/v2/models/risk/infer")
+    assert status == 405 and headers.get("allow") == "POST"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

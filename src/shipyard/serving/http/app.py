@@ -363,8 +363,9 @@ def _timeout_header(headers: dict[bytes, bytes], request: Any) -> None:
 
 
 def _allow(method: str, allowed: str) -> None:
-    if method != allowed:
-        raise _MethodNotAllowed(allowed)
+    """``allowed`` is POST or GET; a GET route answers HEAD too (the server sends no body)."""
+    if method != allowed and not (method == "HEAD" and allowed == "GET"):
+        raise _MethodNotAllowed("GET, HEAD" if allowed == "GET" else allowed)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
