@@ -282,7 +282,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self.server.connections.add(self)
+        self.server.connections[self] = None
         peer = transport.get_extra_info("peername")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         name = transport.get_extra_info("sockname")
@@ -290,7 +290,7 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        self.server.connections.pop(self, None)
         self.transport = None
         self.dead = True
         for request in self.requests:
@@ -574,7 +574,8 @@ class HttpServer:
         self.keep_alive_s = keep_alive_s
         self.max_header_bytes = max_header_bytes
         self.loop = asyncio.get_running_loop()
-        self.connections: set[HttpProtocol] = set()
+        #: live connections, oldest first (a dict: ordered, so shutdown walks them in a fixed order)
+        self.connections: dict[HttpProtocol, None] = {}
         self.stopping = False
         self.date = b""
         self._servers: list[asyncio.AbstractServer] = []
