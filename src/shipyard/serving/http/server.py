@@ -46,6 +46,7 @@ from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 import httptools
+import orjson
 
 __all__ = ["ASGIApp", "HttpServer", "Message", "Receive", "Scope", "Send"]
 
@@ -507,8 +508,7 @@ class HttpProtocol(asyncio.Protocol):
                            "bytes; send fewer or shorter headers")
 
     def _error(self, status: int, message: str) -> bytes:
-        body = b'{"error":"%s"}' % message.replace("\\", "\\\\").replace('"', '\\"').encode(
-            "ascii", "backslashreplace")
+        body = orjson.dumps({"error": message})  # the app's error shape
         return b"".join((
             _status_line(status), b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body), _CLOSE, self.server.date, b"\r\n", body))
