@@ -6,13 +6,18 @@ message is serialised, with no validation and no inference. The server has the s
 ``shipyard.serving.server.Server`` and runs on uvloop, as the real server does.
 
     python benchmarks/bare_grpc.py --canned canned.json [--host 127.0.0.1] [--port 0]
-        [--executor-hop]
+        [--executor-hop | --onnx-worker MODEL.onnx]
 
 ``canned.json`` holds ``{"grpc": {"ModelInfer": "<base64 ModelInferResponse>", "ModelConfig":
 ..., ...}}``: one serialised response per method name. ModelStatistics counts the ModelInfer
 calls served (perf_analyzer needs its counters to move). Logs ``gRPC listening on HOST:PORT`` to
 stderr once it serves. With ``--executor-hop`` each ModelInfer also awaits a no-op in a one-thread
-executor, the thread hop the real server's batcher makes (a diagnostic, not a ceiling).
+executor, the thread hop the real server's batcher makes (a diagnostic, not a ceiling). With
+``--onnx-worker MODEL.onnx`` each ModelInfer runs that model on its request's first raw input
+in a worker thread fed by a ``queue.SimpleQueue`` (ONNX Runtime with one intra-op and one
+inter-op thread, as the real server configures it) and waits for it: the least a server that
+never runs inference on its event loop has to do per request, without batching, validation or
+statistics (a diagnostic: the ceiling of such a server).
 """
 
 from __future__ import annotations
@@ -21,14 +26,18 @@ import argparse
 import asyncio
 import base64
 import json
+import queue
 import signal
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+import numpy as np
 
 from shipyard.serving.grpc.protos import kserve_pb2 as pb
+from shipyard.serving.types import DATATYPES
 
 #: the options shipyard.serving.server.Server gives grpc.aio.server (max_body_bytes default)
 SERVER_OPTIONS = [
@@ -43,9 +52,41 @@ def _noop() -> None:
     return None
 
 
-def handlers(canned: dict[str, str], hop: bool = False) -> grpc.GenericRpcHandler:
+class OnnxWorker:
+    """One thread running an ONNX model on the inputs it is handed (``run`` is awaitable)."""
+
+    def __init__(self, path: str) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.work: queue.SimpleQueue[tuple[Any, Any, asyncio.AbstractEventLoop]] = (
+            queue.SimpleQueue())
+        threading.Thread(target=self._loop, name="onnx-worker", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            array, future, loop = self.work.get()
+            result = self.session.run(None, {self.input: array})
+            loop.call_soon_threadsafe(future.set_result, result)
+
+    async def run(self, request: Any) -> Any:
+        tensor = request.inputs[0]
+        array = np.frombuffer(request.raw_input_contents[0], dtype=DATATYPES[tensor.datatype])
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.work.put((array.reshape(tuple(tensor.shape)), future, loop))
+        return await future
+
+
+def handlers(canned: dict[str, str], hop: bool = False,
+             onnx: str | None = None) -> grpc.GenericRpcHandler:
     served = [0]
     pool = ThreadPoolExecutor(max_workers=1) if hop else None
+    worker = OnnxWorker(onnx) if onnx else None
     methods = {}
     for method, b64 in canned.items():
         req_cls = getattr(pb, f"{method}Request")
@@ -63,6 +104,8 @@ def handlers(canned: dict[str, str], hop: bool = False) -> grpc.GenericRpcHandle
                 served[0] += 1
                 if pool is not None:  # diagnostic: the thread hop the real server's batcher makes
                     await asyncio.get_running_loop().run_in_executor(pool, _noop)
+                if worker is not None:  # diagnostic: parse, run the model off the loop, reply
+                    await worker.run(request)
                 return resp
 
             fn = infer
@@ -88,9 +131,10 @@ def handlers(canned: dict[str, str], hop: bool = False) -> grpc.GenericRpcHandle
     return grpc.method_handlers_generic_handler("inference.GRPCInferenceService", methods)
 
 
-async def serve(canned: dict[str, str], host: str, port: int, hop: bool = False) -> None:
+async def serve(canned: dict[str, str], host: str, port: int, hop: bool = False,
+                onnx: str | None = None) -> None:
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers([handlers(canned, hop)])
+    server.add_generic_rpc_handlers([handlers(canned, hop, onnx)])
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     stop = asyncio.Event()
@@ -107,17 +151,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--canned", required=True, help="JSON file of canned replies")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--executor-hop", action="store_true",
-                        help="diagnostic: run a no-op in a 1-thread executor for each ModelInfer")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--executor-hop", action="store_true",
+                      help="diagnostic: run a no-op in a 1-thread executor for each ModelInfer")
+    mode.add_argument("--onnx-worker", metavar="MODEL.onnx",
+                      help="diagnostic: run this model on each ModelInfer's input in a worker "
+                           "thread")
     args = parser.parse_args(argv)
     with open(args.canned) as f:
         canned = json.load(f)["grpc"]
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is part of shipyard[serve]
-        asyncio.run(serve(canned, args.host, args.port, args.executor_hop))
+        asyncio.run(serve(canned, args.host, args.port, args.executor_hop, args.onnx_worker))
     else:
-        uvloop.run(serve(canned, args.host, args.port, args.executor_hop))
+        uvloop.run(serve(canned, args.host, args.port, args.executor_hop, args.onnx_worker))
 
 
 if __name__ == "__main__":

@@ -673,6 +673,23 @@ def evaluate_targets(res: Results) -> list[tuple[str, str, float, float | None, 
     return out
 
 
+def reference_ratios(res: Results) -> list[str]:
+    """Markdown lines comparing gRPC with the one-worker-hop diagnostic, when it ran."""
+    bare = res.find("bare grpc.aio", "risk", "gRPC", 16)
+    worker = res.find("bare grpc.aio + ONNX worker", "risk", "gRPC", 16)
+    real = res.find("shipyard", "risk", "gRPC", 16)
+    if not (bare and worker and real and bare.throughput and worker.throughput
+            and real.throughput):
+        return []
+    return [
+        "For reference (not targets), gRPC c16: the bare server with an ONNX worker thread "
+        f"(`bare grpc.aio + ONNX worker`) answers {worker.throughput / bare.throughput:.2f} of "
+        "bare grpc.aio, and Shipyard answers "
+        f"{real.throughput / worker.throughput:.2f} of that diagnostic.",
+        "",
+    ]
+
+
 def _num(v: float | None, digits: int = 0) -> str:
     if v is None:
         return "-"
@@ -740,7 +757,7 @@ def run(args: argparse.Namespace, progress: Any, tick: Callable[[str], None]) ->
         def bare(script: str, key: str, pattern: str, rows: list[Row],
                  extra: tuple[str, ...] = ()) -> None:
             tick(f"starting {script} {' '.join(extra)}")
-            log = workdir / f"{script}{'_'.join(extra)}.log"
+            log = workdir / f"{script}{'_'.join(a for a in extra if a.startswith('--'))}.log"
             proc = procs.start([sys.executable, str(BENCH_DIR / script), "--canned",
                                 str(canned_path), "--host", HOST, "--port", "0", *extra], log,
                                env=child_env())
@@ -781,6 +798,9 @@ def run(args: argparse.Namespace, progress: Any, tick: Callable[[str], None]) ->
                  ("--shipyard-http",))
             bare("bare_grpc.py", "grpc", r"gRPC listening on [^\s]+:(\d+)",
                  [Row("bare grpc.aio + hop", "risk", "gRPC", 16)], ("--executor-hop",))
+            bare("bare_grpc.py", "grpc", r"gRPC listening on [^\s]+:(\d+)",
+                 [Row("bare grpc.aio + ONNX worker", "risk", "gRPC", 16)],
+                 ("--onnx-worker", str(repo / "risk" / "1" / "model.onnx")))
         for model in ("risk", "cnn"):
             res.inproc[model] = in_process(repo, model, mode.inproc_s, tick)
         real([Row("shipyard", "cnn", proto, c) for proto in ("REST", "gRPC") for c in (1, 16)])
@@ -929,13 +949,17 @@ def render_markdown(res: Results, info: dict[str, str], old_doc: str | None) -> 
                  [[name, "-" if v is None else f"{v:.2f}", f"{op} {thr:g}", verdict, detail]
                   for name, op, thr, v, verdict, detail in targets], "lrrll"),
         "",
+        *reference_ratios(res),
         f"The cnn target rows send {CNN_TARGET_BATCH} images per request (`-b "
         f"{CNN_TARGET_BATCH}`, the model's max_batch_size); the `-b 1` rows (one image per "
         "request) show the per-request cost and are for reference: at one image per request "
         "70 % of the in-process ceiling would be about 100k requests/s, several times what even "
         "the bare servers answer here. Rows `+ hop` are diagnostics, not ceilings: the bare "
         "server also awaits a no-op in a one-thread executor per request, the thread hop that "
-        "the real server's batcher makes once per batch. The row `bare ASGI, shipyard HTTP` is "
+        "the real server's batcher makes once per batch. The row `bare grpc.aio + ONNX worker` is "
+        "the least a server that never runs inference on its loop must do: the bare gRPC server "
+        "also runs the risk model on each request's input in a worker thread (no batching, "
+        "validation or statistics). The row `bare ASGI, shipyard HTTP` is "
         "the bare app on Shipyard's own HTTP server instead of uvicorn (a reference: the REST "
         "target compares with the bare app on uvicorn, the standard stack).",
         "",
