@@ -1171,3 +1171,143 @@ def test_asgi_scope(run: Callable[..., None]) -> None:
                 "/plain", b"/plain", b"")
 
     run(main)
+
+
+# ---------------------------------------------------------------------------------------------
+# 14: slow clients (408) and the lingering close after an error answer
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_header_section_trickled_too_slowly_gets_408(run: Callable[..., None]) -> None:
+    calls: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        calls.append(scope["path"])
+        await answer(send, 200, b"ok")
+
+    async def main() -> None:
+        async with serving(app, header_timeout_s=1.0, keep_alive_s=30.0) as srv:
+            slow = await srv.connect()
+            await slow.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n")
+            began = time.monotonic()
+            answered: list[Response] = []
+
+            async def trickle() -> None:  # one byte every 0.2 s: never idle, never done
+                with contextlib.suppress(ConnectionError):
+                    for _ in range(40):
+                        await slow.send(b"X")
+                        await asyncio.sleep(0.2)
+
+            trickling = asyncio.create_task(trickle())
+            answered.append(await slow.response(timeout=4.0))
+            waited = time.monotonic() - began
+            trickling.cancel()
+            response = answered[0]
+            assert (response.status, response.reason) == (408, "Request Timeout")
+            assert "header section not complete within 1 s" in error_message(response)
+            assert 0.9 <= waited <= 3.0
+            await slow.assert_closed()
+            assert calls == []
+            # other connections are not affected
+            other = await srv.connect()
+            assert (await other.request("/fine")).body == b"ok"
+
+    run(main)
+
+
+def test_a_stalled_header_section_gets_408_not_a_silent_idle_close(
+        run: Callable[..., None]) -> None:
+    async def main() -> None:
+        async with serving(echo_app, header_timeout_s=1.0, keep_alive_s=1.0) as srv:
+            client = await srv.connect()
+            await client.send(b"GET / HTTP/1.1\r\nHost: te")
+            response = await client.response(timeout=4.0)
+            assert response.status == 408
+            await client.assert_closed()
+
+    run(main)
+
+
+def test_a_stalled_request_body_gets_408(run: Callable[..., None]) -> None:
+    messages: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while True:  # what Shipyard's app does: read the body, give up on a disconnect
+            message = await receive()
+            messages.append(message)
+            if message["type"] == "http.disconnect":
+                return
+            if not message.get("more_body", False):
+                break
+        await answer(send, 200, b"should not be sent")
+
+    async def main() -> None:
+        async with serving(app, body_timeout_s=1.0) as srv:
+            client = await srv.connect()
+            await client.send(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n"
+                              + b"0123456789")
+            began = time.monotonic()
+            response = await client.response(timeout=4.0)
+            assert 0.9 <= time.monotonic() - began <= 3.0
+            assert (response.status, response.reason) == (408, "Request Timeout")
+            assert "no bytes received for 1 s" in error_message(response)
+            await client.assert_closed()
+            assert messages[-1] == {"type": "http.disconnect"}
+            assert b"".join(m.get("body", b"") for m in messages) == b"0123456789"
+
+    run(main)
+
+
+def test_slow_but_steady_clients_and_slow_apps_are_not_timed_out(
+        run: Callable[..., None]) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        body, _ = await read_body(receive)
+        if scope["path"] == "/slow":
+            await asyncio.sleep(1.6)  # longer than both timeouts: the app, not the client
+        await answer(send, 200, digest(body))
+
+    async def main() -> None:
+        async with serving(app, header_timeout_s=1.0, body_timeout_s=1.0) as srv:
+            client = await srv.connect()
+            payload = bytes(range(256)) * 8
+            await client.send(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n"
+                              % len(payload))
+            for i in range(0, len(payload), 256):  # a piece every 0.25 s, 2 s in all
+                await client.send(payload[i:i + 256])
+                await asyncio.sleep(0.25)
+            response = await client.response()
+            assert (response.status, response.body) == (200, digest(payload))
+            response = await client.request("/slow", "POST", body=b"abc")
+            assert (response.status, response.body) == (200, digest(b"abc"))
+            await client.assert_open()
+
+    run(main, timeout=15.0)
+
+
+def test_an_error_answer_reaches_a_client_that_is_still_sending(
+        run: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a 431 the server keeps reading (and dropping) what the client sends: closing
+    with unread bytes would reset the connection, and the client's next write would fail
+    before it ever read the answer."""
+    import shipyard.serving.http.server as server_module
+
+    monkeypatch.setattr(server_module, "LINGER_S", 1.0)
+
+    async def main() -> None:
+        async with serving(echo_app, max_header_bytes=LIMIT) as srv:
+            client = await srv.connect()
+            await client.send(b"GET / HTTP/1.1\r\nHost: test\r\nX-Endless: ")
+            for _ in range(64):  # 4 MiB after the limit was passed: every write must succeed
+                await client.send(b"a" * 65536)
+                await asyncio.sleep(0)
+            response = await client.response(timeout=2.0)
+            assert response.status == 431
+            assert await client.read_until_eof() == b""  # FIN right after the answer
+            assert srv.server.connections  # lingering: the client has not closed yet
+            began = time.monotonic()
+            while srv.server.connections and time.monotonic() - began < 3.0:
+                await asyncio.sleep(0.05)
+            assert not srv.server.connections  # closed by the server after LINGER_S
+            assert 0.5 <= time.monotonic() - began <= 2.5
+
+    run(main)

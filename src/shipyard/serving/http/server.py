@@ -11,6 +11,9 @@ Behaviour (each point is exercised by tests/serving/test_hostile.py and test_pro
 
 * HTTP/1.0 and 1.1; keep-alive, closed after ``keep_alive_s`` idle; ``Connection: close``
   from either side; HEAD answers carry no body.
+* Slow clients: a header section not complete ``header_timeout_s`` after its first byte, or a
+  request body that the app waits for while no bytes arrive for ``body_timeout_s``, gets
+  ``408`` and the connection closes (a client trickling bytes cannot hold a connection).
 * Pipelining: requests on one connection are answered in order; at most ``MAX_PIPELINED``
   parsed requests wait (reading pauses beyond that).
 * Request bodies (``Content-Length`` or chunked) stream to the app through ``receive()``;
@@ -19,7 +22,10 @@ Behaviour (each point is exercised by tests/serving/test_hostile.py and test_pro
   404) never makes the client send its body.
 * A request the parser rejects gets ``400`` (``431`` for a header section over
   ``max_header_bytes``), after the answers owed to the requests before it on the same
-  connection; then the connection closes. An upgrade request (WebSocket, h2c) is answered as
+  connection; then the connection closes. Such closes linger: the server stops sending, reads
+  and drops what the client still sends for up to ``LINGER_S``, then closes (closing a socket
+  with unread bytes makes the kernel send a reset, which can destroy the answer before the
+  client reads it). An upgrade request (WebSocket, h2c) is answered as
   plain HTTP/1.1 and the connection closes after it.
 * An app that fails before answering gets a 500 from here; one that fails mid-answer gets its
   connection closed. A client that hangs up mid-request makes ``receive()`` return
@@ -63,6 +69,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 HIGH_WATER = 256 * 1024
 #: parsed requests waiting behind the one being answered, above which reading pauses
 MAX_PIPELINED = 16
+#: after an error answer that ends a connection, how long to read and drop what the client
+#: still sends before closing (seconds)
+LINGER_S = 5.0
 
 _STATUS_LINE = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus
@@ -150,6 +159,7 @@ class _Request:
             self.expect_continue = False
             if not self.started and proto.transport is not None and not self.broken:
                 proto.transport.write(_CONTINUE)
+                proto.last_read = proto.loop.time()  # the body timeout counts from here
         while not self.chunks and not self.complete and not self.broken:
             self.waiter = proto.loop.create_future()
             proto.resume_reading()  # the app waits for bytes: never leave reading paused
@@ -276,6 +286,9 @@ class HttpProtocol(asyncio.Protocol):
         self.dead = False  # the parser stopped: answer what is owed, then close
         self.error_reply: bytes | None = None
         self.idle_since: float | None = None
+        self.headers_since: float | None = None  # a header section began then, not yet ended
+        # loop time of the last bytes received (or of a 100 Continue, or of reading resumed)
+        self.last_read = 0.0
         self.client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
 
@@ -306,8 +319,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.dead:
-            return
+            return  # also while lingering: dropped
         self.idle_since = None
+        self.last_read = self.loop.time()
         if self.in_headers:  # bytes of a header section that has not ended (at least)
             self.raw_header_bytes += len(data)
         try:
@@ -331,7 +345,8 @@ class HttpProtocol(asyncio.Protocol):
             # httptools holds a header line until it ends: an endless one is caught here
             if self.in_headers and self.raw_header_bytes > self.server.max_header_bytes:
                 self._stop_parsing(self._too_large())
-        if self.idle_since is None and not self.requests and self.parsing is None:
+        if (self.idle_since is None and not self.requests and self.parsing is None
+                and self.headers_since is None):  # (a half-sent header section: 408, later)
             self.idle_since = self.loop.time()
 
     def eof_received(self) -> bool | None:
@@ -350,6 +365,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.header_bytes = 0
+        self.headers_since = self.last_read
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -379,6 +395,7 @@ class HttpProtocol(asyncio.Protocol):
             raise _BadRequest(f"HTTP/{version} is not supported here; use HTTP/1.1")
         self.in_headers = False
         self.raw_header_bytes = 0
+        self.headers_since = None
         headers = self.headers
         expect = False
         if version == "1.1":  # HTTP/1.0 has no 100 (Continue): RFC 9110 10.1.1
@@ -431,6 +448,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.reading_paused and self.transport is not None:
             self.reading_paused = False
             self.transport.resume_reading()
+            self.last_read = self.loop.time()  # silence while paused was not the client's
 
     def release(self, nbytes: int) -> None:
         self.buffered -= nbytes
@@ -481,7 +499,10 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None:
             return
         if request.close_after:
-            transport.close()
+            if request.complete or request.broken:
+                transport.close()
+            else:  # the client may still be sending the body: let it, so it reads the answer
+                self._linger()
             return
         if self.requests:
             self._start(self.requests[0])
@@ -490,7 +511,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self.error_reply is not None:
             transport.write(self.error_reply)
-            transport.close()
+            self._linger()
             return
         if request.broken:
             transport.close()
@@ -543,7 +564,46 @@ class HttpProtocol(asyncio.Protocol):
             self.error_reply = reply
         elif self.transport is not None:
             self.transport.write(reply)
-            self.transport.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close without destroying the answer just written: send FIN, drop whatever the client
+        still sends (``dead`` makes data_received drop it) until it closes or LINGER_S pass."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.dead = True
+        pending, self.parsing = self.parsing, None
+        if pending is not None:  # a body that will never be read now
+            pending.broken = True
+            pending.wake()
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.resume_reading()
+        self.loop.call_later(LINGER_S, transport.close)
+
+    def check_timeouts(self, header_limit: float, body_limit: float) -> None:
+        """Answer 408 and close when a header section began before ``header_limit`` (loop
+        time) and has not ended, or when the app waits for body bytes and none came since
+        ``body_limit``. Only while the client holds things up: never while an earlier request
+        is being answered or reading is paused."""
+        if self.dead or self.transport is None:
+            return
+        if (self.headers_since is not None and self.headers_since < header_limit
+                and not self.requests):
+            self._stop_parsing(self._error(
+                408, f"request header section not complete within "
+                f"{self.server.header_timeout_s:g} s; send the whole header section at once"))
+            return
+        body = self.parsing
+        if (body is not None and body.waiter is not None and self.requests
+                and self.requests[0] is body and not self.reading_paused
+                and self.last_read < body_limit):
+            self._stop_parsing(self._error(
+                408, f"request body: no bytes received for {self.server.body_timeout_s:g} s "
+                "while the server waited for them; send the body without pauses"))
 
     # -- shutdown ---------------------------------------------------------------------------------
 
@@ -569,9 +629,12 @@ class HttpServer:
     """Serves one ASGI app on listening sockets (see the module docstring)."""
 
     def __init__(self, app: ASGIApp, *, keep_alive_s: float = 30.0,
-                 max_header_bytes: int = 256 * 1024) -> None:
+                 max_header_bytes: int = 256 * 1024, header_timeout_s: float = 30.0,
+                 body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.keep_alive_s = keep_alive_s
+        self.header_timeout_s = header_timeout_s
+        self.body_timeout_s = body_timeout_s
         self.max_header_bytes = max_header_bytes
         self.loop = asyncio.get_running_loop()
         #: live connections, oldest first (a dict: ordered, so shutdown walks them in a fixed order)
@@ -589,13 +652,19 @@ class HttpServer:
         self._servers.append(server)
 
     def _tick(self) -> None:
-        """Once a second: refresh the Date header, close connections idle too long."""
+        """Once a second: refresh the Date header, close connections idle too long, answer
+        408 to clients too slow with a header section or a body."""
         now = time.time()
         self.date = b"date: %s\r\n" % formatdate(now, usegmt=True).encode()
-        limit = self.loop.time() - self.keep_alive_s
+        loop_now = self.loop.time()
+        limit = loop_now - self.keep_alive_s
+        header_limit = loop_now - self.header_timeout_s
+        body_limit = loop_now - self.body_timeout_s
         for conn in list(self.connections):
-            if conn.idle_since is not None and conn.idle_since < limit:
-                conn.close_if_idle()
+            idle = conn.idle_since
+            if idle is not None and idle < limit and conn.close_if_idle():
+                continue
+            conn.check_timeouts(header_limit, body_limit)
         self._tick_handle = self.loop.call_later(1.0 - now % 1.0, self._tick)
 
     def check_idle(self) -> None:
