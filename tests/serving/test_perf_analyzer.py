@@ -71,6 +71,7 @@ def _success_count(server: ServerProcess, model: str) -> tuple[int, int]:
     ("risk", "http"),
     ("risk", "grpc"),
     ("cnn", "grpc"),
+    ("risk", "grpc-streaming"),  # ModelStreamInfer
 ])
 def test_perf_analyzer_smoke(perf_analyzer: tuple[Path, dict[str, str]],
                              demo_server: ServerProcess, tmp_path: Path, model: str,
@@ -79,7 +80,8 @@ def test_perf_analyzer_smoke(perf_analyzer: tuple[Path, dict[str, str]],
     url = demo_server.http_url if protocol == "http" else demo_server.grpc_url
     report = tmp_path / "report.csv"
     before_ok, before_rows = _success_count(demo_server, model)
-    cmd = [str(exe), "-m", model, "-u", url, "-i", protocol, "-b", "1",
+    streaming = ["--streaming"] if protocol == "grpc-streaming" else []
+    cmd = [str(exe), "-m", model, "-u", url, "-i", protocol.split("-")[0], *streaming, "-b", "1",
            "--concurrency-range", "2", "--measurement-interval", "1000",
            "--max-trials", "4", "--stability-percentage", "999", "-f", str(report)]
     try:

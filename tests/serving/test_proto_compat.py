@@ -1,6 +1,6 @@
 """Shipyard's own KServe V2 proto is wire-compatible with Triton's: every message and field it
 declares has the same field number, type and cardinality as in ``tritonclient``'s descriptors,
-and every RPC has Triton's request and response types.
+and every RPC has Triton's request and response types (and streams where Triton's does).
 
 The two descriptor sets cannot live in one process (both are package ``inference``), so
 Shipyard's side is dumped by a subprocess.
@@ -33,7 +33,8 @@ for d in pb.DESCRIPTOR.message_types_by_name.values():
     fields(d, out)
 enums = {e.full_name: {v.name: v.number for v in e.values}
          for e in pb.DESCRIPTOR.enum_types_by_name.values()}
-rpcs = {m.name: [m.input_type.full_name, m.output_type.full_name]
+rpcs = {m.name: [m.input_type.full_name, m.output_type.full_name, m.client_streaming,
+                 m.server_streaming]
         for m in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods}
 print(json.dumps({"messages": out, "enums": enums, "rpcs": rpcs}))
 """
@@ -79,7 +80,8 @@ def test_every_shipyard_field_matches_triton() -> None:
         triton_enum = triton_config.DESCRIPTOR.enum_types_by_name[enum.split(".")[-1]]
         assert {v.name: v.number for v in triton_enum.values} == values
     service = triton_service.DESCRIPTOR.services_by_name["GRPCInferenceService"]
-    triton_rpcs = {m.name: [m.input_type.full_name, m.output_type.full_name]
+    triton_rpcs = {m.name: [m.input_type.full_name, m.output_type.full_name,
+                            m.client_streaming, m.server_streaming]
                    for m in service.methods}
     for rpc, types in ours["rpcs"].items():
         assert triton_rpcs[rpc] == types, rpc

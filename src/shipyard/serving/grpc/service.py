@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -28,6 +29,10 @@ from shipyard.serving.simple import features_request, first_score
 __all__ = ["GrpcFrontend"]
 
 log = logging.getLogger("shipyard.grpc")
+
+#: requests of one ModelStreamInfer stream that may be running or answered but not yet sent;
+#: beyond it the server stops reading the stream (gRPC flow control then holds the client back)
+STREAM_WINDOW = 256
 
 Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
@@ -117,6 +122,10 @@ class GrpcFrontend:
                                            pb.RepositoryModelUnloadRequest,
                                            pb.RepositoryModelUnloadResponse),
         }
+        v2["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+            self.model_stream_infer,
+            response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+        )
         simple = {
             "Predict": unary(self.predict, simple_pb.ModelRequest, simple_pb.ModelResponse),
         }
@@ -195,6 +204,70 @@ class GrpcFrontend:
         core = decode_infer_request(request, context.time_remaining())
         return encode_infer_response(await mv.infer(core))
 
+    async def model_stream_infer(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Triton's bidirectional stream: every ModelInferRequest read from the stream runs as
+        soon as it arrives (so they batch with each other and with unary calls), and its answer
+        is written when ready, not necessarily in request order: clients match answers by
+        ``id``. A request that fails gets ``error_message`` (the same text as the unary call's
+        status) and its ``id``; the stream goes on. The stream ends once the client has closed
+        its side and every answer is written, or after the first request refused because the
+        server is stopping."""
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        running: set[asyncio.Task[None]] = set()
+
+        async def answer(data: bytes) -> None:
+            request_id = ""
+            try:
+                try:
+                    request = pb.ModelInferRequest.FromString(data)
+                except DecodeError as exc:
+                    raise InvalidInput(
+                        f"stream message is not a valid inference.ModelInferRequest: {exc}"
+                    ) from exc
+                request_id = request.id
+                response = await self.model_infer(request, context)
+                answers.put_nowait(pb.ModelStreamInferResponse(infer_response=response))
+            except ShipyardError as exc:
+                code = GRPC_STATUS[exc.code]
+                quiet = code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+                log.log(logging.DEBUG if quiet else logging.INFO,
+                        "gRPC stream request %r -> %s: %s", request_id, code.name, exc.message)
+                answers.put_nowait(_stream_error(exc.message, request_id))
+            except Exception as exc:
+                log.exception("unhandled error in a gRPC stream request")
+                answers.put_nowait(_stream_error(f"internal error: {exc!r}", request_id))
+
+        async def read() -> None:
+            async for data in requests:
+                await window.acquire()
+                if not self.accepting:
+                    answers.put_nowait(_stream_error(
+                        "server is shutting down; send the remaining requests elsewhere", ""))
+                    break
+                task = asyncio.create_task(answer(data))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            while running:
+                await asyncio.wait(set(running))
+            answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                item = await answers.get()
+                if item is None:
+                    break
+                yield item
+                window.release()
+            await reader  # raises what the reader raised (e.g. a broken stream)
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
+
     async def predict(self, request: simple_pb.ModelRequest,
                       context: grpc.aio.ServicerContext[Any, Any]) -> simple_pb.ModelResponse:
         mv = self.models.get(_metadata(context, "model") or self.default_model)
@@ -202,3 +275,8 @@ class GrpcFrontend:
             raise InvalidInput("ModelRequest.features is empty; send the model's feature values")
         response = await mv.infer(features_request(mv, list(request.features)))
         return simple_pb.ModelResponse(score=first_score(response))
+
+
+def _stream_error(message: str, request_id: str) -> pb.ModelStreamInferResponse:
+    return pb.ModelStreamInferResponse(
+        error_message=message, infer_response=pb.ModelInferResponse(id=request_id))
