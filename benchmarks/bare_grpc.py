@@ -10,9 +10,11 @@ message is serialised, with no validation and no inference. The server has the s
 
 ``canned.json`` holds ``{"grpc": {"ModelInfer": "<base64 ModelInferResponse>", "ModelConfig":
 ..., ...}}``: one serialised response per method name. ModelStatistics counts the ModelInfer
-calls served (perf_analyzer needs its counters to move). Logs ``gRPC listening on HOST:PORT`` to
-stderr once it serves. With ``--executor-hop`` each ModelInfer also awaits a no-op in a one-thread
-executor, the thread hop the real server's batcher makes (a diagnostic, not a ceiling). With
+calls served (perf_analyzer needs its counters to move). ModelStreamInfer answers each request
+on the stream with the canned ModelInfer response (with the request's id), in order. Logs
+``gRPC listening on HOST:PORT`` to stderr once it serves. With ``--executor-hop`` each
+ModelInfer also awaits a no-op in a one-thread executor, the thread hop the real server's
+batcher makes (a diagnostic, not a ceiling). With
 ``--onnx-worker MODEL.onnx`` each ModelInfer runs that model on its request's first raw input
 in a worker thread fed by a ``queue.SimpleQueue`` (ONNX Runtime with one intra-op and one
 inter-op thread, as the real server configures it) and waits for it: the least a server that
@@ -128,6 +130,21 @@ def handlers(canned: dict[str, str], hop: bool = False,
             fn, request_deserializer=req_cls.FromString,
             response_serializer=resp_cls.SerializeToString,
         )
+    if "ModelInfer" in canned:  # the stream answers every request with the canned response
+        streamed = pb.ModelStreamInferResponse(infer_response=pb.ModelInferResponse.FromString(
+            base64.b64decode(canned["ModelInfer"])))
+
+        async def stream(requests: Any, context: Any) -> Any:
+            async for request in requests:
+                served[0] += 1
+                answer = pb.ModelStreamInferResponse()
+                answer.CopyFrom(streamed)
+                answer.infer_response.id = request.id  # perf_analyzer matches answers by id
+                yield answer
+
+        methods["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+            stream, request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=pb.ModelStreamInferResponse.SerializeToString)
     return grpc.method_handlers_generic_handler("inference.GRPCInferenceService", methods)
 
 

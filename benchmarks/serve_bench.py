@@ -235,7 +235,7 @@ def python_thread_names(pyspy: str | None, pid: int) -> dict[int, str]:
 class Row:
     target: str  # "shipyard", "bare ASGI", "bare grpc.aio"
     model: str
-    protocol: str  # "REST" or "gRPC"
+    protocol: str  # "REST", "gRPC" or "gRPC stream" (ModelStreamInfer)
     concurrency: int
     batch: int = 1
     throughput: float | None = None  # infer/s (perf_analyzer counts images for batch > 1)
@@ -273,8 +273,9 @@ class PerfAnalyzer:
              window_s: float | None = None) -> list[str]:
         window_ms = int((window_s or self.mode.window_s) * 1000)
         protocol = "http" if row.protocol == "REST" else "grpc"
+        streaming = ["--streaming"] if row.protocol == "gRPC stream" else []
         return [
-            self.exe, "-m", row.model, "-u", url, "-i", protocol,
+            self.exe, "-m", row.model, "-u", url, "-i", protocol, *streaming,
             "--concurrency-range", str(row.concurrency), "-b", str(row.batch),
             "--measurement-interval", str(window_ms), "--percentile=50",
             "-s", str(stability), "-r", str(trials), "--input-data", "random",
@@ -674,20 +675,29 @@ def evaluate_targets(res: Results) -> list[tuple[str, str, float, float | None, 
 
 
 def reference_ratios(res: Results) -> list[str]:
-    """Markdown lines comparing gRPC with the one-worker-hop diagnostic, when it ran."""
-    bare = res.find("bare grpc.aio", "risk", "gRPC", 16)
-    worker = res.find("bare grpc.aio + ONNX worker", "risk", "gRPC", 16)
-    real = res.find("shipyard", "risk", "gRPC", 16)
-    if not (bare and worker and real and bare.throughput and worker.throughput
-            and real.throughput):
+    """Markdown lines on gRPC beside its target: the one-worker-hop diagnostic and the
+    stream (ModelStreamInfer), for the rows that ran."""
+    def tp(target: str, protocol: str) -> float | None:
+        row = res.find(target, "risk", protocol, 16)
+        return row.throughput if row and row.throughput else None
+
+    bare, real = tp("bare grpc.aio", "gRPC"), tp("shipyard", "gRPC")
+    worker = tp("bare grpc.aio + ONNX worker", "gRPC")
+    bare_stream, real_stream = tp("bare grpc.aio", "gRPC stream"), tp("shipyard", "gRPC stream")
+    notes = []
+    if bare and worker and real:
+        notes.append(
+            "the bare server with an ONNX worker thread (`bare grpc.aio + ONNX worker`) answers "
+            f"{worker / bare:.2f} of bare grpc.aio, and Shipyard answers {real / worker:.2f} of "
+            "that diagnostic")
+    if bare and bare_stream and real_stream:
+        notes.append(
+            "over one ModelStreamInfer stream per client (`gRPC stream`, perf_analyzer "
+            f"`--streaming`) Shipyard answers {real_stream / bare_stream:.2f} of the bare "
+            f"server's stream and {real_stream / bare:.2f} of bare grpc.aio's unary calls")
+    if not notes:
         return []
-    return [
-        "For reference (not targets), gRPC c16: the bare server with an ONNX worker thread "
-        f"(`bare grpc.aio + ONNX worker`) answers {worker.throughput / bare.throughput:.2f} of "
-        "bare grpc.aio, and Shipyard answers "
-        f"{real.throughput / worker.throughput:.2f} of that diagnostic.",
-        "",
-    ]
+    return ["For reference (not targets), risk at c16: " + "; ".join(notes) + ".", ""]
 
 
 def _num(v: float | None, digits: int = 0) -> str:
@@ -788,8 +798,10 @@ def run(args: argparse.Namespace, progress: Any, tick: Callable[[str], None]) ->
              [Row("bare ASGI", "risk", "REST", c) for c in (1, 16)])
         real([Row("shipyard", "risk", "REST", c) for c in (1, 16)])
         bare("bare_grpc.py", "grpc", r"gRPC listening on [^\s]+:(\d+)",
-             [Row("bare grpc.aio", "risk", "gRPC", c) for c in (1, 16)])
-        real([Row("shipyard", "risk", "gRPC", c) for c in (1, 16)])
+             [Row("bare grpc.aio", "risk", "gRPC", c) for c in (1, 16)]
+             + [Row("bare grpc.aio", "risk", "gRPC stream", 16)])
+        real([Row("shipyard", "risk", "gRPC", c) for c in (1, 16)]
+             + [Row("shipyard", "risk", "gRPC stream", 16)])
         if mode.extras:  # diagnostics: what one thread hop per request costs each frontend
             bare("bare_asgi.py", "http", r"HTTP listening on http://[^:]+:(\d+)",
                  [Row("bare ASGI + hop", "risk", "REST", 16)], ("--executor-hop",))
