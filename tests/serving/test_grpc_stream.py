@@ -205,6 +205,7 @@ def test_a_stopping_server_refuses_new_stream_requests_and_ends_the_stream(
         stream.send(_request("risk", cancer_rows[1:2], "after"))
         answer = stream.receive()
         assert "server is shutting down" in answer.error_message
+        assert answer.infer_response.id == "after"
         # the server ends the stream by itself: nothing more, status OK
         ended = threading.Event()
         rest: list[Any] = []
@@ -221,3 +222,26 @@ def test_a_stopping_server_refuses_new_stream_requests_and_ends_the_stream(
     finally:
         stream.close()
         server.stop()
+
+
+def test_a_client_cancelling_mid_stream_leaves_the_server_serving(
+        demo_server: ServerProcess, cancer_rows: np.ndarray) -> None:
+    seen = len(demo_server.log)
+    stream = RawStream(demo_server)
+    for i in range(50):
+        stream.send(_request("risk", cancer_rows[i: i + 1], f"c{i}"))
+    stream.receive()  # the stream is up and answering
+    stream.close()  # cancels the call with answers still owed
+    with pytest.raises(grpc.RpcError) as cancelled:
+        list(stream.call)
+    assert cancelled.value.code() == grpc.StatusCode.CANCELLED
+    again = RawStream(demo_server)
+    try:
+        again.send(_request("risk", cancer_rows[:1], "next"))
+        assert again.receive().infer_response.id == "next"
+        assert again.close_and_drain() == []
+    finally:
+        again.close()
+    time.sleep(0.2)
+    logged = "\n".join(demo_server.log[seen:])
+    assert "Traceback" not in logged and "unhandled" not in logged, logged[-2000:]

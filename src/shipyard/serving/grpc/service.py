@@ -241,18 +241,21 @@ class GrpcFrontend:
                 answers.put_nowait(_stream_error(f"internal error: {exc!r}", request_id))
 
         async def read() -> None:
-            async for data in requests:
-                await window.acquire()
-                if not self.accepting:
-                    answers.put_nowait(_stream_error(
-                        "server is shutting down; send the remaining requests elsewhere", ""))
-                    break
-                task = asyncio.create_task(answer(data))
-                running.add(task)
-                task.add_done_callback(running.discard)
-            while running:
-                await asyncio.wait(set(running))
-            answers.put_nowait(None)
+            try:
+                async for data in requests:
+                    await window.acquire()
+                    if not self.accepting:
+                        answers.put_nowait(_stream_error(
+                            "server is shutting down; send the remaining requests elsewhere",
+                            _request_id(data)))
+                        break
+                    task = asyncio.create_task(answer(data))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                while running:
+                    await asyncio.wait(set(running))
+            finally:  # also when reading fails: the writer below must not wait forever
+                answers.put_nowait(None)
 
         reader = asyncio.create_task(read())
         try:
@@ -275,6 +278,14 @@ class GrpcFrontend:
             raise InvalidInput("ModelRequest.features is empty; send the model's feature values")
         response = await mv.infer(features_request(mv, list(request.features)))
         return simple_pb.ModelResponse(score=first_score(response))
+
+
+def _request_id(data: bytes) -> str:
+    """The id of a serialised ModelInferRequest ('' when it does not parse)."""
+    try:
+        return str(pb.ModelInferRequest.FromString(data).id)
+    except DecodeError:
+        return ""
 
 
 def _stream_error(message: str, request_id: str) -> pb.ModelStreamInferResponse:
