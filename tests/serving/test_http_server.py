@@ -11,7 +11,8 @@ values, the order of pipelined answers, and whether and when the server closes a
 Covered: keep-alive and ``Connection: close`` (HTTP/1.1 and 1.0), HEAD, pipelining, 400 / 431
 for what the parser rejects, request bodies (``content-length``, chunked, larger than
 ``HIGH_WATER``, ``Expect: 100-continue``), chunked streaming answers, apps that fail, clients
-that hang up, graceful shutdown, the keep-alive idle timeout and the ASGI scope; also the
+that hang up, graceful shutdown, the keep-alive idle timeout, 408 for slow header sections and
+stalled bodies, the lingering close after an error answer, and the ASGI scope; also the
 server bugs these tests found (since fixed): shutdown leaving idle connections open or cutting
 an answer still being flushed, an endless header line never answered 431, two answers to a
 request whose body the parser rejected, HTTP/2.0 and 0.9 request lines reaching the app, 100
