@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tritonclient.grpc import service_pb2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conftest import DEMO_REPOSITORY, ServerProcess, start_server
+from onnx_models import slow_model, slow_model_layers, write_repository
 
 METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 
@@ -245,3 +247,38 @@ def test_a_client_cancelling_mid_stream_leaves_the_server_serving(
     time.sleep(0.2)
     logged = "\n".join(demo_server.log[seen:])
     assert "Traceback" not in logged and "unhandled" not in logged, logged[-2000:]
+
+
+def test_an_overloaded_queue_refuses_stream_requests_one_by_one_and_loses_none(
+        tmp_path: Path) -> None:
+    """Past max_queue_size a stream request gets a 'queue is full' error at once; every other
+    request gets its own rows back; every request gets exactly one answer."""
+    root = write_repository(tmp_path / "repo", {
+        "slowq": (partial(slow_model, layers=slow_model_layers(0.02)), {
+            "max_batch_size": 0, "instances": 1, "dynamic_batching": {"max_queue_size": 2}}),
+    })
+    server = start_server(root)
+    stream = RawStream(server)
+    try:
+        sent = {}
+        for i in range(40):
+            x = np.full((1, 256), float(i), dtype=np.float32)
+            msg = service_pb2.ModelInferRequest(model_name="slowq", id=f"q{i}")
+            msg.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 256])
+            msg.raw_input_contents.append(x.tobytes())
+            sent[f"q{i}"] = x
+            stream.send(msg)
+        answers = stream.close_and_drain()
+    finally:
+        stream.close()
+        server.stop()
+    ids = [a.infer_response.id for a in answers]
+    assert sorted(ids) == sorted(sent)  # one answer each
+    refused = [a for a in answers if a.error_message]
+    served = [a for a in answers if not a.error_message]
+    assert refused and served
+    for a in refused:
+        assert "queue is full (2 requests waiting)" in a.error_message, a.error_message
+    for a in served:
+        out = np.frombuffer(a.infer_response.raw_output_contents[0], np.float32)
+        np.testing.assert_array_equal(out.reshape(1, 256), sent[a.infer_response.id])
