@@ -37,15 +37,30 @@ STREAM_WINDOW = 256
 Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
+def _parse(message: Any, data: bytes) -> Any:
+    """Request bytes as a ``message``; malformed ones raise InvalidInput (INVALID_ARGUMENT)."""
+    try:
+        return message.FromString(data)
+    except DecodeError as exc:
+        raise InvalidInput(
+            f"request is not a valid {message.DESCRIPTOR.full_name} message: {exc}") from exc
+
+
+def _log_refusal(exc: ShipyardError, what: str, request_id: str | None) -> grpc.StatusCode:
+    """Log a request refused with ``exc`` (overload and shutdown at DEBUG); its status code."""
+    code = GRPC_STATUS[exc.code]
+    quiet = code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+    log.log(logging.DEBUG if quiet else logging.INFO, "%s -> %s: %s", what, code.name,
+            exc.message, extra={"request_id": request_id})
+    return code
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
     rid = _metadata(context, "x-request-id")
     if rid is not None:
         context.set_trailing_metadata((("x-request-id", rid[:128]),))
     if isinstance(exc, ShipyardError):
-        code = GRPC_STATUS[exc.code]
-        quiet = code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
-        log.log(logging.DEBUG if quiet else logging.INFO, "gRPC call -> %s: %s", code.name,
-                exc.message, extra={"request_id": rid})
+        code = _log_refusal(exc, "gRPC call", rid)
         await context.abort(code, exc.message)
         raise  # pragma: no cover - abort always raises
     log.exception("unhandled error in a gRPC call")
@@ -56,15 +71,10 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) ->
 def _guard(fn: Handler, message: Any) -> Handler:
     """Parse the request bytes (malformed ones -> INVALID_ARGUMENT), call ``fn``, and turn
     every ShipyardError into its status code."""
-    name = message.DESCRIPTOR.full_name
 
     async def wrapper(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            try:
-                request = message.FromString(data)
-            except DecodeError as exc:
-                raise InvalidInput(f"request is not a valid {name} message: {exc}") from exc
-            return await fn(request, context)
+            return await fn(_parse(message, data), context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -221,20 +231,12 @@ class GrpcFrontend:
         async def answer(data: bytes) -> None:
             request_id = ""
             try:
-                try:
-                    request = pb.ModelInferRequest.FromString(data)
-                except DecodeError as exc:
-                    raise InvalidInput(
-                        f"stream message is not a valid inference.ModelInferRequest: {exc}"
-                    ) from exc
+                request = _parse(pb.ModelInferRequest, data)
                 request_id = request.id
                 response = await self.model_infer(request, context)
                 answers.put_nowait(pb.ModelStreamInferResponse(infer_response=response))
             except ShipyardError as exc:
-                code = GRPC_STATUS[exc.code]
-                quiet = code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
-                log.log(logging.DEBUG if quiet else logging.INFO,
-                        "gRPC stream request %r -> %s: %s", request_id, code.name, exc.message)
+                _log_refusal(exc, "gRPC stream request", request_id)
                 answers.put_nowait(_stream_error(exc.message, request_id))
             except Exception as exc:
                 log.exception("unhandled error in a gRPC stream request")
