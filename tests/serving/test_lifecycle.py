@@ -145,9 +145,11 @@ def plain_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "default": (versions, {"max_batch_size": 8}),
         # fails a warm-up of one row; fine with three (12 values reshape to [-1, 3])
         "warm_zeros": (warmup_fail_model, {"max_batch_size": 8}),
-        "warm_inputs": (warmup_fail_model, {"max_batch_size": 8, "warmup": {"inputs": {
+        # max_batch_size 0: its output [4, 3] for 3 rows is not batched (a batching config
+        # would be refused at the first request, as the batcher could not slice it)
+        "warm_inputs": (warmup_fail_model, {"max_batch_size": 0, "warmup": {"inputs": {
             "INPUT0": {"shape": [3, 4], "data": list(range(12))}}}}),
-        "warm_off": (warmup_fail_model, {"max_batch_size": 8, "warmup": {"enabled": False}}),
+        "warm_off": (warmup_fail_model, {"max_batch_size": 0, "warmup": {"enabled": False}}),
     })
     sentinel = root.parent / "UNPICKLED"
     payload = pickle.dumps(Sentinel(sentinel))
@@ -209,16 +211,17 @@ def test_warmup_runs_config_inputs_or_zeros(plain_server: ServerProcess) -> None
 
 
 def test_pickle_is_never_loaded(plain_server: ServerProcess, plain_repo: Path) -> None:
-    """Only ONNX is served: a version directory holding only ``model.pkl`` is reported as
-    missing ``model.onnx``; naming the pickle as the model file makes ONNX Runtime refuse it.
-    Either way the pickle is never unpickled (its payload would create a file)."""
+    """No backend reads pickles: a version directory holding only ``model.pkl`` is reported as
+    holding no model file (``model.onnx`` ...); naming the pickle as the model file is refused
+    as a file no backend reads. Either way the pickle is never unpickled (its payload would
+    create a file)."""
     rows = index_rows(plain_server)
     pickled = row(rows, "pickled", "1")
     assert pickled is not None and pickled["state"] == "UNAVAILABLE", rows
     assert "model.onnx" in pickled["reason"] and "not found" in pickled["reason"], pickled
     named = row(rows, "pickled_named", "1")
     assert named is not None and named["state"] == "UNAVAILABLE", rows
-    assert "cannot load" in named["reason"], named
+    assert "'model.pkl' is no file a backend reads" in named["reason"], named
     for name in ("pickled", "pickled_named"):
         status, _, body = http_call(plain_server, "GET", f"/v2/models/{name}/ready")
         assert status == 503, body

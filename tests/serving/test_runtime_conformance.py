@@ -1,77 +1,83 @@
-"""The runtime contract (DESIGN.md, convention 4): every runtime passes this suite.
-
-``load`` / ``metadata`` / ``predict`` / ``unload``, with runtime-specific exceptions translated
-into Shipyard's errors where they leave the runtime. Today the only runtime is ONNX; a new one
-adds its model builders to ``CASES``.
-"""
+"""The runtime contract (DESIGN.md, convention 4): every registered runtime passes
+:func:`shipyard.serving.runtimes.testing.check_runtime`. A new runtime adds its case here (or
+calls the function from its own test module)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 from onnx_models import add_sub_model, string_model
 
+from shipyard.repository.config import Backend
 from shipyard.serving.config import ModelConfig
-from shipyard.serving.errors import InferenceFailed, InvalidInput, ShipyardError
-from shipyard.serving.runtimes import Runtime, create_runtime
-from shipyard.serving.types import TensorSpec
+from shipyard.serving.errors import InferenceFailed
+from shipyard.serving.model import ModelVersion
+from shipyard.serving.runtimes import RUNTIMES
+from shipyard.serving.runtimes.testing import ConformanceCase, check_runtime
+from shipyard.serving.types import InferenceRequest, Tensor
 
-#: backend -> (builder of a two-input FP32 model "add_sub", builder of a string model)
-CASES: dict[str, tuple[Callable[[Path], Path], Callable[[Path], Path]]] = {
-    "onnx": (lambda d: add_sub_model(d / "model.onnx"), lambda d: string_model(d / "model.onnx")),
+CASES = {
+    "onnx": ConformanceCase("onnx", add_sub=add_sub_model, echo_text=string_model),
 }
 
 
-def _runtime(backend: str, path: Path) -> Runtime:
-    return create_runtime(path, ModelConfig.model_validate({"name": "m", "backend": backend}))
-
-
 @pytest.mark.parametrize("backend", sorted(CASES))
-def test_load_metadata_predict_unload(backend: str, tmp_path: Path) -> None:
-    rt = _runtime(backend, CASES[backend][0](tmp_path))
-    rt.load()
-    inputs, outputs = rt.metadata()
-    assert inputs == [TensorSpec("INPUT0", "FP32", (-1, 16)),
-                      TensorSpec("INPUT1", "FP32", (-1, 16))]
-    assert [o.name for o in outputs] == ["OUTPUT0", "OUTPUT1"]
-    a = np.arange(32, dtype=np.float32).reshape(2, 16)
-    b = np.ones((2, 16), np.float32)
-    out0, out1 = rt.predict({"INPUT0": a, "INPUT1": b}, ["OUTPUT0", "OUTPUT1"])
-    np.testing.assert_array_equal(out0, a + b)
-    np.testing.assert_array_equal(out1, a - b)
-    (only1,) = rt.predict({"INPUT0": a, "INPUT1": b}, ["OUTPUT1"])
-    np.testing.assert_array_equal(only1, a - b)
-    rt.unload()
+def test_runtime_conforms(backend: str, tmp_path: Path) -> None:
+    check_runtime(CASES[backend], tmp_path)
 
 
-@pytest.mark.parametrize("backend", sorted(CASES))
-def test_text_inputs_arrive_as_str(backend: str, tmp_path: Path) -> None:
-    rt = _runtime(backend, CASES[backend][1](tmp_path))
-    rt.load()
-    (spec,), _ = rt.metadata()
-    assert spec.datatype == "BYTES"
-    text = np.array([["héllo"], [""]], dtype=object)
-    (out,) = rt.predict({spec.name: text}, [rt.metadata()[1][0].name])
-    assert [v if isinstance(v, str) else v.decode() for v in out.reshape(-1)] == ["héllo", ""]
+def test_every_config_backend_has_a_runtime() -> None:
+    assert set(RUNTIMES) == set(typing.get_args(Backend)) - {"ensemble"}
 
 
-@pytest.mark.parametrize("backend", sorted(CASES))
-def test_unreadable_file_is_invalid_input(backend: str, tmp_path: Path) -> None:
-    bad = tmp_path / "model.onnx"
-    bad.write_bytes(b"not a model at all")
-    with pytest.raises(InvalidInput, match="cannot load"):
-        _runtime(backend, bad).load()
+def test_the_suite_catches_a_runtime_that_breaks_the_contract(tmp_path: Path) -> None:
+    # an ONNX model whose outputs are swapped fails the add_sub rule
+    def swapped(folder: Path) -> None:
+        add_sub_model(folder / "model.onnx")
+        import onnx
+
+        model = onnx.load(folder / "model.onnx")
+        for node in model.graph.node:  # Add now writes OUTPUT1, Sub OUTPUT0
+            node.output[:] = [{"OUTPUT0": "OUTPUT1", "OUTPUT1": "OUTPUT0"}[o]
+                              for o in node.output]
+        onnx.save(model, folder / "model.onnx")
+
+    with pytest.raises(AssertionError):
+        check_runtime(ConformanceCase("onnx", add_sub=swapped), tmp_path)
 
 
-@pytest.mark.parametrize("backend", sorted(CASES))
-def test_runtime_errors_are_translated(backend: str, tmp_path: Path) -> None:
-    rt = _runtime(backend, CASES[backend][0](tmp_path))
-    rt.load()
-    wrong = {"INPUT0": np.ones((2, 16), np.float64), "INPUT1": np.ones((2, 16), np.float32)}
-    with pytest.raises(ShipyardError) as info:  # never onnxruntime's own exception types
-        rt.predict(wrong, ["OUTPUT0"])
-    assert isinstance(info.value, InvalidInput | InferenceFailed)
-    assert "'m'" in info.value.message
+def test_an_unbatched_output_is_refused_not_sliced(tmp_path: Path) -> None:
+    """A model that says it batches but returns an output without the batch dimension must
+    fail loudly (the batcher would slice it by rows)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    node = helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=0)
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [0])
+    graph = helper.make_graph([node], "g", [x], [y], initializer=[axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (tmp_path / "1").mkdir()
+    onnx.save(model, tmp_path / "1" / "model.onnx")
+    cfg = ModelConfig.model_validate({"name": "m", "max_batch_size": 8,
+                                      "warmup": {"enabled": False}})
+    mv = ModelVersion("m", 1, tmp_path / "1", cfg)
+    mv.load()
+    assert mv.ready, mv.reason
+    data = np.ones((3, 4), np.float32)
+    request = InferenceRequest("m", inputs=[Tensor("x", "FP32", (3, 4), data)])
+    import asyncio
+
+    async def call() -> None:
+        try:
+            with pytest.raises(InferenceFailed, match="output 'y' has shape \\[4\\]"):
+                await mv.infer(request)
+        finally:
+            mv.unload()
+
+    asyncio.run(call())

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from shipyard.repository.layout import scan_repository
 from shipyard.serving.codecs import (
     MAX_ELEMENTS,
     check_datatype,
@@ -29,7 +30,6 @@ from shipyard.serving.config import (
     load_model_config,
 )
 from shipyard.serving.errors import ErrorCode, InvalidInput
-from shipyard.serving.repository import scan_repository
 from shipyard.serving.types import DATATYPES
 
 # --------------------------------------------------------------------------------------------
@@ -451,11 +451,11 @@ def test_scan_repository(tmp_path: Path) -> None:
     assert set(entries) == {"a", "b", "c", "d", "none", "bad name", "cfg", "miss"}
 
     assert entries["a"].error is None
-    assert entries["a"].versions == {10: a / "10" / "model.onnx"}
-    assert entries["b"].versions == {2: b / "2" / "model.onnx", 1: b / "1" / "model.onnx"}
+    assert entries["a"].versions == {10: a / "10"}  # version folders: runtimes pick the file
+    assert entries["b"].versions == {2: b / "2", 1: b / "1"}
     assert sorted(entries["c"].versions) == [2, 3]
-    assert entries["c"].versions[3] == c / "3" / "model.onnx"
-    assert entries["d"].versions == {3: d / "3" / "net.onnx"}
+    assert entries["c"].versions[3] == c / "3"
+    assert entries["d"].versions == {3: d / "3"}
 
     none = entries["none"]
     assert none.versions == {}

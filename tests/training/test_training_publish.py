@@ -11,7 +11,7 @@ from training_support import titanic_experiment
 
 from shipyard.api import publish, train
 from shipyard.data.errors import ExportError
-from shipyard.export import publish as publish_module
+from shipyard.repository import publish as publish_module
 from shipyard.serving.config import load_model_config
 from shipyard.training.run import Run
 
@@ -105,3 +105,16 @@ def test_disagreeing_export_needs_force(run: Run, tmp_path: Path) -> None:
 def test_bad_model_name(run: Run, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"'\.\./x' is not a valid model name"):
         publish(run, tmp_path, model="../x")
+
+
+def test_publish_validates_with_the_servers_schema(run: Run, tmp_path: Path) -> None:
+    """A config the server would refuse is never published: the existing config.yaml's bad
+    field is named, and nothing is written."""
+    model_dir = tmp_path / "repo" / "m"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.yaml").write_text("instances: 0\nmax_batchsize: 4\n", encoding="utf-8")
+    with pytest.raises(ExportError) as info:
+        publish(run, tmp_path / "repo", model="m")
+    assert "instances" in info.value.message and "max_batchsize: unknown field" in \
+        info.value.message, info.value.message
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.yaml"]

@@ -1,7 +1,7 @@
-"""Model configuration (``config.yaml``) and server settings.
+"""Server settings (precedence: CLI > environment (``SHIPYARD_*``) > settings file > defaults).
 
-A model's ``config.yaml`` is optional for ONNX models: what it leaves out is read from the graph.
-Precedence: CLI > environment (``SHIPYARD_*``) > settings file > defaults.
+The model ``config.yaml`` schema is the repository contract's (:mod:`shipyard.repository.config`);
+it is re-exported here for the server's own use.
 """
 
 from __future__ import annotations
@@ -11,10 +11,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shipyard.repository.config import (
+    DynamicBatching,
+    ModelConfig,
+    OnnxRuntimeOptions,
+    TensorConfig,
+    VersionPolicy,
+    Warmup,
+    WarmupTensor,
+    format_validation_error,
+    load_model_config,
+)
 from shipyard.serving.errors import InvalidInput
-from shipyard.serving.types import DATATYPES
 
 __all__ = [
     "DynamicBatching",
@@ -29,167 +39,6 @@ __all__ = [
     "format_validation_error",
     "load_model_config",
 ]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TensorConfig(_Strict):
-    """An input or output declared in ``config.yaml`` (overrides what the graph says)."""
-
-    name: str
-    """Tensor name as the model knows it."""
-    datatype: str
-    """KServe V2 datatype: BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES."""
-    shape: list[int]
-    """Shape without the batch dimension when ``max_batch_size > 0``; -1 for any size."""
-
-    @field_validator("datatype")
-    @classmethod
-    def _known_datatype(cls, v: str) -> str:
-        if v not in DATATYPES:
-            raise ValueError(f"unknown datatype {v!r}; expected one of {sorted(DATATYPES)}")
-        return v
-
-
-class DynamicBatching(_Strict):
-    """How concurrent requests are merged into one model execution."""
-
-    max_queue_delay_us: int = Field(0, ge=0)
-    """How long the oldest queued request may wait for others to join its batch (microseconds).
-    0 = greedy: run as soon as an instance is free, with whatever is queued."""
-    preferred_batch_sizes: list[int] = Field(default_factory=list)
-    """Batch sizes worth waiting for; a batch of one of these sizes runs without delay."""
-    max_queue_size: int = Field(1024, ge=0)
-    """Requests waiting beyond this are refused at once (HTTP 429 / RESOURCE_EXHAUSTED);
-    0 = unbounded."""
-
-
-class OnnxRuntimeOptions(_Strict):
-    """ONNX Runtime session options."""
-
-    intra_op_threads: int = Field(1, ge=0)
-    """Threads inside one operator (0 = ONNX Runtime's default, all cores)."""
-    inter_op_threads: int = Field(1, ge=0)
-    """Threads across independent operators (0 = ONNX Runtime's default)."""
-    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
-    """How hard ONNX Runtime optimises the graph at load time."""
-    providers: list[str] = Field(default_factory=list)
-    """Execution providers in order of preference; empty = CUDA when available, else CPU."""
-
-
-class VersionPolicy(_Strict):
-    """Which versions of a model are served: exactly one of the three forms."""
-
-    latest: int | None = Field(None, ge=1)
-    """Serve the newest N versions."""
-    specific: list[int] | None = None
-    """Serve exactly these versions."""
-    all: bool = False
-    """Serve every version found."""
-
-    @model_validator(mode="after")
-    def _one_form(self) -> VersionPolicy:
-        given = sum([self.latest is not None, self.specific is not None, self.all])
-        if given > 1:
-            raise ValueError("give only one of 'latest', 'specific' or 'all'")
-        return self
-
-    def select(self, versions: list[int]) -> list[int]:
-        """The versions to serve, newest first, out of those on disk."""
-        newest_first = sorted(versions, reverse=True)
-        if self.all:
-            return newest_first
-        if self.specific is not None:
-            wanted = set(self.specific)
-            return [v for v in newest_first if v in wanted]
-        return newest_first[: self.latest or 1]
-
-
-class WarmupTensor(_Strict):
-    """One input of the warm-up request."""
-
-    shape: list[int]
-    """Full shape, batch dimension included."""
-    data: list[Any]
-    """Values, flat or nested as ``shape`` (V2 JSON form)."""
-
-
-class Warmup(_Strict):
-    """The request run once after loading, before a version serves traffic."""
-
-    enabled: bool = True
-    """Run a warm-up request (a version that fails it is not served)."""
-    inputs: dict[str, WarmupTensor] = Field(default_factory=dict)
-    """Inputs by name; inputs left out get zeros (empty strings) with dynamic dims = 1."""
-
-
-class ModelConfig(_Strict):
-    """A model's ``config.yaml``. Served back (translated) at ``/v2/models/{m}/config``."""
-
-    name: str = ""
-    """Model name; always the repository folder name (a different value here is an error)."""
-    backend: Literal["onnx"] = "onnx"
-    """Runtime that executes the model."""
-    description: str = ""
-    """Free text shown in metadata."""
-    default_model_filename: str = "model.onnx"
-    """File inside each version directory."""
-    max_batch_size: int | None = Field(None, ge=0)
-    """Largest batch one execution takes; 0 = the model does its own batching (no batcher).
-    Left out: 32 when every input's first dimension is dynamic in the graph, else 0."""
-    dynamic_batching: DynamicBatching = Field(default_factory=DynamicBatching)
-    """Batching and queueing; applies when ``max_batch_size > 0`` (the queue bound always)."""
-    instances: int = Field(1, ge=1, le=64)
-    """Concurrent executions of each version (each a runtime session)."""
-    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
-    """ONNX Runtime session options."""
-    version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
-    """Which versions are served (default: the newest one)."""
-    inputs: list[TensorConfig] | None = None
-    """Inputs; left out = read from the model file."""
-    outputs: list[TensorConfig] | None = None
-    """Outputs; left out = read from the model file."""
-    labels: dict[str, list[str]] = Field(default_factory=dict)
-    """Class names per classification output (index -> name)."""
-    default_timeout_ms: int | None = Field(None, gt=0)
-    """Deadline for requests that set none (queue time counts)."""
-    warmup: Warmup = Field(default_factory=Warmup)
-    """Warm-up request run after loading (default: zeros shaped from the metadata)."""
-
-
-def format_validation_error(err: ValidationError, where: str) -> str:
-    """One line per problem: the field path, the bad value, what is allowed."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field"
-        value = e.get("input")
-        parts.append(f"{loc}: {msg} (got {value!r})")
-    return f"{where}: " + "; ".join(parts)
-
-
-def load_model_config(path: Path, model_name: str) -> ModelConfig:
-    """Read and validate ``config.yaml``; raise InvalidInput with a clear message."""
-    try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InvalidInput(f"{path}: cannot read YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
-    if raw.get("name", model_name) != model_name:
-        raise InvalidInput(
-            f"{path}: name {raw['name']!r} differs from the folder name {model_name!r}; "
-            "remove 'name' or rename the folder"
-        )
-    raw["name"] = model_name
-    try:
-        return ModelConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidInput(format_validation_error(exc, str(path))) from exc
 
 
 def demo_repository() -> Path:

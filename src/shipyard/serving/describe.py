@@ -14,11 +14,12 @@ from shipyard.serving.stats import Duration, ModelStats
 
 __all__ = ["model_config", "model_metadata", "model_statistics", "server_metadata"]
 
-EXTENSIONS = [
-    "binary_tensor_data", "classification", "model_configuration", "statistics",
-    "schedule_policy",
-]
-PLATFORM = "onnxruntime_onnx"
+#: the extensions this server implements (and only those)
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
+
+
+def _platform(mv: ModelVersion) -> str:
+    return mv.runtime_type.platform if mv.runtime_type is not None else ""
 
 
 def server_metadata() -> dict[str, Any]:
@@ -29,7 +30,7 @@ def model_metadata(mv: ModelVersion, versions: list[int]) -> dict[str, Any]:
     return {
         "name": mv.name,
         "versions": [str(v) for v in versions],
-        "platform": PLATFORM,
+        "platform": _platform(mv),
         "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}
                    for s in mv.inputs],
         "outputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}
@@ -51,16 +52,16 @@ def model_config(mv: ModelVersion) -> dict[str, Any]:
 
     doc: dict[str, Any] = {
         "name": mv.name,
-        "platform": PLATFORM,
-        "backend": "onnxruntime",
+        "platform": _platform(mv),
+        "backend": mv.runtime_type.triton_backend if mv.runtime_type is not None else "",
         "max_batch_size": mv.max_batch_size,
         "input": [{"name": s.name, "data_type": _type(s.datatype), "dims": dims(s.shape)}
                   for s in mv.inputs],
         "output": [{"name": s.name, "data_type": _type(s.datatype), "dims": dims(s.shape)}
                    for s in mv.outputs],
-        "instance_group": [{"name": f"{mv.name}_0", "kind": "KIND_CPU",
+        "instance_group": [{"name": f"{mv.name}_0", "kind": mv.device_kind,
                             "count": cfg.instances}],
-        "default_model_filename": cfg.default_model_filename,
+        "default_model_filename": mv.model_file.name if mv.model_file is not None else "",
         "version_policy": _policy(mv),
         "parameters": {},
     }

@@ -20,10 +20,10 @@ import logging
 from pathlib import Path
 from typing import Literal
 
+from shipyard.repository.layout import ModelEntry, model_names, scan_model, scan_repository
 from shipyard.serving.errors import InvalidInput, ModelNotFound
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.registry import ModelRegistry, ModelSlot
-from shipyard.serving.repository import ModelEntry, model_names, scan_model, scan_repository
 
 __all__ = ["ControlMode", "ModelManager"]
 

@@ -15,11 +15,12 @@ from shipyard.serving.batching import DynamicBatcher
 from shipyard.serving.codecs import decode_json_data
 from shipyard.serving.config import ModelConfig, TensorConfig
 from shipyard.serving.errors import (
+    InferenceFailed,
     InvalidInput,
     ModelNotReady,
     ShipyardError,
 )
-from shipyard.serving.runtimes import Runtime, create_runtime
+from shipyard.serving.runtimes import DeviceKind, Runtime, create_runtime
 from shipyard.serving.stats import ModelStats
 from shipyard.serving.types import (
     InferenceRequest,
@@ -65,6 +66,12 @@ class ModelVersion:
         self._input_by_name: dict[str, TensorSpec] = {}
         self._output_names: list[str] = []
         self._runtime: Runtime | None = None
+        #: BYTES inputs are decoded to str for the runtime (see Runtime.text_inputs)
+        self._text_inputs = True
+        #: the runtime class, its model file and device, once known (kept after unloading)
+        self.runtime_type: type[Runtime] | None = None
+        self.model_file: Path | None = None
+        self.device_kind: DeviceKind = "KIND_CPU"
         self.batcher: DynamicBatcher | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -74,13 +81,16 @@ class ModelVersion:
         leaves the version UNAVAILABLE with ``reason``."""
         self.state, self.reason = "LOADING", ""
         try:
-            if not self.path.is_file():
+            if not self.path.is_dir():
                 raise InvalidInput(
-                    f"model {self.name!r} version {self.version}: file {str(self.path)!r} "
-                    "not found; put the model file there or set default_model_filename"
+                    f"model {self.name!r} version {self.version}: folder {str(self.path)!r} "
+                    "not found"
                 )
             runtime = create_runtime(self.path, self.config)
+            self.runtime_type, self.model_file = type(runtime), runtime.path
+            self._text_inputs = runtime.text_inputs
             runtime.load()
+            self.device_kind = runtime.device_kind
             graph_inputs, graph_outputs = runtime.metadata()
             self._resolve(graph_inputs, graph_outputs)
             self._runtime = runtime
@@ -131,7 +141,7 @@ class ModelVersion:
                     data = np.zeros(shape, dtype=numpy_dtype(spec.datatype))
             inputs[spec.name] = (
                 _as_text(Tensor(spec.name, spec.datatype, shape, data))
-                if spec.datatype == "BYTES" else data
+                if spec.datatype == "BYTES" and self._text_inputs else data
             )
         unknown = set(warmup.inputs) - set(inputs)
         if unknown:
@@ -207,6 +217,11 @@ class ModelVersion:
         self.state, self.reason = "UNAVAILABLE", "unloaded"
 
     @property
+    def runtime(self) -> Runtime | None:
+        """The loaded runtime (None until loaded and after unloading)."""
+        return self._runtime
+
+    @property
     def ready(self) -> bool:
         return self.state == "READY"
 
@@ -214,7 +229,22 @@ class ModelVersion:
 
     def _run(self, inputs: dict[str, Array]) -> dict[str, Array]:
         assert self._runtime is not None
-        arrays = self._runtime.predict(inputs, self._output_names)
+        arrays = self._runtime.run(inputs, self._output_names)
+        if len(arrays) != len(self._output_names):
+            raise InferenceFailed(
+                f"model {self.name!r}: the runtime returned {len(arrays)} outputs for the "
+                f"{len(self._output_names)} asked for ({self._output_names})"
+            )
+        if self.max_batch_size > 0:  # the batcher slices outputs by row: they must be batched
+            rows = next(iter(inputs.values())).shape[0] if inputs else 0
+            for name, array in zip(self._output_names, arrays, strict=True):
+                if array.ndim == 0 or array.shape[0] != rows:
+                    raise InferenceFailed(
+                        f"model {self.name!r}: output {name!r} has shape "
+                        f"{_fmt(array.shape)} for a batch of {rows} rows; its first dimension "
+                        "must be the batch. Set max_batch_size: 0 in config.yaml for a model "
+                        "whose outputs are not batched"
+                    )
         return dict(zip(self._output_names, arrays, strict=True))
 
     def validate(self, request: InferenceRequest) -> tuple[dict[str, Array], int, Hashable]:
@@ -259,7 +289,10 @@ class ModelVersion:
                     )
                 rows = n
                 key.append((tensor.name, shape[1:]))
-            given[tensor.name] = _as_text(tensor) if tensor.datatype == "BYTES" else tensor.data
+            given[tensor.name] = (
+                _as_text(tensor) if tensor.datatype == "BYTES" and self._text_inputs
+                else tensor.data
+            )
         if len(given) != len(self._input_by_name):
             missing = [n for n in self._input_by_name if n not in given]
             raise InvalidInput(

@@ -6,7 +6,6 @@ value and what is allowed. ``--set key.path=value`` overrides apply to the raw d
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shipyard.data.errors import ConfigError
 from shipyard.data.features import DEFAULT_MISSING_VALUES, FeatureSpec, Preprocessing
 from shipyard.data.sources import SKLEARN_PREFIX, resolve_source
+from shipyard.repository.layout import MODEL_NAME_RE
 from shipyard.training.models import MODELS, models_for_task
 from shipyard.training.overrides import apply_overrides
 
@@ -32,7 +32,6 @@ __all__ = [
     "load_experiment",
 ]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 ModelType = Literal[
     "linear_regression", "ridge", "logistic_regression", "random_forest", "gradient_boosting",
     "hist_gradient_boosting", "mlp",
@@ -186,7 +185,7 @@ class Experiment(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
+        if not MODEL_NAME_RE.match(v):
             raise ValueError("must start with a letter or digit and hold only letters, digits, "
                              "'_', '.', '-' (it becomes a model folder name)")
         return v

@@ -1,5 +1,79 @@
-"""Model runtimes: one module per model format, all behind :class:`Runtime`."""
+"""Model runtimes: one module per backend, all behind :class:`Runtime`, found by name here.
 
-from shipyard.serving.runtimes.base import Runtime, create_runtime
+Adding a backend is one module with a :class:`Runtime` subclass plus one entry in
+:data:`RUNTIMES`. A runtime module imports its framework only when a model loads (in
+``load``), so resolving a backend imports no framework.
+"""
 
-__all__ = ["Runtime", "create_runtime"]
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from shipyard.serving.config import ModelConfig
+from shipyard.serving.errors import InvalidInput
+from shipyard.serving.runtimes.base import DeviceKind, Runtime
+
+__all__ = ["RUNTIMES", "DeviceKind", "Runtime", "create_runtime", "runtime_class"]
+
+#: backend name -> "module:Class"
+RUNTIMES: dict[str, str] = {
+    "onnx": "shipyard.serving.runtimes.onnx:OnnxRuntime",
+}
+
+
+def runtime_class(backend: str) -> type[Runtime]:
+    """The runtime class of a backend name; InvalidInput naming the known ones."""
+    target = RUNTIMES.get(backend)
+    if target is None:
+        raise InvalidInput(
+            f"unknown backend {backend!r}; known backends: {sorted(RUNTIMES)}"
+        )
+    module, _, name = target.partition(":")
+    cls: type[Runtime] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def _pick(version_dir: Path, config: ModelConfig) -> tuple[type[Runtime], Path]:
+    if config.backend is not None:
+        cls = runtime_class(config.backend)
+        given = ((config.default_model_filename,) if config.default_model_filename
+                 else cls.filenames)
+        for filename in given:
+            if (version_dir / filename).is_file():
+                return cls, version_dir / filename
+        raise InvalidInput(
+            f"model {config.name!r}: model file {' or '.join(repr(n) for n in given)} not "
+            f"found in version folder {str(version_dir)!r} (backend {config.backend!r}); put "
+            "the model file there or set default_model_filename"
+        )
+    classes = [runtime_class(b) for b in RUNTIMES]
+    wanted = config.default_model_filename
+    for cls in classes:
+        if wanted is None:
+            names: tuple[str, ...] = cls.filenames
+        elif Path(wanted).suffix in {Path(n).suffix for n in cls.filenames}:
+            names = (wanted,)  # a file name of the backend's kind, e.g. risk.onnx
+        else:
+            continue
+        for filename in names:
+            if (version_dir / filename).is_file():
+                return cls, version_dir / filename
+    known = [n for cls in classes for n in cls.filenames]
+    if wanted is not None:
+        raise InvalidInput(
+            f"model {config.name!r}: default_model_filename {wanted!r} is no file a backend "
+            f"reads by its name ({', '.join(known)}); set backend in config.yaml"
+        )
+    raise InvalidInput(
+        f"model {config.name!r}: model file not found in version folder {str(version_dir)!r}: "
+        f"none of {', '.join(known)} is there; add the model file, or set backend (and "
+        "default_model_filename) in config.yaml"
+    )
+
+
+def create_runtime(version_dir: Path, config: ModelConfig) -> Runtime:
+    """The runtime for a version folder: ``config.backend``'s, or the one whose file name is
+    there. Raises InvalidInput when no runtime fits."""
+    cls, path = _pick(version_dir, config)
+    return cls(path, config)

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from shipyard.serving.errors import InferenceFailed, InvalidInput
-from shipyard.serving.runtimes.base import Runtime
+from shipyard.serving.errors import InvalidInput
+from shipyard.serving.runtimes.base import DeviceKind, Runtime
 from shipyard.serving.types import TensorSpec
 
 __all__ = ["OnnxRuntime"]
@@ -54,7 +55,22 @@ def _spec(arg: Any, model: str) -> TensorSpec:
 class OnnxRuntime(Runtime):
     """One ``onnxruntime.InferenceSession``."""
 
+    backend = "onnx"
+    filenames = ("model.onnx",)
+    platform = "onnxruntime_onnx"
+    triton_backend = "onnxruntime"
+    error_map = (
+        (ort_errors.InvalidArgument, InvalidInput),
+        (ort_errors.InvalidGraph, InvalidInput),
+        (ort_errors.InvalidProtobuf, InvalidInput),
+    )
+
     session: ort.InferenceSession | None = None
+
+    @property
+    def device_kind(self) -> DeviceKind:
+        used = self.session.get_providers() if self.session is not None else []
+        return "KIND_GPU" if used and used[0] != "CPUExecutionProvider" else "KIND_CPU"
 
     def load(self) -> None:
         opts = ort.SessionOptions()
@@ -81,14 +97,7 @@ class OnnxRuntime(Runtime):
 
     def predict(self, inputs: dict[str, Array], outputs: list[str]) -> list[Array]:
         assert self.session is not None, "predict() before load()"
-        try:
-            result = self.session.run(outputs, inputs)
-        except Exception as exc:
-            message = f"model {self.config.name!r}: ONNX Runtime failed: {exc}"
-            if "INVALID_ARGUMENT" in str(exc) or "Invalid" in type(exc).__name__:
-                raise InvalidInput(message) from exc
-            raise InferenceFailed(message) from exc
-        return [np.asarray(r) for r in result]
+        return [np.asarray(r) for r in self.session.run(outputs, inputs)]
 
     def unload(self) -> None:
         self.session = None

@@ -1,15 +1,17 @@
 """The model repository on disk: ``<root>/<model>/[config.yaml]`` and ``<root>/<model>/<n>/``.
 
-The folder name is the model name; versions are positive integers. This module only reads the
-disk: it never loads a model.
+The folder name is the model name (:data:`MODEL_NAME_RE`, the one rule both halves use);
+versions are positive integers (:func:`versions_on_disk`). This module only reads the disk: it
+never loads a model, and it does not know which file of a version folder a runtime reads
+(the server's runtime registry does), so a version's signature covers every file in it.
 
 Publishing rule (safe against half-written files): a version is considered only once a
 directory named by a positive integer exists, so publishers write into a hidden temporary
 directory (a name starting with ``.``, which is ignored) and ``rename`` it into place, which is
 atomic on one filesystem. ``shipyard publish`` does exactly that. Each scan also records a
-signature (size and mtime of the model file, hash of ``config.yaml``): the watcher reloads a
-version when its signature changes, so a file copied in place non-atomically is retried once it
-settles.
+signature (name, size and mtime of every file in the version folder, hash of ``config.yaml``):
+the watcher reloads a version when its signature changes, so a file copied in place
+non-atomically is retried once it settles.
 """
 
 from __future__ import annotations
@@ -20,13 +22,26 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shipyard.serving.config import ModelConfig, load_model_config
-from shipyard.serving.errors import ShipyardError
+from shipyard.protocol.errors import ShipyardError
+from shipyard.repository.config import ModelConfig, load_model_config
 
-__all__ = ["MODEL_NAME_RE", "ModelEntry", "model_names", "scan_model", "scan_repository"]
+__all__ = [
+    "MODEL_NAME_RE",
+    "NAME_RULE",
+    "ModelEntry",
+    "model_names",
+    "scan_model",
+    "scan_repository",
+    "version_signature",
+    "versions_on_disk",
+]
 
 #: What a model name may look like (it is also a folder name and a URL path segment).
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+#: The rule in words, for error messages.
+NAME_RULE = "letters, digits, '_', '.', '-'; starting with a letter or digit; at most 128"
+#: Files a version signature reads at most (a version folder is a handful of files).
+_SIGNATURE_FILES = 256
 
 
 @dataclass
@@ -36,7 +51,7 @@ class ModelEntry:
     name: str
     path: Path
     config: ModelConfig | None
-    #: version -> model file, only the versions the version policy selects
+    #: version -> version folder, only the versions the version policy selects
     versions: dict[int, Path] = field(default_factory=dict)
     #: why the model cannot be served (bad config, no versions); None when fine
     error: str | None = None
@@ -46,12 +61,13 @@ class ModelEntry:
     config_hash: str = ""
 
 
-def _versions_on_disk(model_dir: Path) -> list[int]:
-    found = []
-    for child in model_dir.iterdir():
-        if child.is_dir() and child.name.isdigit() and int(child.name) > 0:
-            found.append(int(child.name))
-    return found
+def versions_on_disk(model_dir: Path) -> list[int]:
+    """The version numbers of ``model_dir`` (folders named by a positive integer), unsorted;
+    [] when the folder does not exist."""
+    if not model_dir.is_dir():
+        return []
+    return [int(child.name) for child in model_dir.iterdir()
+            if child.is_dir() and child.name.isdigit() and int(child.name) > 0]
 
 
 def scan_repository(root: Path) -> list[ModelEntry]:
@@ -66,8 +82,7 @@ def _scan_model(model_dir: Path) -> ModelEntry:
     if not MODEL_NAME_RE.match(name):
         return ModelEntry(
             name, model_dir, None,
-            error=f"folder name {name!r} is not a valid model name "
-            "(letters, digits, '_', '.', '-'; at most 128 characters)",
+            error=f"folder name {name!r} is not a valid model name ({NAME_RULE})",
         )
     config_path = model_dir / "config.yaml"
     try:
@@ -85,29 +100,43 @@ def _scan_model(model_dir: Path) -> ModelEntry:
     except ShipyardError as exc:
         return ModelEntry(name, model_dir, None, error=exc.message, config_hash=config_hash)
     entry = ModelEntry(name, model_dir, config, config_hash=config_hash)
-    on_disk = _versions_on_disk(model_dir)
+    on_disk = versions_on_disk(model_dir)
     selected = config.version_policy.select(on_disk)
     if not selected:
         entry.error = (
             f"model {name!r} has no version to serve: found versions {sorted(on_disk)} "
             f"under {str(model_dir)!r}, version policy {config.version_policy.model_dump()}; "
-            "add a directory such as '1/' holding "
-            f"{config.default_model_filename!r}"
+            "add a directory such as '1/' holding the model file"
         )
         return entry
     for version in selected:
-        path = model_dir / str(version) / config.default_model_filename
+        path = model_dir / str(version)
         entry.versions[version] = path
-        entry.signatures[version] = (_file_signature(path), config_hash)
+        entry.signatures[version] = (version_signature(path), config_hash)
     return entry
 
 
-def _file_signature(path: Path) -> tuple[int, int] | None:
+def version_signature(version_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """(relative name, size, mtime) of the files of a version folder, sorted; hidden files and
+    ``__pycache__`` are left out. Unreadable entries are skipped (a half-copied file shows up
+    in the next scan)."""
+    found: list[tuple[str, int, int]] = []
     try:
-        st = path.stat()
+        for path in version_dir.rglob("*"):
+            rel = path.relative_to(version_dir)
+            if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if path.is_file():
+                found.append((rel.as_posix(), st.st_size, st.st_mtime_ns))
+            if len(found) >= _SIGNATURE_FILES:
+                break
     except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
+        pass
+    return tuple(sorted(found))
 
 
 def model_names(root: Path) -> list[str]:

@@ -1,0 +1,31 @@
+"""The model repository: the one contract between the training and the serving half.
+
+``layout`` (the name rule, version listing, signatures, scanning a folder), ``config`` (the
+``config.yaml`` schema, :class:`ModelConfig`) and ``publish`` (atomic new versions). Neither
+half owns it; both import it. pydantic and yaml only.
+"""
+
+from shipyard.repository.config import ModelConfig, load_model_config, parse_model_config
+from shipyard.repository.layout import (
+    MODEL_NAME_RE,
+    ModelEntry,
+    scan_model,
+    scan_repository,
+    versions_on_disk,
+)
+from shipyard.repository.publish import Published, PublishError, next_version, publish_version
+
+__all__ = [
+    "MODEL_NAME_RE",
+    "ModelConfig",
+    "ModelEntry",
+    "PublishError",
+    "Published",
+    "load_model_config",
+    "next_version",
+    "parse_model_config",
+    "publish_version",
+    "scan_model",
+    "scan_repository",
+    "versions_on_disk",
+]
