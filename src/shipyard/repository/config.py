@@ -12,10 +12,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shipyard.protocol.errors import InvalidInput
 from shipyard.protocol.types import DATATYPES
+from shipyard.transforms import StepConfigError, build_steps
 
 __all__ = [
     "Backend",
@@ -37,7 +46,7 @@ __all__ = [
 
 #: The backend names a config.yaml may give (the server's runtime registry has one entry each,
 #: which a test checks).
-Backend = Literal["onnx"]
+Backend = Literal["onnx", "ensemble"]
 
 
 class Strict(BaseModel):
@@ -185,11 +194,11 @@ class ModelConfig(Strict):
     trust: bool = False
     """The ``python`` backend runs code from the model folder: it loads only with
     ``trust: true``."""
-    preprocess: list[dict[str, Any]] = Field(default_factory=list)
+    preprocess: list[str | dict[str, Any]] = Field(default_factory=list)
     """Steps run on the server before the model, from the built-in catalogue (see
     ``shipyard.transforms``), e.g. ``[{image_decode: {mode: L}}, {resize: {size: [28, 28]}}]``.
     The model's metadata then shows the pipeline's inputs."""
-    postprocess: list[dict[str, Any]] = Field(default_factory=list)
+    postprocess: list[str | dict[str, Any]] = Field(default_factory=list)
     """Steps run on the server after the model (softmax, top_k, labels)."""
     ensemble: EnsembleConfig | None = None
     """Members of an ensemble (``backend: ensemble``): other models of the repository run in
@@ -206,6 +215,25 @@ class ModelConfig(Strict):
     """Deadline for requests that set none (queue time counts)."""
     warmup: Warmup = Field(default_factory=Warmup)
     """Warm-up request run after loading (default: zeros shaped from the metadata)."""
+
+    @field_validator("preprocess", "postprocess")
+    @classmethod
+    def _known_steps(cls, v: list[Any], info: ValidationInfo) -> list[Any]:
+        try:  # names and parameters only: files (a tokenizer) are read when the model loads
+            build_steps(v, where=str(info.field_name), load=False)
+        except StepConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _ensemble_complete(self) -> ModelConfig:
+        if (self.backend == "ensemble") != (self.ensemble is not None):
+            raise ValueError("an ensemble needs both 'backend: ensemble' and 'ensemble: {steps: "
+                             "[...]}'; other backends take no 'ensemble'")
+        if self.ensemble is not None and (self.inputs is None or self.outputs is None):
+            raise ValueError("an ensemble declares its 'inputs' and 'outputs' (name, datatype, "
+                             "shape): they are the tensors its callers send and receive")
+        return self
 
 
 def format_validation_error(err: ValidationError, where: str) -> str:

@@ -15,11 +15,9 @@ from shipyard.serving.stats import Duration, ModelStats
 __all__ = ["model_config", "model_metadata", "model_statistics", "server_metadata"]
 
 #: the extensions this server implements (and only those)
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
 
 
-def _platform(mv: ModelVersion) -> str:
-    return mv.runtime_type.platform if mv.runtime_type is not None else ""
 
 
 def server_metadata() -> dict[str, Any]:
@@ -30,7 +28,7 @@ def model_metadata(mv: ModelVersion, versions: list[int]) -> dict[str, Any]:
     return {
         "name": mv.name,
         "versions": [str(v) for v in versions],
-        "platform": _platform(mv),
+        "platform": mv.platform,
         "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}
                    for s in mv.inputs],
         "outputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}
@@ -52,8 +50,8 @@ def model_config(mv: ModelVersion) -> dict[str, Any]:
 
     doc: dict[str, Any] = {
         "name": mv.name,
-        "platform": _platform(mv),
-        "backend": mv.runtime_type.triton_backend if mv.runtime_type is not None else "",
+        "platform": mv.platform,
+        "backend": mv.triton_backend,
         "max_batch_size": mv.max_batch_size,
         "input": [{"name": s.name, "data_type": _type(s.datatype), "dims": dims(s.shape)}
                   for s in mv.inputs],

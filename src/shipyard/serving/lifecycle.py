@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from shipyard.repository.layout import ModelEntry, model_names, scan_model, scan_repository
+from shipyard.serving.ensemble import new_version
 from shipyard.serving.errors import InvalidInput, ModelNotFound
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.registry import ModelRegistry, ModelSlot
@@ -184,7 +185,7 @@ class ModelManager:
                 if version in old.failures:
                     failures[version] = old.failures[version]
                 continue
-            mv = ModelVersion(name, version, path, entry.config, signature)
+            mv = new_version(name, version, path, entry.config, signature, self.registry)
             await loop.run_in_executor(None, mv.load)
             if mv.ready:
                 new[version] = mv

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shipyard.serving.batching import DynamicBatcher
+from shipyard.serving.classification import classification_count, classify
 from shipyard.serving.codecs import decode_json_data
 from shipyard.serving.config import ModelConfig, TensorConfig
 from shipyard.serving.errors import (
@@ -20,6 +21,7 @@ from shipyard.serving.errors import (
     ModelNotReady,
     ShipyardError,
 )
+from shipyard.serving.pipeline import Pipeline
 from shipyard.serving.runtimes import DeviceKind, Runtime, create_runtime
 from shipyard.serving.stats import ModelStats
 from shipyard.serving.types import (
@@ -66,8 +68,12 @@ class ModelVersion:
         self._input_by_name: dict[str, TensorSpec] = {}
         self._output_names: list[str] = []
         self._runtime: Runtime | None = None
-        #: BYTES inputs are decoded to str for the runtime (see Runtime.text_inputs)
+        #: BYTES inputs are decoded to str for the runtime (see Runtime.text_inputs) as they
+        #: arrive (_text_inputs) or after the preprocess steps (_runtime_text)
         self._text_inputs = True
+        self._runtime_text = True
+        #: the declared preprocess / postprocess steps (None when there are none)
+        self.pipeline: Pipeline | None = None
         #: the runtime class, its model file and device, once known (kept after unloading)
         self.runtime_type: type[Runtime] | None = None
         self.model_file: Path | None = None
@@ -88,7 +94,9 @@ class ModelVersion:
                 )
             runtime = create_runtime(self.path, self.config)
             self.runtime_type, self.model_file = type(runtime), runtime.path
-            self._text_inputs = runtime.text_inputs
+            self._runtime_text = runtime.text_inputs
+            # a pipeline's steps take bytes; its output reaches the runtime as it wants it
+            self._text_inputs = runtime.text_inputs and not self.config.preprocess
             runtime.load()
             self.device_kind = runtime.device_kind
             graph_inputs, graph_outputs = runtime.metadata()
@@ -113,6 +121,7 @@ class ModelVersion:
             instances=self.config.instances,
             observer=self.stats,
             name=self.name,
+            prepare=self._prepare if self.pipeline is not None and self.pipeline.pre else None,
         )
         self.state, self.reason = "READY", ""
         log.info(
@@ -127,8 +136,15 @@ class ModelVersion:
         warmup = self.config.warmup
         if not warmup.enabled:
             return
+        pipeline = self.pipeline
+        # a pipeline's own inputs (an image, a text) have no neutral value: without declared
+        # warm-up inputs, the model itself is warmed with zeros (and the postprocess steps)
+        through_steps = pipeline is not None and bool(pipeline.pre) and bool(warmup.inputs)
+        specs = (pipeline.inner_inputs if pipeline is not None and not through_steps
+                 else self.inputs)
+        text = self._runtime_text if not through_steps else self._text_inputs
         inputs: dict[str, Array] = {}
-        for spec in self.inputs:
+        for spec in specs:
             given = warmup.inputs.get(spec.name)
             if given is not None:
                 shape = tuple(given.shape)
@@ -141,7 +157,7 @@ class ModelVersion:
                     data = np.zeros(shape, dtype=numpy_dtype(spec.datatype))
             inputs[spec.name] = (
                 _as_text(Tensor(spec.name, spec.datatype, shape, data))
-                if spec.datatype == "BYTES" and self._text_inputs else data
+                if spec.datatype == "BYTES" and text else data
             )
         unknown = set(warmup.inputs) - set(inputs)
         if unknown:
@@ -150,7 +166,7 @@ class ModelVersion:
                 f"does not have; its inputs are {list(inputs)}"
             )
         try:
-            self._run(inputs)
+            self._run(self._prepare(inputs) if through_steps else inputs)
         except ShipyardError as exc:
             raise InvalidInput(f"model {self.name!r}: warm-up request failed: {exc.message}"
                                ) from exc
@@ -170,15 +186,22 @@ class ModelVersion:
                         f"{spec.name!r} has shape {_fmt(spec.shape)} with no dynamic first "
                         "(batch) dimension; set max_batch_size: 0 in config.yaml"
                     )
-        self.inputs = self._merge(graph_in, cfg.inputs, "input")
-        self.outputs = self._merge(graph_out, cfg.outputs, "output")
+        # with steps, config.yaml's inputs/outputs describe the pipeline's, not the file's
+        inner_in = graph_in if cfg.preprocess else self._merge(graph_in, cfg.inputs, "input")
+        inner_out = graph_out if cfg.postprocess else self._merge(graph_out, cfg.outputs,
+                                                                  "output")
+        self.inputs, self.outputs = inner_in, inner_out
+        if cfg.preprocess or cfg.postprocess:
+            self.pipeline = Pipeline(cfg, self.path, inner_in, inner_out)
+            self.inputs, self.outputs = self.pipeline.inputs, self.pipeline.outputs
         self._input_by_name = {s.name: s for s in self.inputs}
-        self._output_names = [s.name for s in self.outputs]
+        self._output_names = [s.name for s in inner_out]
+        names = [s.name for s in self.outputs]
         for out_name in cfg.labels:
-            if out_name not in self._output_names:
+            if out_name not in names:
                 raise InvalidInput(
                     f"model {self.name!r}: labels given for output {out_name!r}, which the model "
-                    f"does not have; its outputs are {self._output_names}"
+                    f"does not have; its outputs are {names}"
                 )
 
     def _merge(
@@ -217,6 +240,16 @@ class ModelVersion:
         self.state, self.reason = "UNAVAILABLE", "unloaded"
 
     @property
+    def platform(self) -> str:
+        """Triton's platform string of the runtime ("" until known)."""
+        return self.runtime_type.platform if self.runtime_type is not None else ""
+
+    @property
+    def triton_backend(self) -> str:
+        """Triton's backend string of the runtime ("" until known)."""
+        return self.runtime_type.triton_backend if self.runtime_type is not None else ""
+
+    @property
     def runtime(self) -> Runtime | None:
         """The loaded runtime (None until loaded and after unloading)."""
         return self._runtime
@@ -226,6 +259,15 @@ class ModelVersion:
         return self.state == "READY"
 
     # -- inference ----------------------------------------------------------------------------
+
+    def _prepare(self, inputs: dict[str, Array]) -> dict[str, Array]:
+        """One request through the preprocess steps (in a worker thread)."""
+        assert self.pipeline is not None
+        made = self.pipeline.prepare(inputs)
+        if self._runtime_text:
+            made = {k: _as_text(Tensor(k, "BYTES", v.shape, v)) if v.dtype == object else v
+                    for k, v in made.items()}
+        return made
 
     def _run(self, inputs: dict[str, Array]) -> dict[str, Array]:
         assert self._runtime is not None
@@ -245,7 +287,8 @@ class ModelVersion:
                         "must be the batch. Set max_batch_size: 0 in config.yaml for a model "
                         "whose outputs are not batched"
                     )
-        return dict(zip(self._output_names, arrays, strict=True))
+        outputs = dict(zip(self._output_names, arrays, strict=True))
+        return self.pipeline.finish(outputs) if self.pipeline is not None else outputs
 
     def validate(self, request: InferenceRequest) -> tuple[dict[str, Array], int, Hashable]:
         """Check inputs against the model; return (arrays by name, batch rows, batch key)."""
@@ -301,9 +344,10 @@ class ModelVersion:
             )
         return given, rows, tuple(key)
 
-    def _requested(self, request: InferenceRequest) -> list[TensorSpec]:
+    def _requested(self, request: InferenceRequest) -> list[tuple[TensorSpec, int | None]]:
+        """The outputs to answer with, each with its classification count (None: plain)."""
         if request.outputs is None or not request.outputs:
-            return self.outputs
+            return [(spec, None) for spec in self.outputs]
         by_name = {s.name: s for s in self.outputs}
         picked = []
         for out in request.outputs:
@@ -313,8 +357,24 @@ class ModelVersion:
                     f"model {self.name!r} has no output {out.name!r}; its outputs are "
                     f"{list(by_name)}"
                 )
-            picked.append(spec)
+            k = classification_count(self.name, out.name, out.parameters) \
+                if out.parameters else None
+            picked.append((spec, k))
         return picked
+
+    def answer(self, wanted: list[tuple[TensorSpec, int | None]], result: dict[str, Array]
+               ) -> list[Tensor]:
+        """The response tensors: the wanted outputs, classified where asked."""
+        tensors = []
+        for spec, k in wanted:
+            data = result[spec.name]
+            if k is None:
+                tensors.append(Tensor(spec.name, spec.datatype, tuple(data.shape), data))
+                continue
+            data = classify(self.name, spec.name, data, k, self.config.labels.get(spec.name),
+                            batched=self.max_batch_size > 0)
+            tensors.append(Tensor(spec.name, "BYTES", tuple(data.shape), data))
+        return tensors
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         """Validate, queue, run and answer one request."""
@@ -331,13 +391,10 @@ class ModelVersion:
             if deadline is None and self.config.default_timeout_ms is not None:
                 deadline = time.monotonic_ns() + self.config.default_timeout_ms * 1_000_000
             result = await self.batcher.submit(inputs, rows, key, deadline)
+            outputs = self.answer(wanted, result)
         except ShipyardError as exc:
             self.stats.on_request(False, time.perf_counter_ns() - start, exc.code.value)
             raise
-        outputs = [
-            Tensor(spec.name, spec.datatype, tuple(result[spec.name].shape), result[spec.name])
-            for spec in wanted
-        ]
         self.stats.on_request(True, time.perf_counter_ns() - start)
         return InferenceResponse(self.name, str(self.version), outputs, request.id)
 

@@ -102,7 +102,8 @@ def decode_infer_request(msg: pb.ModelInferRequest, deadline_s: float | None) ->
         inputs.append(Tensor(name, datatype, shape, data))
     outputs = None
     if msg.outputs:
-        outputs = [RequestedOutput(o.name, True) for o in msg.outputs]
+        outputs = [RequestedOutput(o.name, True, parameters(o.parameters) if o.parameters else {})
+                   for o in msg.outputs]
     params = parameters(msg.parameters) if msg.parameters else {}
     request = InferenceRequest(
         msg.model_name, msg.model_version, msg.id, inputs, outputs, params
