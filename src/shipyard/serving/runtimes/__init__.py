@@ -19,6 +19,7 @@ __all__ = ["RUNTIMES", "DeviceKind", "Runtime", "create_runtime", "runtime_class
 #: backend name -> "module:Class"
 RUNTIMES: dict[str, str] = {
     "onnx": "shipyard.serving.runtimes.onnx:OnnxRuntime",
+    "python": "shipyard.serving.runtimes.python:PythonRuntime",
 }
 
 
@@ -74,6 +75,12 @@ def _pick(version_dir: Path, config: ModelConfig) -> tuple[type[Runtime], Path]:
 
 def create_runtime(version_dir: Path, config: ModelConfig) -> Runtime:
     """The runtime for a version folder: ``config.backend``'s, or the one whose file name is
-    there. Raises InvalidInput when no runtime fits."""
+    there. Raises InvalidInput when no runtime fits, or when the runtime runs code from the
+    model folder and the config does not say ``trust: true`` (before any of it is read)."""
     cls, path = _pick(version_dir, config)
+    if cls.runs_model_code and not config.trust:
+        raise InvalidInput(
+            f"model {config.name!r} is a {cls.backend} model, which runs code from the model "
+            "folder; set trust: true in its config.yaml if you trust that code"
+        )
     return cls(path, config)

@@ -43,6 +43,10 @@ class Runtime(ABC):
     #: BYTES inputs arrive as ``str`` (decoded UTF-8, checked per request) when True, as
     #: ``bytes`` when False
     text_inputs: ClassVar[bool] = True
+    #: the model file is code this runtime executes: it loads only with ``trust: true`` in the
+    #: model's config.yaml (checked by :func:`~shipyard.serving.runtimes.create_runtime`, before
+    #: the runtime exists)
+    runs_model_code: ClassVar[bool] = False
     #: (framework exception class, Shipyard error class) pairs, most specific first; anything
     #: else raised by ``predict`` becomes InferenceFailed
     error_map: ClassVar[Sequence[tuple[type[BaseException], type[ShipyardError]]]] = ()

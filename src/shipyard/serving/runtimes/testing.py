@@ -10,7 +10,10 @@ broken rule. The models:
   and one BYTES output returning it.
 
 Each builder writes the model file into the folder it is given (a version folder) and returns
-nothing; ``config`` is merged into every model's config (e.g. ``{"trust": True}``).
+nothing; ``config`` is merged into every model's config (e.g. ``{"trust": True}``), and
+``configs[model]`` (``"add_sub"``, ``"echo_text"``) into that model's only, for backends whose
+config declares the tensors (``inputs:`` / ``outputs:``). The unreadable-file check uses the
+``add_sub`` config.
 """
 
 from __future__ import annotations
@@ -42,13 +45,18 @@ class ConformanceCase:
     add_sub: Builder
     echo_text: Builder | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+    configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def model_config(self, model: str) -> ModelConfig:
+        """The config of one of the suite's models (``add_sub``, ``echo_text``)."""
+        return ModelConfig.model_validate({"name": "m", "backend": self.backend, **self.config,
+                                           **self.configs.get(model, {})})
 
 
-def _runtime(case: ConformanceCase, folder: Path, build: Builder) -> Runtime:
+def _runtime(case: ConformanceCase, folder: Path, model: str, build: Builder) -> Runtime:
     folder.mkdir(parents=True, exist_ok=True)
     build(folder)
-    config = ModelConfig.model_validate({"name": "m", "backend": case.backend, **case.config})
-    return create_runtime(folder, config)
+    return create_runtime(folder, case.model_config(model))
 
 
 def _check_facts(cls: type[Runtime], backend: str) -> None:
@@ -113,16 +121,14 @@ def check_runtime(case: ConformanceCase, workdir: Path | None = None) -> None:
         root = Path(workdir or tmp)
         cls = runtime_class(case.backend)
         _check_facts(cls, case.backend)
-        _check_add_sub(_runtime(case, root / "add_sub", case.add_sub))
+        _check_add_sub(_runtime(case, root / "add_sub", "add_sub", case.add_sub))
         if case.echo_text is not None:
-            _check_text(_runtime(case, root / "echo", case.echo_text))
+            _check_text(_runtime(case, root / "echo", "echo_text", case.echo_text))
         broken = root / "broken"
         broken.mkdir(parents=True, exist_ok=True)
         (broken / cls.filenames[0]).write_bytes(b"not a model at all \x00\xff")
-        config = ModelConfig.model_validate({"name": "m", "backend": case.backend,
-                                             **case.config})
         try:
-            create_runtime(broken, config).load()
+            create_runtime(broken, case.model_config("add_sub")).load()
         except InvalidInput as exc:
             assert "cannot load" in exc.message, f"unclear load error: {exc.message}"
         except Exception as exc:  # pragma: no cover - the failure this check exists for
