@@ -48,7 +48,7 @@ def _default_mnist() -> Path:
     env = os.environ.get("SHIPYARD_MNIST_DIR")
     if env:
         return Path(env)
-    candidates = [REPO_ROOT.parent / "shared", REPO_ROOT / "shared", Path("/work/shared")]
+    candidates = [REPO_ROOT.parent / "shared", REPO_ROOT / "shared"]
     for shared in candidates:
         if (shared / "data" / "mnist_png" / "test").is_dir():
             return shared / "data" / "mnist_png"

@@ -28,7 +28,9 @@ DeviceKind = Literal["KIND_CPU", "KIND_GPU"]
 
 class Runtime(ABC):
     """Executes one version of one model. ``predict`` is called from worker threads,
-    never from the event loop, and at most once at a time per runtime instance."""
+    never from the event loop, by up to ``config.instances`` threads at once (one runtime
+    object serves all of a version's instances: a runtime whose framework is not thread-safe
+    keeps one object per instance, as the python runtime does)."""
 
     #: ``config.yaml``'s ``backend:`` value
     backend: ClassVar[str]
