@@ -71,8 +71,8 @@ def _version(tmp: Path, config: dict[str, Any]) -> ModelVersion:
 
 def _bytes_request(items: list[bytes], outputs: list[RequestedOutput] | None = None
                    ) -> InferenceRequest:
-    data = np.array(items, dtype=object)
-    return InferenceRequest("digits", inputs=[Tensor("image", "BYTES", (len(items),), data)],
+    data = np.array(items, dtype=object).reshape(-1, 1)
+    return InferenceRequest("digits", inputs=[Tensor("image", "BYTES", (len(items), 1), data)],
                             outputs=outputs)
 
 
@@ -81,7 +81,7 @@ def test_image_pipeline_matches_in_process_work(tmp_path: Path) -> None:
                              "postprocess": [{"softmax": {}}],
                              "outputs": [{"name": "probabilities", "datatype": "FP32",
                                           "shape": [10]}]})
-    assert [(s.name, s.datatype, s.shape) for s in mv.inputs] == [("image", "BYTES", (-1,))]
+    assert [(s.name, s.datatype, s.shape) for s in mv.inputs] == [("image", "BYTES", (-1, 1))]
     assert [(s.name, s.datatype, s.shape) for s in mv.outputs] == [
         ("probabilities", "FP32", (-1, 10))]
     pngs, labels = _pngs(12)
@@ -192,7 +192,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     _write(root, "decode", {"max_batch_size": 16, "preprocess": PRE}, decode)
     _write(root, "reader", {
         "backend": "ensemble", "max_batch_size": 16,
-        "inputs": [{"name": "png", "datatype": "BYTES", "shape": []}],
+        "inputs": [{"name": "png", "datatype": "BYTES", "shape": [1]}],
         "outputs": [{"name": "logits", "datatype": "FP32", "shape": [10]}],
         "labels": {"logits": DIGITS},
         "ensemble": {"steps": [
@@ -206,8 +206,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def _triton_inputs(module: Any, name: str, pngs: list[bytes]) -> Any:
-    inp = module.InferInput(name, [len(pngs)], "BYTES")
-    inp.set_data_from_numpy(np.array(pngs, dtype=object))
+    inp = module.InferInput(name, [len(pngs), 1], "BYTES")
+    inp.set_data_from_numpy(np.array(pngs, dtype=object).reshape(-1, 1))
     return inp
 
 
@@ -224,7 +224,7 @@ def test_tritonclient_sends_png_bytes(server: ServerProcess, protocol: str) -> N
     meta = client.get_model_metadata("digits")
     meta = meta if isinstance(meta, dict) else {"inputs": [
         {"name": i.name, "datatype": i.datatype, "shape": list(i.shape)} for i in meta.inputs]}
-    assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1, 1]}]
     for model, input_name in (("digits", "image"), ("reader", "png")):
         result = client.infer(model, [_triton_inputs(module, input_name, pngs)])
         np.testing.assert_allclose(result.as_numpy("logits"), want, rtol=1e-5, atol=1e-5)

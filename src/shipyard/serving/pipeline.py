@@ -7,7 +7,8 @@ item) and never the batch it shares; postprocessing runs once on the merged batc
 
 What the client sees: with ``preprocess``, the model takes one input, named by ``config.yaml``'s
 ``inputs`` (one entry) or after the first step (``image`` for ``image_decode``, ``text`` for
-the text steps); with ``postprocess``, the outputs are the steps' (a dict of outputs keeps its
+the text steps), of shape ``[-1, 1]`` where the steps take one item (one image, one text) per
+row (Triton's convention for BYTES items: ``dims: [1]``); with ``postprocess``, the outputs are the steps' (a dict of outputs keeps its
 names; a single one is named by ``outputs`` or keeps the model's output name).
 """
 
@@ -88,6 +89,8 @@ class Pipeline:
                     f"({self.pre[0].name}) takes {takes[0]}"
                 )
             name = declared.name
+        if takes == ("BYTES", (-1,)):  # one item per row: Triton's dims [1] (perf_analyzer's)
+            return [TensorSpec(name, "BYTES", (-1, 1))]
         return [_spec(name, takes)]
 
     def _inner_spec(self) -> Spec:
@@ -150,6 +153,8 @@ class Pipeline:
         if not self.pre:
             return inputs
         (name, batch), = inputs.items()
+        if self.inputs[0].shape == (-1, 1):
+            batch = batch.reshape(-1)
         try:
             made: Any = apply_steps(self.pre, batch)
         except TransformError as exc:
