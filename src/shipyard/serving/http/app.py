@@ -27,7 +27,8 @@ from shipyard.serving.describe import (
 )
 from shipyard.serving.errors import (
     InvalidInput,
-    ModelNotFound,
+    MethodNotAllowed,
+    NotFound,
     PayloadTooLarge,
     ShipyardError,
 )
@@ -53,11 +54,6 @@ _OCTET = b"application/octet-stream"
 
 class _Disconnected(Exception):
     pass
-
-
-class _MethodNotAllowed(Exception):
-    def __init__(self, allowed: str) -> None:
-        self.allowed = allowed
 
 
 class HttpApp:
@@ -96,13 +92,12 @@ class HttpApp:
         except ShipyardError as exc:
             status = HTTP_STATUS[exc.code]
             _log_error(scope, rid, status, exc.message)
-            extra = [(b"connection", b"close")] if isinstance(exc, PayloadTooLarge) else []
+            extra = None
+            if isinstance(exc, PayloadTooLarge):
+                extra = [(b"connection", b"close")]
+            elif isinstance(exc, MethodNotAllowed):
+                extra = [(b"allow", ", ".join(exc.allowed).encode())]
             await _send(send, status, _err(exc.message), extra=extra)
-        except _MethodNotAllowed as exc:
-            message = f"method {scope['method']} not allowed; use {exc.allowed}"
-            _log_error(scope, rid, 405, message)
-            await _send(send, 405, _err(message),
-                        extra=[(b"allow", exc.allowed.encode())])
         except Exception as exc:  # last line of defence: log it, answer 500, keep serving
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"),
                           extra={"request_id": rid})
@@ -129,7 +124,7 @@ class HttpApp:
             _allow(method, "GET")
             await _send(send, 200, DOCS_HTML.encode(), b"text/html; charset=utf-8")
         else:
-            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+            raise NotFound(scope["path"])
 
     async def _v2(self, scope: Scope, receive: Receive, send: Send, method: str,
                   parts: list[str]) -> None:
@@ -147,7 +142,7 @@ class HttpApp:
         if parts[0] == "repository":
             return await self._repository(scope, receive, send, method, parts[1:])
         if parts[0] != "models" or n < 2:
-            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+            raise NotFound(scope["path"])
         if n == 2 and parts[1] == "stats":
             _allow(method, "GET")
             stats = [model_statistics(mv) for mv in self.models.all_versions()]
@@ -160,9 +155,9 @@ class HttpApp:
             rest = rest[2:]
         action = rest[0] if rest else ""
         if len(rest) > 1:
-            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+            raise NotFound(scope["path"])
         if action not in _MODEL_ACTIONS:
-            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+            raise NotFound(scope["path"])
         if action == "infer":
             _allow(method, "POST")
             return await self._infer(scope, receive, send, name, version)
@@ -190,7 +185,7 @@ class HttpApp:
             chosen = [self.models.get(name, version)] if version else self.models.versions(name)
             doc = {"model_stats": [model_statistics(mv) for mv in chosen]}
             return await _send(send, 200, orjson.dumps(doc))
-        raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+        raise NotFound(scope["path"])
 
     # -- repository extension -----------------------------------------------------------------
 
@@ -213,7 +208,7 @@ class HttpApp:
             else:
                 await self.control.manager.unload(parts[1])
             return await _send(send, 200, b"")
-        raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+        raise NotFound(scope["path"])
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -365,7 +360,7 @@ def _timeout_header(headers: dict[bytes, bytes], request: Any) -> None:
 def _allow(method: str, allowed: str) -> None:
     """``allowed`` is POST or GET; a GET route answers HEAD too (the server sends no body)."""
     if method != allowed and not (method == "HEAD" and allowed == "GET"):
-        raise _MethodNotAllowed("GET, HEAD" if allowed == "GET" else allowed)
+        raise MethodNotAllowed(method, ("GET", "HEAD") if allowed == "GET" else (allowed,))
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
