@@ -37,7 +37,8 @@ from typing import Any
 import pytest
 import uvloop
 
-from shipyard.serving.http.server import HIGH_WATER, MAX_PIPELINED, HttpProtocol, HttpServer
+from shipyard.serving.http._protocol import HIGH_WATER, MAX_PIPELINED, HttpProtocol
+from shipyard.serving.http.server import HttpServer
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -1290,9 +1291,9 @@ def test_an_error_answer_reaches_a_client_that_is_still_sending(
     """After a 431 the server keeps reading (and dropping) what the client sends: closing
     with unread bytes would reset the connection, and the client's next write would fail
     before it ever read the answer."""
-    import shipyard.serving.http.server as server_module
+    import shipyard.serving.http._protocol as protocol_module
 
-    monkeypatch.setattr(server_module, "LINGER_S", 1.0)
+    monkeypatch.setattr(protocol_module, "LINGER_S", 1.0)
 
     async def main() -> None:
         async with serving(echo_app, max_header_bytes=LIMIT) as srv:

@@ -32,11 +32,11 @@ from shipyard.serving.errors import (
     PayloadTooLarge,
     ShipyardError,
 )
+from shipyard.serving.http.asgi import Message, Receive, Scope, Send
 from shipyard.serving.http.codec import decode_infer_request, encode_infer_response, parse_json
 from shipyard.serving.http.errors import HTTP_STATUS
 from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
 from shipyard.serving.http.routes import ROUTES, Router
-from shipyard.serving.http.server import Message, Receive, Scope, Send
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.simple import features_request, features_result
