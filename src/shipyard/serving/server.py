@@ -14,7 +14,7 @@ from shipyard.serving.control import Control
 from shipyard.serving.grpc.server import GrpcServer
 from shipyard.serving.grpc.service import GrpcFrontend
 from shipyard.serving.http import HttpApp
-from shipyard.serving.http.server import HttpServer
+from shipyard.serving.http.servers import HttpListener, http_server
 from shipyard.serving.lifecycle import ModelManager
 from shipyard.serving.registry import ModelRegistry
 
@@ -54,7 +54,7 @@ class Server:
         self.http_port = 0
         self.grpc_port = 0
         self._stop = asyncio.Event()
-        self._http: HttpServer | None = None
+        self._http: HttpListener | None = None
         self._grpc: GrpcServer | None = None
 
     async def serve(self) -> None:
@@ -62,7 +62,7 @@ class Server:
         s = self.settings
         sock = _bind(s.host, s.http_port)
         self.http_port = sock.getsockname()[1]
-        self._http = HttpServer(self.http_app, keep_alive_s=30.0)
+        self._http = http_server(s.http_server, self.http_app, keep_alive_s=30.0)
         await self._http.start(sock)
 
         self._grpc = GrpcServer(self.grpc_frontend, max_message_bytes=s.max_body_bytes)
