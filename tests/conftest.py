@@ -73,6 +73,18 @@ def demo_server() -> Iterator[ServerProcess]:
     server.stop()
 
 
+#: the HTTP servers ``shipyard serve --http-server`` offers
+HTTP_SERVERS = ["builtin", "uvicorn"]
+
+
+@pytest.fixture(scope="module", params=HTTP_SERVERS)
+def http_server(request: pytest.FixtureRequest) -> str:
+    """For a module whose REST tests run on each HTTP server: the ``--http-server`` of this
+    round (module-scoped, so each round starts its servers once)."""
+    kind: str = request.param
+    return kind
+
+
 # --------------------------------------------------------------------------------------------
 # helpers for the lifecycle and reliability tests (plain functions, no fixtures)
 # --------------------------------------------------------------------------------------------

@@ -64,16 +64,17 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(repository: Path) -> Iterator[ServerProcess]:
-    proc = start_server(repository)
+def server(repository: Path, http_server: str) -> Iterator[ServerProcess]:
+    proc = start_server(repository, "--http-server", http_server)
     yield proc
     proc.stop()
 
 
 @pytest.fixture(scope="module")
-def small_server(repository: Path) -> Iterator[ServerProcess]:
+def small_server(repository: Path, http_server: str) -> Iterator[ServerProcess]:
     """The same repository with a 100 kB body / message limit."""
-    proc = start_server(repository, "--max-body-bytes", str(SMALL_LIMIT))
+    proc = start_server(repository, "--max-body-bytes", str(SMALL_LIMIT),
+                        "--http-server", http_server)
     yield proc
     proc.stop()
 
@@ -537,9 +538,10 @@ JSON_LIMIT = 20_000
 
 
 @pytest.fixture(scope="module")
-def json_limited_server(repository: Path) -> Iterator[ServerProcess]:
+def json_limited_server(repository: Path, http_server: str) -> Iterator[ServerProcess]:
     """The same repository with a 20 kB limit on the JSON part of REST requests."""
-    proc = start_server(repository, "--max-json-bytes", str(JSON_LIMIT))
+    proc = start_server(repository, "--max-json-bytes", str(JSON_LIMIT),
+                        "--http-server", http_server)
     yield proc
     proc.stop()
 

@@ -213,6 +213,15 @@ def _session(path: Path) -> ort.InferenceSession:
 
 
 @pytest.fixture(scope="module")
+def demo_server(http_server: str) -> Iterator[ServerProcess]:
+    """The demo repository (risk, cnn), on this round's HTTP server (the session's shared
+    demo server runs the builtin one only)."""
+    server = start_server(DEMO_REPOSITORY, "--http-server", http_server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def clients(demo_server: ServerProcess) -> Iterator[dict[str, V2]]:
     """Clients of the demo server: http (binary), http-json, grpc."""
     made = {"http": V2("http", demo_server), "http-json": V2("http", demo_server, binary=False),
@@ -246,8 +255,8 @@ def lab_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lab_server(lab_repository: Path) -> Iterator[ServerProcess]:
-    server = start_server(lab_repository)
+def lab_server(lab_repository: Path, http_server: str) -> Iterator[ServerProcess]:
+    server = start_server(lab_repository, "--http-server", http_server)
     yield server
     server.stop()
 

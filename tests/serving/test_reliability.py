@@ -260,14 +260,14 @@ def test_reload_under_load(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_drain_on_sigterm(tmp_path: Path) -> None:
+def test_drain_on_sigterm(tmp_path: Path, http_server: str) -> None:
     run_s = 0.04
     layers = slow_model_layers(run_s)
     root = write_repository(tmp_path / "repo", {
         "slow": (partial(slow_model, layers=layers), {"max_batch_size": 0, "instances": 1}),
     })
     grace = 10.0
-    server = start_server(root, "--grace-period", str(grace))
+    server = start_server(root, "--grace-period", str(grace), "--http-server", http_server)
     n_http, n_grpc = 12, 4
     total = n_http + n_grpc
     xs = [np.full((1, DIM), i + 1, dtype=np.float32) for i in range(total)]
@@ -339,7 +339,8 @@ def test_drain_on_sigterm(tmp_path: Path) -> None:
     assert t_exit - t_signal < grace
     assert pending_when_refused > 0, "the drain was over before new connections were refused"
     assert any("stopped" in line for line in server.log)
-    record_figures("test_drain_on_sigterm", {
+    suffix = "" if http_server == "builtin" else f"[{http_server}]"
+    record_figures(f"test_drain_on_sigterm{suffix}", {
         "model_run_ms_target": run_s * 1000, "slow_model_layers": layers,
         "admitted_before_signal": {"http": n_http, "grpc": n_grpc},
         "answered_ok": outcomes.count("ok"),
@@ -353,7 +354,7 @@ def test_drain_on_sigterm(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("grace", [1.0, 0.5])
-def test_drain_past_the_grace_period(tmp_path: Path, grace: float) -> None:
+def test_drain_past_the_grace_period(tmp_path: Path, grace: float, http_server: str) -> None:
     """More queued work (~3 s) than the grace period allows: the process still exits 0 soon
     after the grace period (it cannot interrupt the one execution running), and every client
     gets an answer instead of hanging: 200 for what finished in time, an error for the rest.
@@ -363,7 +364,7 @@ def test_drain_past_the_grace_period(tmp_path: Path, grace: float) -> None:
     root = write_repository(tmp_path / "repo", {
         "slow": (partial(slow_model, layers=layers), {"max_batch_size": 0, "instances": 1}),
     })
-    server = start_server(root, "--grace-period", str(grace))
+    server = start_server(root, "--grace-period", str(grace), "--http-server", http_server)
     total = 12  # ~3 s of work
     xs = [np.full((1, DIM), i + 1, dtype=np.float32) for i in range(total)]
     results: list[tuple[str, float] | None] = [None] * total
@@ -394,7 +395,8 @@ def test_drain_past_the_grace_period(tmp_path: Path, grace: float) -> None:
     finally:
         rc = server.stop()
     outcomes = Counter(r[0] if r is not None else "no answer" for r in results)
-    record_figures(f"test_drain_past_the_grace_period[{grace}]", {
+    kind = "" if http_server == "builtin" else f"-{http_server}"
+    record_figures(f"test_drain_past_the_grace_period[{grace}{kind}]", {
         "model_run_ms_target": run_s * 1000, "queued_work_s": total * run_s,
         "grace_period_s": grace, "exit_after_signal_s": round(t_exit - t_signal, 3),
         "exit_code": rc, "outcomes": dict(outcomes)})

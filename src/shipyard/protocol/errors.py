@@ -14,8 +14,10 @@ __all__ = [
     "ErrorCode",
     "InferenceFailed",
     "InvalidInput",
+    "MethodNotAllowed",
     "ModelNotFound",
     "ModelNotReady",
+    "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
     "QueueFull",
@@ -55,6 +57,7 @@ class ErrorCode(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     INTERNAL = "INTERNAL"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 
 
 class ShipyardError(Exception):
@@ -125,3 +128,24 @@ class InferenceFailed(ShipyardError):
     """The runtime failed while executing a request that passed validation."""
 
     code = ErrorCode.INTERNAL
+
+
+class NotFound(ShipyardError):
+    """No route answers this path."""
+
+    code = ErrorCode.NOT_FOUND
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no route {path!r}; see /docs for the API")
+        self.path = path
+
+
+class MethodNotAllowed(ShipyardError):
+    """The route exists but does not answer this method; ``allowed`` lists those it does."""
+
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"method {method} not allowed; use {', '.join(allowed)}")
+        self.method = method
+        self.allowed = allowed

@@ -9,13 +9,12 @@ import signal
 import socket
 import sys
 
-import grpc
-
 from shipyard.serving.config import ServerSettings
 from shipyard.serving.control import Control
+from shipyard.serving.grpc.server import GrpcServer
 from shipyard.serving.grpc.service import GrpcFrontend
 from shipyard.serving.http import HttpApp
-from shipyard.serving.http.server import HttpServer
+from shipyard.serving.http.servers import HttpListener, http_server
 from shipyard.serving.lifecycle import ModelManager
 from shipyard.serving.registry import ModelRegistry
 
@@ -55,27 +54,19 @@ class Server:
         self.http_port = 0
         self.grpc_port = 0
         self._stop = asyncio.Event()
-        self._http: HttpServer | None = None
-        self._grpc: grpc.aio.Server | None = None
+        self._http: HttpListener | None = None
+        self._grpc: GrpcServer | None = None
 
     async def serve(self) -> None:
         """Listen, load the models, serve until a stop is requested, then drain."""
         s = self.settings
         sock = _bind(s.host, s.http_port)
         self.http_port = sock.getsockname()[1]
-        self._http = HttpServer(self.http_app, keep_alive_s=30.0)
+        self._http = http_server(s.http_server, self.http_app, keep_alive_s=30.0)
         await self._http.start(sock)
 
-        self._grpc = grpc.aio.server(options=[
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", s.max_body_bytes),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.max_concurrent_streams", 1024),
-        ])
-        self._grpc.add_generic_rpc_handlers(self.grpc_frontend.handlers())
-        host = f"[{s.host}]" if ":" in s.host else s.host
-        self.grpc_port = self._grpc.add_insecure_port(f"{host}:{s.grpc_port}")
-        await self._grpc.start()
+        self._grpc = GrpcServer(self.grpc_frontend, max_message_bytes=s.max_body_bytes)
+        self.grpc_port = await self._grpc.start(s.host, s.grpc_port)
         log.info("HTTP listening on http://%s:%d", s.host, self.http_port)
         log.info("gRPC listening on %s:%d", s.host, self.grpc_port)
 
@@ -101,7 +92,7 @@ class Server:
         self.http_app.accepting = False
         self.grpc_frontend.accepting = False
         assert self._http is not None and self._grpc is not None
-        grpc_stop = asyncio.create_task(self._grpc.stop(grace))
+        grpc_stop = asyncio.create_task(self._grpc.shutdown(grace))
         try:
             await asyncio.wait_for(asyncio.gather(self._http.shutdown(grace), grpc_stop),
                                    timeout=grace + 5)

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -27,14 +28,15 @@ from shipyard.serving.describe import (
 )
 from shipyard.serving.errors import (
     InvalidInput,
-    ModelNotFound,
+    MethodNotAllowed,
     PayloadTooLarge,
     ShipyardError,
 )
+from shipyard.serving.http.asgi import Message, Receive, Scope, Send
 from shipyard.serving.http.codec import decode_infer_request, encode_infer_response, parse_json
 from shipyard.serving.http.errors import HTTP_STATUS
 from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
-from shipyard.serving.http.server import Message, Receive, Scope, Send
+from shipyard.serving.http.routes import ROUTES, Router
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.simple import features_request, features_result
@@ -45,19 +47,17 @@ log = logging.getLogger("shipyard.http")
 
 
 _JSON = b"application/json"
-_MODEL_ACTIONS = {"", "infer", "predict", "ready", "config", "stats"}
 #: after a 413 on a streamed body, read and drop up to this much more so the client sees it
 _DRAIN_AFTER_413 = 16 * 1024 * 1024
 _OCTET = b"application/octet-stream"
 
 
+#: an HttpApp route method: ``(scope, receive, send, *parameters)``
+Handler = Callable[..., Awaitable[None]]
+
+
 class _Disconnected(Exception):
     pass
-
-
-class _MethodNotAllowed(Exception):
-    def __init__(self, allowed: str) -> None:
-        self.allowed = allowed
 
 
 class HttpApp:
@@ -74,7 +74,8 @@ class HttpApp:
         self.max_json_bytes = max_json_bytes
         self.metrics = MetricsExporter(models)
         self.accepting = True
-        self._openapi = orjson.dumps(openapi_document())
+        self._openapi_json = orjson.dumps(openapi_document())
+        self._router: Router[Handler] = Router(ROUTES, lambda name: getattr(self, "_" + name))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +86,8 @@ class HttpApp:
         rid = _request_id(headers)
         _REQUEST_ID.set((b"x-request-id", rid.encode()))  # this request's task only
         try:
-            await self._route(scope, receive, send)
+            handler, params = self._router.match(scope["method"], scope["path"])
+            await handler(scope, receive, send, *params)
         except _Disconnected:
             return
         except asyncio.CancelledError:  # the grace period ended with this request unanswered
@@ -96,129 +98,97 @@ class HttpApp:
         except ShipyardError as exc:
             status = HTTP_STATUS[exc.code]
             _log_error(scope, rid, status, exc.message)
-            extra = [(b"connection", b"close")] if isinstance(exc, PayloadTooLarge) else []
+            extra = None
+            if isinstance(exc, PayloadTooLarge):
+                extra = [(b"connection", b"close")]
+            elif isinstance(exc, MethodNotAllowed):
+                extra = [(b"allow", ", ".join(exc.allowed).encode())]
             await _send(send, status, _err(exc.message), extra=extra)
-        except _MethodNotAllowed as exc:
-            message = f"method {scope['method']} not allowed; use {exc.allowed}"
-            _log_error(scope, rid, 405, message)
-            await _send(send, 405, _err(message),
-                        extra=[(b"allow", exc.allowed.encode())])
         except Exception as exc:  # last line of defence: log it, answer 500, keep serving
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"),
                           extra={"request_id": rid})
             await _send(send, 500, _err(f"internal error: {exc!r}"))
 
-    # -- routing ------------------------------------------------------------------------------
+    # -- routes (the table is http/routes.py) --------------------------------------------------
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method: str = scope["method"]
-        parts = scope["path"].strip("/").split("/")
-        head = parts[0]
-        if head == "v2":
-            await self._v2(scope, receive, send, method, parts[1:])
-        elif head == "predict" and len(parts) == 1:
-            _allow(method, "POST")
-            await self._predict(scope, receive, send, self.default_model, "")
-        elif head == "metrics" and len(parts) == 1:
-            _allow(method, "GET")
-            await _send(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
-        elif head == "openapi.json" and len(parts) == 1:
-            _allow(method, "GET")
-            await _send(send, 200, self._openapi)
-        elif head == "docs" and len(parts) == 1:
-            _allow(method, "GET")
-            await _send(send, 200, DOCS_HTML.encode(), b"text/html; charset=utf-8")
+    async def _server_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send(send, 200, orjson.dumps(server_metadata()))
+
+    async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send(send, 200, b"")
+
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send(send, 200 if self.models.ready and self.accepting else 503, b"")
+
+    async def _all_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stats = [model_statistics(mv) for mv in self.models.all_versions()]
+        await _send(send, 200, orjson.dumps({"model_stats": stats}))
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
+
+    async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send(send, 200, self._openapi_json)
+
+    async def _docs(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send(send, 200, DOCS_HTML.encode(), b"text/html; charset=utf-8")
+
+    async def _model_metadata(self, scope: Scope, receive: Receive, send: Send, name: str,
+                              version: str = "") -> None:
+        mv = self.models.get(name, version)
+        versions = [v.version for v in self.models.versions(name)]
+        await _send(send, 200, orjson.dumps(model_metadata(mv, versions)))
+
+    async def _model_ready(self, scope: Scope, receive: Receive, send: Send, name: str,
+                           version: str = "") -> None:
+        if version:
+            self.models.get(name, version)  # 404 for an unknown model or version
         else:
-            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+            self.models.versions(name)  # 404 for an unknown model
+        reason = self.models.not_ready_reason(name, version)
+        if reason and not self.models.model_ready(name, version):
+            return await _send(send, 503, orjson.dumps({"ready": False, "reason": reason}))
+        await _send(send, 200, b"")
 
-    async def _v2(self, scope: Scope, receive: Receive, send: Send, method: str,
-                  parts: list[str]) -> None:
-        n = len(parts)
-        if n == 3 and parts[0] == "models" and parts[2] == "infer":  # the hot path
-            _allow(method, "POST")
-            return await self._infer(scope, receive, send, parts[1], "")
-        if n == 0:
-            _allow(method, "GET")
-            return await _send(send, 200, orjson.dumps(server_metadata()))
-        if parts[0] == "health" and n == 2 and parts[1] in ("live", "ready"):
-            _allow(method, "GET")
-            ok = True if parts[1] == "live" else (self.models.ready and self.accepting)
-            return await _send(send, 200 if ok else 503, b"")
-        if parts[0] == "repository":
-            return await self._repository(scope, receive, send, method, parts[1:])
-        if parts[0] != "models" or n < 2:
-            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
-        if n == 2 and parts[1] == "stats":
-            _allow(method, "GET")
-            stats = [model_statistics(mv) for mv in self.models.all_versions()]
-            return await _send(send, 200, orjson.dumps({"model_stats": stats}))
-        name = parts[1]
-        rest = parts[2:]
-        version = ""
-        if len(rest) >= 2 and rest[0] == "versions":
-            version = rest[1]
-            rest = rest[2:]
-        action = rest[0] if rest else ""
-        if len(rest) > 1:
-            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
-        if action not in _MODEL_ACTIONS:
-            raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
-        if action == "infer":
-            _allow(method, "POST")
-            return await self._infer(scope, receive, send, name, version)
-        if action == "predict":
-            _allow(method, "POST")
-            return await self._predict(scope, receive, send, name, version)
-        _allow(method, "GET")
-        if action == "":
-            mv = self.models.get(name, version)
-            versions = [v.version for v in self.models.versions(name)]
-            return await _send(send, 200, orjson.dumps(model_metadata(mv, versions)))
-        if action == "ready":
-            if version:
-                self.models.get(name, version)  # 404 for an unknown model or version
-            else:
-                self.models.versions(name)  # 404 for an unknown model
-            reason = self.models.not_ready_reason(name, version)
-            if reason and not self.models.model_ready(name, version):
-                return await _send(send, 503, orjson.dumps({"ready": False, "reason": reason}))
-            return await _send(send, 200, b"")
-        if action == "config":
-            return await _send(send, 200, orjson.dumps(model_config(self.models.get(name,
-                                                                                      version))))
-        if action == "stats":
-            chosen = [self.models.get(name, version)] if version else self.models.versions(name)
-            doc = {"model_stats": [model_statistics(mv) for mv in chosen]}
-            return await _send(send, 200, orjson.dumps(doc))
-        raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+    async def _model_config(self, scope: Scope, receive: Receive, send: Send, name: str,
+                            version: str = "") -> None:
+        await _send(send, 200, orjson.dumps(model_config(self.models.get(name, version))))
+
+    async def _model_stats(self, scope: Scope, receive: Receive, send: Send, name: str,
+                           version: str = "") -> None:
+        chosen = [self.models.get(name, version)] if version else self.models.versions(name)
+        doc = {"model_stats": [model_statistics(mv) for mv in chosen]}
+        await _send(send, 200, orjson.dumps(doc))
 
     # -- repository extension -----------------------------------------------------------------
 
-    async def _repository(self, scope: Scope, receive: Receive, send: Send, method: str,
-                          parts: list[str]) -> None:
+    async def _control(self, scope: Scope, receive: Receive, action: str) -> None:
+        """Check the bearer token for ``action``, then read (and drop) the request body."""
         headers = _headers(scope)
         auth = headers.get(b"authorization", b"").decode("latin-1") or None
-        if parts == ["index"]:
-            _allow(method, "POST")
-            self.control.check(auth, "index")
-            await self._body(receive, headers)
-            return await _send(send, 200, orjson.dumps(await self.control.manager.index()))
-        if len(parts) == 3 and parts[0] == "models" and parts[2] in ("load", "unload"):
-            _allow(method, "POST")
-            action = parts[2]
-            self.control.check(auth, action)
-            await self._body(receive, headers)
-            if action == "load":
-                await self.control.manager.load(parts[1])
-            else:
-                await self.control.manager.unload(parts[1])
-            return await _send(send, 200, b"")
-        raise ModelNotFound(f"no route {scope['path']!r}; see /docs for the API")
+        self.control.check(auth, action)
+        await self._body(receive, headers)
+
+    async def _repository_index(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._control(scope, receive, "index")
+        await _send(send, 200, orjson.dumps(await self.control.manager.index()))
+
+    async def _repository_load(self, scope: Scope, receive: Receive, send: Send,
+                               name: str) -> None:
+        await self._control(scope, receive, "load")
+        await self.control.manager.load(name)
+        await _send(send, 200, b"")
+
+    async def _repository_unload(self, scope: Scope, receive: Receive, send: Send,
+                                 name: str) -> None:
+        await self._control(scope, receive, "unload")
+        await self.control.manager.unload(name)
+        await _send(send, 200, b"")
 
     # -- inference ----------------------------------------------------------------------------
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str,
-                     version: str) -> None:
+                     version: str = "") -> None:
         self.models.get(name, version)  # 404 before reading a large body
         headers = _headers(scope)
         hlen = headers.get(b"inference-header-content-length")
@@ -239,8 +209,10 @@ class HttpApp:
             await _send(send, 200, payload, _OCTET, extra=[
                 (b"inference-header-content-length", str(header_len).encode())])
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str,
-                       version: str) -> None:
+    async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str | None = None,
+                       version: str = "") -> None:
+        if name is None:  # POST /predict
+            name = self.default_model
         self.models.get(name, version)  # 404 before reading the body
         headers = _headers(scope)
         doc = parse_json(await self._body(receive, headers, json=True))
@@ -360,12 +332,6 @@ def _timeout_header(headers: dict[bytes, bytes], request: Any) -> None:
     deadline = deadline_from_ms(ms, "header Timeout-Ms", given)
     if request.deadline_ns is None or deadline < request.deadline_ns:
         request.deadline_ns = deadline
-
-
-def _allow(method: str, allowed: str) -> None:
-    """``allowed`` is POST or GET; a GET route answers HEAD too (the server sends no body)."""
-    if method != allowed and not (method == "HEAD" and allowed == "GET"):
-        raise _MethodNotAllowed("GET, HEAD" if allowed == "GET" else allowed)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

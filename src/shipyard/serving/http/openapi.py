@@ -5,91 +5,98 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard import __version__
+from shipyard.serving.errors import ErrorCode
+from shipyard.serving.http.errors import HTTP_STATUS
+from shipyard.serving.http.routes import ROUTES, Route
 
 __all__ = ["DOCS_HTML", "openapi_document"]
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+
+#: what each documented error code means on these routes
+_ERROR_TEXT = {
+    ErrorCode.INVALID_ARGUMENT: "Invalid request (or, for load, a model that failed to load)",
+    ErrorCode.UNAUTHENTICATED: "Missing or wrong bearer token",
+    ErrorCode.PERMISSION_DENIED: "Explicit model control is off",
+    ErrorCode.NOT_FOUND: "Unknown model, version or route",
+    ErrorCode.PAYLOAD_TOO_LARGE: "Body too large",
+    ErrorCode.RESOURCE_EXHAUSTED: "Queue full, retry later",
+    ErrorCode.UNAVAILABLE: "Not ready",
+    ErrorCode.DEADLINE_EXCEEDED: "Deadline passed while queued",
+}
+
+#: the path parameters of the route patterns
+_PARAMETERS = {
+    "model_name": {"name": "model_name", "in": "path", "required": True,
+                   "schema": {"type": "string"}},
+    "model_version": {"name": "model_version", "in": "path", "required": True,
+                      "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+}
+
+#: request bodies by schema name: (header parameters, requestBody)
+_BODIES: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
+    "InferRequest": (
+        [{"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+          "schema": {"type": "integer"}}],
+        {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
+            "application/octet-stream": {"schema": {
+                "type": "string", "format": "binary",
+                "description": "Binary tensor data extension: the JSON request (its length "
+                               "in Inference-Header-Content-Length), then each input's "
+                               "bytes in the order of 'inputs', sized by "
+                               "parameters.binary_data_size"}},
+        }},
+    ),
+}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Invalid request (or, for load, a model that failed to load)",
-            404: "Unknown model, version or route",
-            413: "Body too large", 429: "Queue full, retry later", 503: "Not ready",
-            504: "Deadline passed while queued"}
-    return {str(c): {"description": text[c], **_json(_ERROR)} for c in codes}
+def _answer(kind: str | None) -> dict[str, Any]:
+    """The content of a 200 answer (see Route.answer)."""
+    if kind is None:
+        return {}
+    if kind == "text":
+        return {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    if kind in ("object", "array"):
+        return _json({"type": kind})
+    return _json({"$ref": f"#/components/schemas/{kind}"})
 
 
-_MODEL = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}
-_VERSION = {"name": "model_version", "in": "path", "required": True,
-            "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+def _operation(route: Route) -> dict[str, Any]:
+    params = [_PARAMETERS[s.strip("{}")] for s in route.pattern.split("/") if s.startswith("{")]
+    op: dict[str, Any] = {"summary": route.summary}
+    body: dict[str, Any] | None = None
+    if route.body is not None:
+        headers, body = _BODIES.get(
+            route.body, ([], {"required": True,
+                              **_json({"$ref": f"#/components/schemas/{route.body}"})}))
+        params += headers
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = body
+    if route.bearer:
+        op["security"] = [{"bearer": []}]
+    responses: dict[str, Any] = {"200": {"description": route.ok or route.summary,
+                                         **_answer(route.answer)}}
+    for status, text in route.statuses:
+        responses[str(status)] = {"description": text}
+    for code in route.errors:
+        responses[str(HTTP_STATUS[code])] = {"description": _ERROR_TEXT[code], **_json(_ERROR)}
+    op["responses"] = responses
+    return op
 
 
-def _model_routes(prefix: str, params: list[dict[str, Any]]) -> dict[str, Any]:
-    infer = {
-        "post": {
-            "summary": "KServe V2 inference (JSON, or the binary tensor data extension)",
-            "parameters": [*params, {"name": "Inference-Header-Content-Length", "in": "header",
-                                     "required": False, "schema": {"type": "integer"}}],
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
-                "application/octet-stream": {"schema": {
-                    "type": "string", "format": "binary",
-                    "description": "Binary tensor data extension: the JSON request (its length "
-                                   "in Inference-Header-Content-Length), then each input's "
-                                   "bytes in the order of 'inputs', sized by "
-                                   "parameters.binary_data_size"}},
-            }},
-            "responses": {"200": {"description": "Outputs; binary outputs follow the JSON part "
-                                                 "(application/octet-stream, its length in "
-                                                 "Inference-Header-Content-Length)",
-                                  **_json({"$ref": "#/components/schemas/InferResponse"})},
-                          **_errors(400, 404, 413, 429, 503, 504)},
-        }
-    }
-    predict = {
-        "post": {
-            "summary": "Simple API: rows of features in, one result per row out",
-            "parameters": params,
-            "requestBody": {"required": True,
-                            **_json({"$ref": "#/components/schemas/PredictRequest"})},
-            "responses": {"200": {"description": "Results",
-                                  **_json({"$ref": "#/components/schemas/PredictResponse"})},
-                          **_errors(400, 404, 413, 429, 503, 504)},
-        }
-    }
-
-    def get(summary: str, schema: dict[str, Any] | None = None,
-            codes: tuple[int, ...] = (404,)) -> dict[str, Any]:
-        ok: dict[str, Any] = {"description": summary}
-        if schema is not None:
-            ok.update(_json(schema))
-        return {"get": {"summary": summary, "parameters": params,
-                        "responses": {"200": ok, **_errors(*codes)}}}
-
-    return {
-        prefix: get("Model metadata", {"type": "object"}, (404, 503)),
-        f"{prefix}/ready": get("200 when the model is ready", None, (404, 503)),
-        f"{prefix}/config": get("Model configuration (Triton's JSON)", {"type": "object"},
-                                (404, 503)),
-        f"{prefix}/stats": get("Model statistics (Triton's JSON)", {"type": "object"}),
-        f"{prefix}/infer": infer,
-        f"{prefix}/predict": predict,
-    }
-
-
-def _control(summary: str) -> dict[str, Any]:
-    return {"post": {
-        "summary": summary, "parameters": [_MODEL],
-        "security": [{"bearer": []}],
-        "responses": {"200": {"description": "Done"},
-                      "401": {"description": "Missing or wrong bearer token", **_json(_ERROR)},
-                      "403": {"description": "Explicit model control is off", **_json(_ERROR)},
-                      **_errors(400, 404)},
-    }}
+def _paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        if route.documented:
+            paths.setdefault(route.pattern, {})[route.method.lower()] = _operation(route)
+    return paths
 
 
 def openapi_document() -> dict[str, Any]:
@@ -105,47 +112,12 @@ def openapi_document() -> dict[str, Any]:
             "data": {"type": "array", "items": {}},
         },
     }
-    paths: dict[str, Any] = {
-        "/v2": {"get": {"summary": "Server metadata",
-                        "responses": {"200": {"description": "Metadata",
-                                              **_json({"type": "object"})}}}},
-        "/v2/health/live": {"get": {"summary": "Liveness",
-                                    "responses": {"200": {"description": "Alive"}}}},
-        "/v2/health/ready": {"get": {"summary": "Readiness",
-                                     "responses": {"200": {"description": "Ready"},
-                                                   "503": {"description": "Not ready"}}}},
-        "/v2/models/stats": {"get": {"summary": "Statistics of every model",
-                                     "responses": {"200": {"description": "Statistics",
-                                                           **_json({"type": "object"})}}}},
-        "/v2/repository/index": {"post": {"summary": "Models in the repository and their state",
-                                          "responses": {"200": {"description": "Index",
-                                                                **_json({"type": "array"})}}}},
-        "/v2/repository/models/{model_name}/load": _control("Load or reload a model (explicit "
-                                                            "model control, bearer token)"),
-        "/v2/repository/models/{model_name}/unload": _control("Unload a model after its queued "
-                                                              "requests finish (explicit model "
-                                                              "control, bearer token)"),
-        "/predict": {"post": {
-            "summary": "Simple API on the default model",
-            "requestBody": {"required": True,
-                            **_json({"$ref": "#/components/schemas/PredictRequest"})},
-            "responses": {"200": {"description": "Results",
-                                  **_json({"$ref": "#/components/schemas/PredictResponse"})},
-                          **_errors(400, 404, 413, 429, 503, 504)}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics",
-                             "responses": {"200": {"description": "Text exposition format",
-                                                   "content": {"text/plain": {
-                                                       "schema": {"type": "string"}}}}}}},
-    }
-    paths.update(_model_routes("/v2/models/{model_name}", [_MODEL]))
-    paths.update(_model_routes("/v2/models/{model_name}/versions/{model_version}",
-                               [_MODEL, _VERSION]))
     return {
         "openapi": "3.0.3",
         "info": {"title": "Shipyard inference server", "version": __version__,
                  "description": "KServe V2 (Open Inference Protocol) REST API with Triton's "
                                 "extensions, plus the simple /predict API."},
-        "paths": paths,
+        "paths": _paths(),
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
                        "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "string"}},
