@@ -1049,6 +1049,10 @@ def render_markdown(res: Results, info: dict[str, str], old_doc: str | None) -> 
     lines += ["### Reading of the profile", "", analysis or (
         f"{ANALYSIS_BEGIN}\n(no hand-written analysis yet: text between these markers is kept "
         f"when the command rewrites this file)\n{ANALYSIS_END}"), ""]
+    if old_doc:  # the sections other benchmark commands own (doc_sections.py) stay
+        from doc_sections import owned_sections
+
+        lines += [section.rstrip() + "\n" for section in owned_sections(old_doc)]
     lines += ["## How to reproduce", "", "```", ". .venv/bin/activate",
               "pip install py-spy   # optional: profiles when a target is missed",
               "python benchmarks/serve_bench.py            # full, under 5 minutes",
