@@ -43,6 +43,9 @@ class Runtime(ABC):
     #: BYTES inputs arrive as ``str`` (decoded UTF-8, checked per request) when True, as
     #: ``bytes`` when False
     text_inputs: ClassVar[bool] = True
+    #: inputs may hold missing values: JSON nulls in FP16/FP32/FP64 data arrive as NaN and in
+    #: BYTES data as None; when False a null is refused as the JSON decoder refuses it
+    missing_values: ClassVar[bool] = False
     #: (framework exception class, Shipyard error class) pairs, most specific first; anything
     #: else raised by ``predict`` becomes InferenceFailed
     error_map: ClassVar[Sequence[tuple[type[BaseException], type[ShipyardError]]]] = ()
