@@ -200,6 +200,14 @@ class PmmlRuntime(Runtime):
             f"model {self.config.name!r}: pmml runtime: row {row} failed in the batch "
             f"({errors[row]}) but not alone")
 
+    def translate(self, exc: BaseException) -> ShipyardError:
+        """As :meth:`Runtime.translate`; a Java exception's text already names its class."""
+        error = super().translate(exc)
+        if (self._jvm is not None and isinstance(exc, self._jvm.jpype.JException)
+                and isinstance(error, InferenceFailed)):
+            return InferenceFailed(f"model {self.config.name!r}: pmml runtime failed: {exc}")
+        return error
+
     def unload(self) -> None:
         self._evaluator = None
 
