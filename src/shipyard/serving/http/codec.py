@@ -111,6 +111,7 @@ def decode_infer_request(
         elif not isinstance(iparams, dict):
             _mapping(iparams, f"input {name!r} 'parameters'")
         size = iparams.get("binary_data_size")
+        null_refusal: str | None = None
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidInput(
