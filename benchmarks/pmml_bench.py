@@ -161,8 +161,8 @@ def main() -> int:
         f"DataFrame of {BATCH} rows in a loop; Shipyard = `shipyard serve` loaded by "
         f"perf_analyzer at concurrency {CONCURRENCY}, {BATCH} rows per request (the model served "
         "with max_batch_size 0: perf_analyzer cannot shape batched scalar rows; REST with the "
-        "binary tensor extension, since perf_analyzer 2.41 puts only the first FP64 element into a JSON "
-        "body; "
+        "binary tensor extension, since perf_analyzer 2.41 puts only the first FP64 element into a "
+        "JSON body; "
         "gRPC; no missing values in the load, since perf_analyzer's input data cannot hold a "
         "JSON null). Target: >= "
         f"{TARGET} of in-process.", "",
