@@ -86,7 +86,8 @@ def start_server(repo: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, i
     fh = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "shipyard", "serve", "--model-repository", str(repo),
-         "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0"], stdout=fh, stderr=subprocess.STDOUT, env=env)
+         "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0"],
+        stdout=fh, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace")

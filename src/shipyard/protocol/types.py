@@ -72,6 +72,9 @@ class Tensor:
     shape: tuple[int, ...]
     data: Array
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: set when the JSON data held nulls (decoded as NaN, or None for BYTES): the refusal a
+    #: model whose runtime takes no missing values answers with
+    null_refusal: str | None = None
 
 
 @dataclass(slots=True)

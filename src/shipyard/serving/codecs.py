@@ -17,6 +17,7 @@ from shipyard.serving.types import DATATYPES
 
 __all__ = [
     "MAX_ELEMENTS",
+    "NULLABLE",
     "check_datatype",
     "check_shape",
     "deadline_from_ms",
@@ -165,10 +166,18 @@ _KINDS_OK = {
     "FP16": "iuf", "FP32": "iuf", "FP64": "iuf",
 }
 _EXPECTED = {"b": "true/false", "iu": "integers", "iuf": "numbers"}
+#: datatypes whose JSON data may hold nulls when ``decode_json_data(nulls=True)``
+NULLABLE = frozenset({"FP16", "FP32", "FP64", "BYTES"})
 
 
-def decode_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> Array:
-    """V2 JSON ``data`` (flat, or nested exactly as ``shape``) -> array of ``shape``."""
+def decode_json_data(
+    name: str, datatype: str, shape: tuple[int, ...], data: Any, *, nulls: bool = False
+) -> Array:
+    """V2 JSON ``data`` (flat, or nested exactly as ``shape``) -> array of ``shape``.
+
+    A JSON null is refused unless ``nulls`` is True and the datatype is in :data:`NULLABLE`:
+    then it becomes NaN (floating point) or None (BYTES), a missing value for the runtimes that
+    take them (``Runtime.missing_values``)."""
     count = math.prod(shape)
     if not isinstance(data, list):
         data = [data]
@@ -178,10 +187,13 @@ def decode_json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any
             f"input {name!r}: data has {len(flat)} element(s) but shape {list(shape)} "
             f"needs {count}"
         )
+    nulls = nulls and datatype in NULLABLE
     if datatype == "BYTES":
         arr = np.empty(count, dtype=object)
-        arr[:] = [_utf8(name, v) for v in flat]
+        arr[:] = [None if v is None and nulls else _utf8(name, v) for v in flat]
         return arr.reshape(shape)
+    if nulls:
+        flat = [math.nan if v is None else v for v in flat]
     expected = _EXPECTED[_KINDS_OK[datatype]]
     try:
         raw = np.array(flat)

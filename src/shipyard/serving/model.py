@@ -74,6 +74,8 @@ class ModelVersion:
         self._runtime_text = True
         #: the declared preprocess / postprocess steps (None when there are none)
         self.pipeline: Pipeline | None = None
+        #: JSON nulls reach the runtime as missing values (see Runtime.missing_values)
+        self._missing_values = False
         #: the runtime class, its model file and device, once known (kept after unloading)
         self.runtime_type: type[Runtime] | None = None
         self.model_file: Path | None = None
@@ -97,6 +99,7 @@ class ModelVersion:
             self._runtime_text = runtime.text_inputs
             # a pipeline's steps take bytes; its output reaches the runtime as it wants it
             self._text_inputs = runtime.text_inputs and not self.config.preprocess
+            self._missing_values = runtime.missing_values and not self.config.preprocess
             runtime.load()
             self.device_kind = runtime.device_kind
             graph_inputs, graph_outputs = runtime.metadata()
@@ -151,8 +154,12 @@ class ModelVersion:
                 data = decode_json_data(spec.name, spec.datatype, shape, given.data)
             else:
                 shape = tuple(1 if d < 0 else d for d in spec.shape)
+                # a runtime that takes missing values (PMML) gets them: zero and "" are often
+                # no valid value of a field, a missing value is one
                 if spec.datatype == "BYTES":
-                    data = np.full(shape, b"", dtype=object)
+                    data = np.full(shape, None if self._missing_values else b"", dtype=object)
+                elif self._missing_values and spec.datatype in ("FP16", "FP32", "FP64"):
+                    data = np.full(shape, np.nan, dtype=numpy_dtype(spec.datatype))
                 else:
                     data = np.zeros(shape, dtype=numpy_dtype(spec.datatype))
             inputs[spec.name] = (
@@ -297,6 +304,8 @@ class ModelVersion:
         rows = 1
         key: list[tuple[str, tuple[int, ...]]] = []
         for tensor in request.inputs:
+            if tensor.null_refusal is not None and not self._missing_values:
+                raise InvalidInput(tensor.null_refusal)
             spec = self._input_by_name.get(tensor.name)
             if spec is None:
                 raise InvalidInput(

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from shipyard.serving.codecs import (
+    NULLABLE,
     check_datatype,
     check_shape,
     deadline_from_timeout_us,
@@ -44,6 +45,22 @@ def _unknown(obj: dict[str, Any], allowed: frozenset[str], what: str) -> None:
     """Raise for fields outside ``allowed`` (call only when ``obj.keys() <= allowed`` fails)."""
     extra = set(obj) - allowed
     raise InvalidInput(f"{what}: unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+
+
+def _decode_data(name: str, datatype: str, shape: tuple[int, ...], data: Any
+                 ) -> tuple[Any, str | None]:
+    """JSON data and, when it holds nulls and nothing else wrong, the decoder's refusal of
+    them: the model decides (``Runtime.missing_values``). Costs nothing unless refused."""
+    try:
+        return decode_json_data(name, datatype, shape, data), None
+    except InvalidInput as refused:
+        if datatype not in NULLABLE:
+            raise
+        try:
+            filled = decode_json_data(name, datatype, shape, data, nulls=True)
+        except InvalidInput:
+            raise refused from None
+        return filled, refused.message
 
 
 def decode_infer_request(
@@ -94,6 +111,7 @@ def decode_infer_request(
         elif not isinstance(iparams, dict):
             _mapping(iparams, f"input {name!r} 'parameters'")
         size = iparams.get("binary_data_size")
+        null_refusal: str | None = None
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidInput(
@@ -114,8 +132,8 @@ def decode_infer_request(
                 raise InvalidInput(
                     f"input {name!r} has no 'data' and no parameters.binary_data_size"
                 )
-            data = decode_json_data(name, datatype, shape, item["data"])
-        inputs.append(Tensor(name, datatype, shape, data, iparams))
+            data, null_refusal = _decode_data(name, datatype, shape, item["data"])
+        inputs.append(Tensor(name, datatype, shape, data, iparams, null_refusal))
     if pos != len(binary):
         raise InvalidInput(
             f"binary part has {len(binary) - pos} byte(s) that no input claims; "

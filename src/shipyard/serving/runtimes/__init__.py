@@ -20,6 +20,7 @@ __all__ = ["RUNTIMES", "DeviceKind", "Runtime", "create_runtime", "runtime_class
 RUNTIMES: dict[str, str] = {
     "onnx": "shipyard.serving.runtimes.onnx:OnnxRuntime",
     "python": "shipyard.serving.runtimes.python:PythonRuntime",
+    "pmml": "shipyard.serving.runtimes.pmml:PmmlRuntime",
 }
 
 

@@ -49,6 +49,9 @@ class Runtime(ABC):
     #: model's config.yaml (checked by :func:`~shipyard.serving.runtimes.create_runtime`, before
     #: the runtime exists)
     runs_model_code: ClassVar[bool] = False
+    #: inputs may hold missing values: JSON nulls in FP16/FP32/FP64 data arrive as NaN and in
+    #: BYTES data as None; when False a null is refused as the JSON decoder refuses it
+    missing_values: ClassVar[bool] = False
     #: (framework exception class, Shipyard error class) pairs, most specific first; anything
     #: else raised by ``predict`` becomes InferenceFailed
     error_map: ClassVar[Sequence[tuple[type[BaseException], type[ShipyardError]]]] = ()

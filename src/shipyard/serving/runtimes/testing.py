@@ -9,6 +9,9 @@ broken rule. The models:
 - ``echo_text`` (optional, for runtimes that take text): one BYTES input of shape ``[-1, 1]``
   and one BYTES output returning it.
 
+A field-wise runtime (``ConformanceCase.fieldwise``: one value per row and tensor, as PMML's
+fields are) builds the same models over scalar fields: every tensor has shape ``[-1]``.
+
 Each builder writes the model file into the folder it is given (a version folder) and returns
 nothing; ``config`` is merged into every model's config (e.g. ``{"trust": True}``), and
 ``configs[model]`` (``"add_sub"``, ``"echo_text"``) into that model's only, for backends whose
@@ -18,6 +21,7 @@ config declares the tensors (``inputs:`` / ``outputs:``). The unreadable-file ch
 
 from __future__ import annotations
 
+import math
 import tempfile
 import typing
 from collections.abc import Callable, Mapping
@@ -46,11 +50,19 @@ class ConformanceCase:
     echo_text: Builder | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: the backend's tensors are one value per row (shape ``[-1]``, e.g. PMML fields): the
+    #: models are built over scalar fields and checked with 1-D tensors
+    fieldwise: bool = False
 
     def model_config(self, model: str) -> ModelConfig:
         """The config of one of the suite's models (``add_sub``, ``echo_text``)."""
         return ModelConfig.model_validate({"name": "m", "backend": self.backend, **self.config,
                                            **self.configs.get(model, {})})
+
+    @property
+    def row(self) -> tuple[int, ...]:
+        """The shape of one row of the add_sub tensors."""
+        return () if self.fieldwise else (16,)
 
 
 def _runtime(case: ConformanceCase, folder: Path, model: str, build: Builder) -> Runtime:
@@ -69,16 +81,16 @@ def _check_facts(cls: type[Runtime], backend: str) -> None:
     assert isinstance(cls.triton_backend, str) and cls.triton_backend, "no triton_backend"
 
 
-def _check_add_sub(rt: Runtime) -> None:
+def _check_add_sub(rt: Runtime, row: tuple[int, ...]) -> None:
     rt.load()
     assert rt.device_kind in ("KIND_CPU", "KIND_GPU"), f"device_kind {rt.device_kind!r}"
     inputs, outputs = rt.metadata()
     assert [(s.name, s.datatype, s.shape) for s in inputs] == [
-        ("INPUT0", "FP32", (-1, 16)), ("INPUT1", "FP32", (-1, 16))], f"inputs {inputs}"
+        ("INPUT0", "FP32", (-1, *row)), ("INPUT1", "FP32", (-1, *row))], f"inputs {inputs}"
     assert [o.name for o in outputs] == ["OUTPUT0", "OUTPUT1"], f"outputs {outputs}"
     for rows in (1, 2, 5):
-        a = np.arange(rows * 16, dtype=np.float32).reshape(rows, 16)
-        b = np.full((rows, 16), 0.5, np.float32)
+        a = np.arange(rows * math.prod(row), dtype=np.float32).reshape(rows, *row)
+        b = np.full(a.shape, 0.5, np.float32)
         out0, out1 = rt.run({"INPUT0": a, "INPUT1": b}, ["OUTPUT0", "OUTPUT1"])
         for name, out in (("OUTPUT0", out0), ("OUTPUT1", out1)):
             assert isinstance(out, np.ndarray), f"{name} is a {type(out).__name__}, not ndarray"
@@ -102,13 +114,13 @@ def _check_add_sub(rt: Runtime) -> None:
     rt.unload()
 
 
-def _check_text(rt: Runtime) -> None:
+def _check_text(rt: Runtime, fieldwise: bool) -> None:
     rt.load()
     (spec,), (out_spec,) = rt.metadata()
     assert spec.datatype == "BYTES" and out_spec.datatype == "BYTES", "echo_text not BYTES"
     raw = ["héllo", "", "a\u00a0b"]
     given = [v if rt.text_inputs else v.encode() for v in raw]
-    text = np.array(given, dtype=object).reshape(3, 1)
+    text = np.array(given, dtype=object).reshape((3,) if fieldwise else (3, 1))
     (out,) = rt.run({spec.name: text}, [out_spec.name])
     got = [v.decode() if isinstance(v, bytes) else v for v in out.reshape(-1)]
     assert got == raw, f"echo_text returned {got}"
@@ -121,9 +133,10 @@ def check_runtime(case: ConformanceCase, workdir: Path | None = None) -> None:
         root = Path(workdir or tmp)
         cls = runtime_class(case.backend)
         _check_facts(cls, case.backend)
-        _check_add_sub(_runtime(case, root / "add_sub", "add_sub", case.add_sub))
+        _check_add_sub(_runtime(case, root / "add_sub", "add_sub", case.add_sub), case.row)
         if case.echo_text is not None:
-            _check_text(_runtime(case, root / "echo", "echo_text", case.echo_text))
+            _check_text(_runtime(case, root / "echo", "echo_text", case.echo_text),
+                        case.fieldwise)
         broken = root / "broken"
         broken.mkdir(parents=True, exist_ok=True)
         (broken / cls.filenames[0]).write_bytes(b"not a model at all \x00\xff")
