@@ -81,7 +81,8 @@ def _check_add_sub(rt: Runtime) -> None:
         np.testing.assert_allclose(out1, a - b, rtol=1e-6)
     (only1,) = rt.run({"INPUT0": a, "INPUT1": b}, ["OUTPUT1"])
     np.testing.assert_allclose(only1, a - b, rtol=1e-6)
-    wrong: dict[str, Any] = {"INPUT0": np.ones((2, 3, 4), np.float64), "INPUT1": np.ones((2, 16), np.float32)}
+    wrong: dict[str, Any] = {"INPUT0": np.ones((2, 3, 4), np.float64),
+                             "INPUT1": np.ones((2, 16), np.float32)}
     try:
         rt.run(wrong, ["OUTPUT0"])
     except ShipyardError as exc:
