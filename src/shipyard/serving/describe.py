@@ -19,7 +19,11 @@ EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
 
 
 def _platform(mv: ModelVersion) -> str:
-    return mv.runtime_type.platform if mv.runtime_type is not None else ""
+    if mv.runtime_type is None:
+        return ""
+    if mv.model_file is None:
+        return mv.runtime_type.platform
+    return mv.runtime_type.platform_for(mv.model_file.name)
 
 
 def server_metadata() -> dict[str, Any]:
