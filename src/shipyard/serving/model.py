@@ -123,7 +123,8 @@ class ModelVersion:
 
     def _warm_up(self) -> None:
         """Run one request before serving: the config's warm-up inputs, or zeros shaped from
-        the metadata (dynamic dimensions = 1). A model that cannot run is not served."""
+        the metadata (dynamic dimensions = 1); then the same rows repeated up to each of the
+        runtime's :meth:`~Runtime.warmup_batch_sizes`. A model that cannot run is not served."""
         warmup = self.config.warmup
         if not warmup.enabled:
             return
@@ -149,11 +150,23 @@ class ModelVersion:
                 f"model {self.name!r}: warmup.inputs names {sorted(unknown)}, which the model "
                 f"does not have; its inputs are {list(inputs)}"
             )
-        try:
-            self._run(inputs)
-        except ShipyardError as exc:
-            raise InvalidInput(f"model {self.name!r}: warm-up request failed: {exc.message}"
-                               ) from exc
+        runs = [inputs]
+        if self.max_batch_size > 0 and inputs:
+            # the runtime's batch sizes too (those it compiles or captures per shape): the
+            # warm-up rows repeated up to each size
+            rows = next(iter(inputs.values())).shape[0]
+            assert self._runtime is not None
+            for size in sorted(set(self._runtime.warmup_batch_sizes())):
+                if size != rows and 1 <= size <= self.max_batch_size:
+                    runs.append({k: np.take(v, np.arange(size) % v.shape[0], axis=0)
+                                 for k, v in inputs.items()})
+        for run in runs:
+            try:
+                self._run(run)
+            except ShipyardError as exc:
+                rows = next(iter(run.values())).shape[0] if run else 0
+                raise InvalidInput(f"model {self.name!r}: warm-up request failed (batch of "
+                                   f"{rows}): {exc.message}") from exc
 
     def _resolve(self, graph_in: list[TensorSpec], graph_out: list[TensorSpec]) -> None:
         cfg = self.config
