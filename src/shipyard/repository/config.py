@@ -37,7 +37,7 @@ __all__ = [
 
 #: The backend names a config.yaml may give (the server's runtime registry has one entry each,
 #: which a test checks).
-Backend = Literal["onnx"]
+Backend = Literal["onnx", "torch"]
 
 
 class Strict(BaseModel):

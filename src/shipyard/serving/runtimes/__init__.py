@@ -19,6 +19,7 @@ __all__ = ["RUNTIMES", "DeviceKind", "Runtime", "create_runtime", "runtime_class
 #: backend name -> "module:Class"
 RUNTIMES: dict[str, str] = {
     "onnx": "shipyard.serving.runtimes.onnx:OnnxRuntime",
+    "torch": "shipyard.serving.runtimes.torch:TorchRuntime",
 }
 
 
