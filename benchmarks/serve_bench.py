@@ -1057,7 +1057,25 @@ def render_markdown(res: Results, info: dict[str, str], old_doc: str | None) -> 
               "mkdir -p /tmp/head && git archive HEAD src | tar -x -C /tmp/head",
               "python benchmarks/serve_bench.py --src /tmp/head/src",
               "```", ""]
+    lines += other_sections(old_doc)
     return "\n".join(lines)
+
+
+#: sections that other scripts write into the same file (benchmarks/torch_bench.py); a rewrite
+#: keeps them, at the end
+OTHER_SECTIONS = ("## Torch runtime", "## Torch runtime (CUDA)")
+
+
+def other_sections(old_doc: str | None) -> list[str]:
+    """The lines of ``old_doc``'s :data:`OTHER_SECTIONS`, each up to the next ``## ``."""
+    lines = (old_doc or "").splitlines()
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        if line in OTHER_SECTIONS:
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("## ")),
+                       len(lines))
+            kept += [*lines[i:end], ""] if lines[end - 1].strip() else lines[i:end]
+    return kept
 
 
 def print_summary(res: Results, console: Any) -> None:
