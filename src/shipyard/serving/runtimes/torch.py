@@ -16,7 +16,12 @@ Measured here (torch 2.13 CPU, 2 cores, one thread, the 3-conv 1x28x28 CNN of th
 fresh process imports torch in ~0.8 s, then loads ``model.pt2`` in ~1.0 s (torch.export's
 deserialiser) and ``model.pt`` in ~6 ms; per call the exported program costs more Python
 (~100 us vs ~46 us at batch 1, ~300 us vs ~240 us at batch 16: its input-constraint hook and
-pytree flattening), which batching amortises.
+pytree flattening), which batching amortises. Served, that Python costs more than in-process:
+the exported graph runs op by op from Python, retaking the GIL after every op while the event
+loop wants it, so in one run (docs/benchmarks.md, "Torch runtime": c16, 16 images per request,
+a machine shared with other work) ``model.pt2`` served 16-18k rows/s against TorchScript's
+30-32k, both ~51k in-process. Pick ``model.pt`` where CPU throughput matters more than a
+self-describing file.
 
 **Metadata.** ``.pt2``: inputs are the forward's arguments (each must be one tensor), shapes
 with dynamic dimensions as -1; outputs are the flattened outputs in order, named after the
