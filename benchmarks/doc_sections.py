@@ -29,14 +29,17 @@ def owned_sections(text: str) -> list[str]:
     return [s for s in _sections(text) if _ANY_MARK.search(s)]
 
 
-def write_section(doc: Path, name: str, heading: str, body: str) -> None:
-    """Replace (or add) the section ``name`` of ``doc``: ``## heading``, the mark, ``body``."""
+def write_section(doc: Path, name: str, section: str) -> None:
+    """Replace (or add) the section ``name`` of ``doc`` with ``section`` (which starts with its
+    ``## `` heading line); an unmarked section with the same heading is replaced too."""
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n\n"
     mark = _MARK.format(name)
-    new = f"## {heading}\n{mark}\n\n{body.strip()}\n\n"
+    heading, _, body = section.strip().partition("\n")
+    assert heading.startswith("## "), heading
+    new = f"{heading}\n{mark}\n\n{body.strip()}\n\n"
     parts = _sections(text)
     head = text[: text.find("## ")] if parts else text
-    kept = [s for s in parts if mark not in s]
+    kept = [s for s in parts if mark not in s and s.splitlines()[0] != heading]
     where = next((i for i, s in enumerate(kept) if s.startswith("## How to reproduce")),
                  len(kept))
     kept.insert(where, new)

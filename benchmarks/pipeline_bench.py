@@ -208,7 +208,7 @@ def main() -> int:
     ])
     print(body)
     if not args.no_write:
-        write_section(DOC, "pipeline", "Image pipeline (PNG bytes)", body)
+        write_section(DOC, "pipeline", "## Image pipeline (PNG bytes)\n\n" + body)
         print(f"wrote {DOC}", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
     return 0

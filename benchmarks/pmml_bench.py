@@ -34,6 +34,7 @@ import numpy as np
 sys.path[:0] = [str(Path(__file__).resolve().parent),
                 str(Path(__file__).resolve().parent.parent / "tests")]
 
+from doc_sections import write_section  # noqa: E402
 from pmml_models import CLASSIFIER  # noqa: E402
 from serve_bench import (  # noqa: E402
     DOC,
@@ -95,17 +96,6 @@ def perf_analyzer(exe: str, protocol: str, url: str, data: Path, work: Path, pro
     with open(out) as f:
         rec = next(csv.DictReader(f))
     return float(rec["Inferences/Second"]) * BATCH, float(rec["p50 latency"]) / 1000
-
-
-def write_doc(text: str) -> None:
-    old = DOC.read_text() if DOC.exists() else "# Serving benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("" if end < 0 else old[end:])
-    DOC.write_text(new)
 
 
 def main() -> int:
@@ -177,7 +167,7 @@ def main() -> int:
     ])
     print(text)
     if not args.no_write:
-        write_doc(text)
+        write_section(DOC, "pmml", text)
     return 0
 
 

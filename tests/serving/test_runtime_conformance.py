@@ -81,3 +81,33 @@ def test_an_unbatched_output_is_refused_not_sliced(tmp_path: Path) -> None:
             mv.unload()
 
     asyncio.run(call())
+
+
+def test_warm_up_repeats_rows_up_to_each_runtime_batch_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ModelVersion warms up at each of the runtime's ``warmup_batch_sizes()`` (those within
+    max_batch_size), repeating the warm-up request's rows, for any runtime."""
+    from shipyard.serving.runtimes.onnx import OnnxRuntime
+
+    add_sub_model(tmp_path / "1")
+    seen: list[tuple[int, float]] = []
+    predict = OnnxRuntime.predict
+
+    def recording(self: OnnxRuntime, inputs: dict[str, np.ndarray], outputs: list[str]
+                  ) -> list[np.ndarray]:
+        seen.append((inputs["INPUT0"].shape[0], float(inputs["INPUT0"].sum())))
+        return predict(self, inputs, outputs)
+
+    monkeypatch.setattr(OnnxRuntime, "predict", recording)
+    monkeypatch.setattr(OnnxRuntime, "warmup_batch_sizes", lambda self: [5, 3, 64])
+    rows = [[1.0] * 16, [2.0] * 16]
+    cfg = ModelConfig.model_validate({
+        "name": "m", "max_batch_size": 8,
+        "warmup": {"inputs": {n: {"shape": [2, 16], "data": rows}
+                              for n in ("INPUT0", "INPUT1")}}})
+    mv = ModelVersion("m", 1, tmp_path / "1", cfg)
+    mv.load()
+    assert mv.ready, mv.reason
+    # the config's 2 rows, then rows 1,2,1 (sum 64) and 1,2,1,2,1 (sum 112); 64 > max_batch_size
+    assert seen == [(2, 48.0), (3, 64.0), (5, 112.0)]
+    mv.unload()

@@ -46,7 +46,7 @@ __all__ = [
 
 #: The backend names a config.yaml may give (the server's runtime registry has one entry each,
 #: which a test checks).
-Backend = Literal["onnx", "python", "pmml", "ensemble"]
+Backend = Literal["onnx", "torch", "python", "pmml", "ensemble"]
 
 
 class Strict(BaseModel):

@@ -135,7 +135,8 @@ class ModelVersion:
 
     def _warm_up(self) -> None:
         """Run one request before serving: the config's warm-up inputs, or zeros shaped from
-        the metadata (dynamic dimensions = 1). A model that cannot run is not served."""
+        the metadata (dynamic dimensions = 1); then the same rows repeated up to each of the
+        runtime's :meth:`~Runtime.warmup_batch_sizes`. A model that cannot run is not served."""
         warmup = self.config.warmup
         if not warmup.enabled:
             return
@@ -172,11 +173,23 @@ class ModelVersion:
                 f"model {self.name!r}: warmup.inputs names {sorted(unknown)}, which the model "
                 f"does not have; its inputs are {list(inputs)}"
             )
-        try:
-            self._run(self._prepare(inputs) if through_steps else inputs)
-        except ShipyardError as exc:
-            raise InvalidInput(f"model {self.name!r}: warm-up request failed: {exc.message}"
-                               ) from exc
+        runs = [self._prepare(inputs) if through_steps else inputs]
+        if self.max_batch_size > 0 and inputs:
+            # the runtime's batch sizes too (those it compiles or captures per shape): the
+            # warm-up rows repeated up to each size
+            rows = next(iter(runs[0].values())).shape[0]
+            assert self._runtime is not None
+            for size in sorted(set(self._runtime.warmup_batch_sizes())):
+                if size != rows and 1 <= size <= self.max_batch_size:
+                    runs.append({k: np.take(v, np.arange(size) % v.shape[0], axis=0)
+                                 for k, v in runs[0].items()})
+        for run in runs:
+            try:
+                self._run(run)
+            except ShipyardError as exc:
+                rows = next(iter(run.values())).shape[0] if run else 0
+                raise InvalidInput(f"model {self.name!r}: warm-up request failed (batch of "
+                                   f"{rows}): {exc.message}") from exc
 
     def _resolve(self, graph_in: list[TensorSpec], graph_out: list[TensorSpec]) -> None:
         cfg = self.config
@@ -249,7 +262,11 @@ class ModelVersion:
     @property
     def platform(self) -> str:
         """Triton's platform string of the runtime ("" until known)."""
-        return self.runtime_type.platform if self.runtime_type is not None else ""
+        if self.runtime_type is None:
+            return ""
+        if self.model_file is None:
+            return self.runtime_type.platform
+        return self.runtime_type.platform_for(self.model_file.name)
 
     @property
     def triton_backend(self) -> str:

@@ -21,6 +21,7 @@ RUNTIMES: dict[str, str] = {
     "onnx": "shipyard.serving.runtimes.onnx:OnnxRuntime",
     "python": "shipyard.serving.runtimes.python:PythonRuntime",
     "pmml": "shipyard.serving.runtimes.pmml:PmmlRuntime",
+    "torch": "shipyard.serving.runtimes.torch:TorchRuntime",
 }
 
 

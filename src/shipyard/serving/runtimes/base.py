@@ -61,6 +61,12 @@ class Runtime(ABC):
         self.path = path
         self.config = config
 
+    @classmethod
+    def platform_for(cls, filename: str) -> str:
+        """Triton's ``platform`` string for one model file (a runtime that reads several
+        formats names each; the default is :attr:`platform`)."""
+        return cls.platform
+
     @property
     def device_kind(self) -> DeviceKind:
         """Where the model runs once loaded (reported in the model config)."""

@@ -1,0 +1,329 @@
+"""Torch runtime benchmark: a small CNN in-process against Shipyard serving it, in one run.
+
+    python benchmarks/torch_bench.py [--device cpu|cuda] [--duration S] [--output FILE |
+                                      --no-write] [--keep-logs]
+
+The model is the tests' ``SmallCNN`` (``tests/torch_models.py``: three conv layers on 1x28x28
+and a linear layer, seeded random weights) saved as ``model.pt2`` (``torch.export``, dynamic
+batch dimension) in a temporary repository.
+
+``--device cpu`` (default; under 3 minutes): for ``threads`` (``torch.set_num_threads``, the
+runtime's ``parameters.threads``) 1 and 2, and for the same weights as TorchScript
+(``model.pt``) at 1 thread:
+
+* in-process ceiling: the exported program's ``module()`` called in a loop under
+  ``torch.inference_mode()`` on a prebuilt batch of 16 (what the runtime calls);
+* Shipyard (``python -m shipyard serve``, ``max_batch_size: 16``, greedy batching, one
+  instance) loaded by ``perf_analyzer`` at concurrency 16 with 16 images per request
+  (``-b 16``) over REST JSON (``--input-tensor-format=json --output-tensor-format=json``),
+  REST binary (the binary tensor extension) and gRPC (``raw_input_contents``). Each request is
+  one execution of the same batch size as the in-process loop, so the ratio is the cost of
+  serving.
+
+The goal is served rows/s >= 0.8 x in-process rows/s at c16 (same ``threads``).
+
+``--device cuda`` (a GPU machine): in-process and served (REST binary, gRPC; c16, -b 16) for
+``dtype`` float32 and bfloat16, each with and without ``cuda_graphs`` (captured at batch 16).
+It stops at once, with a message, when torch sees no CUDA device.
+
+Results are printed and written to ``docs/benchmarks.md`` as the section "Torch runtime"
+(``--device cuda``: "Torch runtime (CUDA)"), replacing that section only. Processes, the
+perf_analyzer wrapper and the environment helpers are ``serve_bench``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serve_bench as sb
+from doc_sections import write_section
+
+ROOT = sb.ROOT
+DOC = sb.DOC
+BATCH = 16
+CONCURRENCY = 16
+GOAL = 0.8
+
+
+class TorchPerfAnalyzer(sb.PerfAnalyzer):
+    """serve_bench's perf_analyzer runner plus the protocol "REST JSON" (JSON tensors), with
+    images from a data file: ``--input-data random`` fills FP32 tensors with random bits,
+    NaN among them, which perf_analyzer then writes into JSON requests as bare ``NaN`` (not
+    JSON; the server rightly refuses them)."""
+
+    data_file: Path
+
+    def args(self, row: sb.Row, url: str, stability: int, trials: int, csv_path: Path,
+             window_s: float | None = None) -> list[str]:
+        as_json = row.protocol == "REST JSON"
+        base = dataclasses.replace(row, protocol="REST") if as_json else row
+        cmd = super().args(base, url, stability, trials, csv_path, window_s)
+        cmd[cmd.index("random")] = str(self.data_file)
+        if as_json:
+            cmd += ["--input-tensor-format=json", "--output-tensor-format=json"]
+        return cmd
+
+
+def write_data_file(path: Path) -> Path:
+    """perf_analyzer input data: 16 normal-random images (one per batch row)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = [{"image": {"content": rng.standard_normal(784).astype(np.float32).tolist(),
+                         "shape": [1, 28, 28]}} for _ in range(BATCH)]
+    path.write_text(json.dumps({"data": images}))
+    return path
+
+
+@dataclasses.dataclass
+class Setting:
+    """One server configuration (``parameters:`` of the model's config.yaml)."""
+
+    label: str
+    parameters: dict[str, Any]
+    model: str = "cnn"  # cnn: model.pt2; cnn_ts: the same weights as TorchScript model.pt
+    inproc: float | None = None  # rows/s
+    rows: list[sb.Row] = dataclasses.field(default_factory=list)
+
+
+def build_repository(root: Path) -> Path:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from torch_models import CNN_TENSORS, cnn_pt, cnn_pt2
+
+    cnn_pt2(root / "cnn" / "1")
+    cnn_pt(root / "cnn_ts" / "1")
+    (root / "cnn_ts" / "tensors.yaml").write_text(yaml.safe_dump(CNN_TENSORS))
+    return root
+
+
+def write_config(repo: Path, setting: Setting) -> None:
+    config = {"max_batch_size": BATCH,
+              "dynamic_batching": {"preferred_batch_sizes": [BATCH]},
+              "parameters": setting.parameters}
+    (repo / "cnn" / "config.yaml").write_text(yaml.safe_dump(config))
+    tensors = yaml.safe_load((repo / "cnn_ts" / "tensors.yaml").read_text())
+    (repo / "cnn_ts" / "config.yaml").write_text(yaml.safe_dump({**config, **tensors}))
+
+
+def in_process(repo: Path, setting: Setting, seconds: float) -> float:
+    """Rows/s of the exported program at batch 16, as the runtime configures it."""
+    import torch
+
+    params = setting.parameters
+    device = torch.device(params.get("device", "cpu"))
+    dtype = getattr(torch, params.get("dtype", "float32"))
+    if device.type == "cpu":
+        torch.set_num_threads(params.get("threads", 1))
+    if setting.model == "cnn":
+        module = torch.export.load(str(repo / "cnn" / "1" / "model.pt2")).module()
+    else:
+        import warnings
+
+        with warnings.catch_warnings():  # torch.jit.load is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(repo / "cnn_ts" / "1" / "model.pt")).eval()
+    module = module.to(device).to(dtype)
+    x = torch.randn(BATCH, 1, 28, 28, device=device, dtype=dtype)
+    call = module
+    if params.get("cuda_graphs"):
+        static = x.clone()
+        with torch.inference_mode():
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    module(static)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = module(static)
+
+        def call(t: Any) -> Any:
+            static.copy_(t)
+            graph.replay()
+            return out
+
+    with torch.inference_mode():
+        for _ in range(5):
+            call(x).float().cpu()
+        n = 0
+        t0 = time.perf_counter()
+        while True:
+            call(x).float().cpu()  # the served path copies every output back to the host
+            n += 1
+            now = time.perf_counter()
+            if now - t0 >= seconds:
+                break
+    return n * BATCH / (now - t0)
+
+
+def serve(repo: Path, setting: Setting, pa: TorchPerfAnalyzer, procs: sb.Processes,
+          workdir: Path, protocols: list[str]) -> None:
+    write_config(repo, setting)
+    log = workdir / f"server_{re.sub(r'[^a-z0-9]+', '_', setting.label)}.log"
+    server = procs.start([sys.executable, "-m", "shipyard", "serve", "--model-repository",
+                          str(repo), "--host", sb.HOST, "--http-port", "0", "--grpc-port", "0",
+                          "--grace-period", "2"], log, env=sb.child_env())
+    try:
+        ports = sb.wait_for_lines(server, log, {
+            "http": r"shipyard\.server: HTTP listening on http://[^:]+:(\d+)",
+            "grpc": r"shipyard\.server: gRPC listening on [^\s]+:(\d+)",
+            "ready": r"shipyard\.server: ready: serving"}, 90)
+        for protocol in protocols:
+            row = sb.Row("shipyard", setting.model, protocol, CONCURRENCY, batch=BATCH)
+            port = ports["grpc"] if protocol == "gRPC" else ports["http"]
+            print(f"  perf_analyzer {setting.label} {protocol} c{CONCURRENCY} b{BATCH}",
+                  file=sys.stderr, flush=True)
+            setting.rows.append(pa.run(row, f"{sb.HOST}:{port}", server.pid))
+    finally:
+        procs.stop(server)
+    problems = [ln for ln in log.read_text(errors="replace").splitlines()
+                if re.search(r"\b(ERROR|CRITICAL|Traceback|WARNING)\b", ln)]
+    pa.errors.extend(f"server ({setting.label}): {ln}" for ln in problems[:5])
+
+
+def settings_for(device: str) -> list[Setting]:
+    if device == "cpu":
+        return [*(Setting(f"threads {t}", {"device": "cpu", "threads": t}) for t in (1, 2)),
+                Setting("threads 1, model.pt", {"device": "cpu", "threads": 1}, "cnn_ts")]
+    return [Setting(f"{dtype}{' + CUDA graphs' if graphs else ''}",
+                    {"device": "cuda", "dtype": dtype, "cuda_graphs": graphs})
+            for dtype in ("float32", "bfloat16") for graphs in (False, True)]
+
+
+def render(settings: list[Setting], device: str, info: dict[str, str], mode: sb.Mode,
+           wall_s: float, pa_version: str, errors: list[str], torch_version: str,
+           gpu: str) -> str:
+    heading = "## Torch runtime" + (" (CUDA)" if device == "cuda" else "")
+    cmd = "python benchmarks/torch_bench.py" + (" --device cuda" if device == "cuda" else "")
+    lines = [
+        heading, "",
+        f"Written by `{cmd}` (see its docstring). One run; ratios are measured back to back.",
+        "",
+        f"- Machine: {info['nproc']} CPUs, {info['cpu']}{', ' + gpu if gpu else ''}; "
+        f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; the run took "
+        f"{wall_s:.0f} s",
+        f"- torch {torch_version}; Python {info['python']}; {pa_version or 'perf_analyzer'}",
+        f"- Server code: {sb.source_info()}",
+        f"- Model: the tests' SmallCNN (3 conv + 1 linear, 1x28x28 -> 10) as `model.pt2` "
+        "(and, in the rows marked model.pt, the same weights as TorchScript); "
+        f"`max_batch_size: {BATCH}`, greedy batching, 1 instance.",
+        "- In-process: `ExportedProgram.module()` (model.pt: the `torch.jit.load`ed module) "
+        f"on a prebuilt batch of {BATCH} under "
+        "`torch.inference_mode()`, output copied to host memory as float32, "
+        f"{mode.inproc_s:g} s per setting.",
+        f"- Served: perf_analyzer, concurrency {CONCURRENCY}, `-b {BATCH}` ({BATCH} images per "
+        f"request), `--measurement-interval {int(mode.window_s * 1000)} -s {mode.stability} "
+        f"-r {mode.max_trials} --input-data images.json` (16 normal-random images). rows/s "
+        "counts images.",
+        "",
+        "| setting | protocol | served rows/s | in-process rows/s | ratio | goal | p50 us | "
+        "srv queue us | srv compute us | srv CPU | client CPU | note |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for s in settings:
+        for r in s.rows:
+            ratio = (r.throughput / s.inproc) if r.throughput and s.inproc else None
+            verdict = "-" if ratio is None else ("PASS" if ratio >= GOAL else "MISS")
+            note = r.error or r.note
+            lines.append(
+                f"| {s.label} | {r.protocol} | {sb._num(r.throughput)} | {sb._num(s.inproc)} | "
+                f"{'-' if ratio is None else f'{ratio:.2f}'} | >= {GOAL} {verdict} | "
+                f"{sb._num(r.p50_us)} | {sb._num(r.server_queue_us)} | "
+                f"{sb._num(r.server_compute_us)} | {sb._num(r.server_cpu, 2)} | "
+                f"{sb._num(r.client_cpu, 2)} | {note} |")
+    lines.append("")
+    if device == "cpu":
+        lines += ["In-process rows/s by threads: " + ", ".join(
+            f"{s.label}: {sb._num(s.inproc)}" for s in settings) + ". Served, best protocol: "
+            + ", ".join(f"{s.label}: {sb._num(max((r.throughput or 0) for r in s.rows))}"
+                        for s in settings if s.rows) + ".", ""]
+    lines += ["Errors and warnings: " + ("; ".join(errors[:10]) if errors else "none") + ".",
+              ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Torch runtime: in-process vs served.")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--duration", type=float, default=2.0, metavar="S",
+                        help="perf_analyzer measurement window in seconds (default 2)")
+    parser.add_argument("--output", type=Path, default=DOC)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--keep-logs", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    gpu = ""
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(
+                f"torch_bench --device cuda: torch {torch.__version__} sees no CUDA device "
+                f"(CUDA build: {torch.version.cuda}); run it on a GPU machine with a CUDA "
+                "build of torch")
+        gpu = torch.cuda.get_device_name(0)
+    pa_exe = sb.find_tool("perf_analyzer")
+    if pa_exe is None:
+        raise SystemExit("perf_analyzer not found next to this Python or on PATH")
+    pa_version = ""
+    with contextlib.suppress(Exception):
+        out = subprocess.run([pa_exe, "--version"], capture_output=True, text=True,
+                             env=sb.perf_analyzer_env(), timeout=10)
+        pa_version = (out.stdout.strip() or out.stderr.strip()).splitlines()[0]
+    sys.path.insert(0, str(sb.SRC))
+
+    mode = sb.Mode("torch", args.duration, 4, 15, 3.0, 170.0 if args.device == "cpu" else 400.0,
+                   False, 0.0)
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="torch_bench_"))
+    procs = sb.Processes()
+    pa = TorchPerfAnalyzer(pa_exe, mode, workdir, procs, started + mode.budget_s)
+    pa.data_file = write_data_file(workdir / "images.json")
+    settings = settings_for(args.device)
+    protocols = (["REST JSON", "REST", "gRPC"] if args.device == "cpu" else ["REST", "gRPC"])
+    repo = build_repository(workdir / "repo")
+    try:
+        for s in settings:  # in-process first, while no server competes for the cores
+            print(f"in-process {s.label}", file=sys.stderr, flush=True)
+            s.inproc = in_process(repo, s, mode.inproc_s)
+        for s in settings:
+            serve(repo, s, pa, procs, workdir, protocols)
+    except BaseException:
+        print(f"torch_bench: logs kept in {workdir}", file=sys.stderr)
+        raise
+    finally:
+        procs.stop_all()
+    wall = time.monotonic() - started
+    section = render(settings, args.device, sb.machine(), mode, wall, pa_version, pa.errors,
+                     torch.__version__, gpu)
+    print(section)
+    if not args.no_write:
+        heading = section.splitlines()[0]
+        write_section(args.output, "torch-cuda" if heading.endswith("(CUDA)") else "torch",
+                      section)
+        print(f"wrote {args.output} ({heading!r})", file=sys.stderr)
+    if args.keep_logs:
+        print(f"logs: {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
