@@ -279,3 +279,121 @@ def test_ensemble_config_and_members_statistics(server: ServerProcess) -> None:
     assert client.get_model_metadata("digits")["platform"] == "onnxruntime_onnx"
     stats = client.get_inference_statistics("decode")["model_stats"][0]
     assert stats["inference_count"] >= 1  # members count their own requests
+
+
+# -- text: normalise + tokenise on the server ---------------------------------------------------
+
+TEXT_STEPS = [{"text_normalize": {"lowercase": True}},
+              {"tokenize": {"path": "tokenizer.json", "max_length": 8}}]
+
+
+def _tokenizer(path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = ["free entry in a weekly competition", "call me when you get home",
+              "you have won a prize", "see you at lunch"]
+    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"]))
+    tok.save(str(path))
+
+
+@pytest.fixture(scope="module")
+def text_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("text")
+    ids = root / "ids.onnx"
+    identity_model(ids, np.int64, name_in="input_ids", name_out="ids", dims=(8,))
+    _write(root, "spam", {"max_batch_size": 8, "preprocess": TEXT_STEPS}, ids)
+    _tokenizer(root / "spam" / "1" / "tokenizer.json")
+    _write(root, "digits_top", {
+        "max_batch_size": 16, "preprocess": PRE,
+        "postprocess": [{"softmax": {}}, {"top_k": {"k": 3}}, {"labels": {"labels": DIGITS}}],
+    }, CNN)
+    proc = start_server(root)
+    yield proc, root
+    proc.stop()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_text_pipeline_tokenises_on_the_server(text_server: Any, protocol: str) -> None:
+    """Raw strings in; the server's ids equal the same transforms run in process (the code the
+    training half runs), and a text longer than max_length is refused naming its item."""
+    import tritonclient.grpc as tgrpc
+    import tritonclient.http as thttp
+    from tritonclient.utils import InferenceServerException
+
+    from shipyard.transforms import apply_steps, build_steps
+
+    server, root = text_server
+    module: Any = thttp if protocol == "http" else tgrpc
+    client = module.InferenceServerClient(server.http_url if protocol == "http"
+                                          else server.grpc_url)
+    # the third is full-width "call me": NFKC folds it
+    texts = ["You have WON a prize", "see you at lunch", "\uff43\uff41\uff4c\uff4c me"]
+    batch = np.array([t.encode() for t in texts], dtype=object).reshape(-1, 1)
+    result = client.infer("spam", [_triton_inputs(module, "text", [t.encode() for t in texts])])
+    want = apply_steps(build_steps(TEXT_STEPS, base_dir=root / "spam" / "1"), batch.reshape(-1))
+    np.testing.assert_array_equal(result.as_numpy("ids"), want)
+    assert len(set(map(tuple, want.tolist()))) == 3, "the texts tokenised to the same ids"
+    long = "you " * 20
+    with pytest.raises(InferenceServerException, match="item 1"):
+        client.infer("spam", [_triton_inputs(module, "text", [b"see you", long.encode()])])
+
+
+def test_postprocess_top_k_and_labels(text_server: Any) -> None:
+    import tritonclient.http as thttp
+
+    server, _ = text_server
+    client = thttp.InferenceServerClient(server.http_url)
+    meta = client.get_model_metadata("digits_top")
+    assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {
+        "indices": "INT64", "scores": "FP32", "labels": "BYTES"}
+    pngs, _ = _pngs(4)
+    result = client.infer("digits_top", [_triton_inputs(thttp, "image", pngs)])
+    probs = _softmax(_reference(pngs))
+    order = np.argsort(-probs, axis=1)[:, :3]
+    np.testing.assert_array_equal(result.as_numpy("indices"), order)
+    np.testing.assert_allclose(result.as_numpy("scores"),
+                               np.take_along_axis(probs, order, axis=1), rtol=1e-5, atol=1e-6)
+    assert [[v.decode() for v in row] for row in result.as_numpy("labels")] == \
+        [[DIGITS[i] for i in row] for row in order]
+
+
+def test_an_ensemble_picks_up_a_member_reload(tmp_path: Path) -> None:
+    """poll mode: a new version of a member serves the ensemble's next requests."""
+    import functools
+
+    import tritonclient.http as thttp
+    from conftest import wait_until
+    from onnx_models import scale_model, write_repository
+
+    root = write_repository(tmp_path / "repo", {
+        "scale": ({1: functools.partial(scale_model, factor=2.0)}, {"max_batch_size": 8}),
+    })
+    _write(root, "twice", {
+        "backend": "ensemble", "max_batch_size": 8,
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [4]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [4]}],
+        "ensemble": {"steps": [
+            {"model": "scale", "inputs": {"INPUT0": "x"}, "outputs": {"OUTPUT0": "h"}},
+            {"model": "scale", "inputs": {"INPUT0": "h"}, "outputs": {"OUTPUT0": "y"}},
+        ]},
+    })
+    proc = start_server(root, "--model-control", "poll", "--poll-interval", "0.2")
+    try:
+        client = thttp.InferenceServerClient(proc.http_url)
+        x = np.ones((2, 4), np.float32)
+
+        def ask() -> float:
+            inp = thttp.InferInput("x", [2, 4], "FP32")
+            inp.set_data_from_numpy(x)
+            return float(client.infer("twice", [inp]).as_numpy("y")[0, 0])
+
+        assert ask() == 4.0
+        staging = root / "scale" / ".tmp-2"
+        scale_model(staging / "model.onnx", factor=3.0)
+        staging.rename(root / "scale" / "2")
+        wait_until(lambda: ask() == 9.0, timeout=20)
+        assert {ask() for _ in range(10)} == {9.0}, "a request mixed member versions"
+    finally:
+        proc.stop()
