@@ -1,37 +1,6 @@
-"""The server's errors: :mod:`shipyard.protocol.errors`, re-exported."""
+"""The server's errors: :mod:`shipyard.protocol.errors`, re-exported (one owner, one list)."""
 
-from shipyard.protocol.errors import (
-    ErrorCode,
-    InferenceFailed,
-    InvalidInput,
-    MethodNotAllowed,
-    ModelNotFound,
-    ModelNotReady,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    QueueFull,
-    RequestTimeout,
-    ServerShuttingDown,
-    ShipyardError,
-    Unauthenticated,
-    brief,
-)
+from shipyard.protocol import errors as _errors
+from shipyard.protocol.errors import *  # noqa: F403
 
-__all__ = [
-    "ErrorCode",
-    "InferenceFailed",
-    "InvalidInput",
-    "MethodNotAllowed",
-    "ModelNotFound",
-    "ModelNotReady",
-    "NotFound",
-    "PayloadTooLarge",
-    "PermissionDenied",
-    "QueueFull",
-    "RequestTimeout",
-    "ServerShuttingDown",
-    "ShipyardError",
-    "Unauthenticated",
-    "brief",
-]
+__all__ = _errors.__all__

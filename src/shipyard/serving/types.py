@@ -1,25 +1,6 @@
 """The server's request and response types: :mod:`shipyard.protocol.types`, re-exported."""
 
-from shipyard.protocol.types import (
-    DATATYPES,
-    Array,
-    InferenceRequest,
-    InferenceResponse,
-    RequestedOutput,
-    Tensor,
-    TensorSpec,
-    datatype_of,
-    numpy_dtype,
-)
+from shipyard.protocol import types as _types
+from shipyard.protocol.types import *  # noqa: F403
 
-__all__ = [
-    "DATATYPES",
-    "Array",
-    "InferenceRequest",
-    "InferenceResponse",
-    "RequestedOutput",
-    "Tensor",
-    "TensorSpec",
-    "datatype_of",
-    "numpy_dtype",
-]
+__all__ = _types.__all__
