@@ -397,3 +397,15 @@ def test_an_ensemble_picks_up_a_member_reload(tmp_path: Path) -> None:
         assert {ask() for _ in range(10)} == {9.0}, "a request mixed member versions"
     finally:
         proc.stop()
+
+
+def test_the_demo_digits_model_reads_png_files(demo_server: ServerProcess) -> None:
+    import tritonclient.http as thttp
+
+    client = thttp.InferenceServerClient(demo_server.http_url)
+    pngs, labels = _pngs(20)
+    result = client.infer("digits", [_triton_inputs(thttp, "image", pngs)])
+    order = np.argsort(-_reference(pngs), axis=1)[:, :3]
+    np.testing.assert_array_equal(result.as_numpy("indices"), order)
+    best = [int(row[0].decode()) for row in result.as_numpy("labels")]
+    assert np.mean(np.array(best) == np.array(labels)) >= 0.8, (best, labels)

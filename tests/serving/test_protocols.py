@@ -424,13 +424,13 @@ def test_model_statistics_grow(clients: dict[str, V2], cancer_rows: np.ndarray,
     assert after["success_ns"] > before["success_ns"]
     assert after["last_inference"] >= before["last_inference"]
     assert abs(after["last_inference"] - time.time() * 1000) < 60_000  # ms since the epoch
-    # the all-models form lists both demo models
+    # the all-models form lists every demo model
     if protocol == "http":
         every = v2.client.get_inference_statistics()["model_stats"]
         names = sorted(r["name"] for r in every)
     else:
         names = sorted(r.name for r in v2.client.get_inference_statistics().model_stats)
-    assert names == ["cnn", "risk"]
+    assert names == ["cnn", "digits", "risk"]
 
 
 def test_failed_inference_is_counted(clients: dict[str, V2]) -> None:
