@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -515,7 +516,8 @@ def write_readme(out: Path, results: dict[str, Result]) -> None:
 README_TEMPLATE = """\
 # Shipyard demo model repository
 
-Two small ONNX models that `shipyard` can serve out of the box. Both graphs were
+Two small ONNX models that `shipyard` can serve out of the box, and `digits`, the `cnn`
+served from PNG/JPEG bytes through server-side steps. Both graphs were
 written by hand with `onnx.helper` (opset {opset}, IR version {ir}) from the fitted
 parameters; each has a symbolic leading batch dimension `batch`.
 
@@ -523,6 +525,7 @@ parameters; each has a symbolic leading batch dimension `batch`.
 | --- | --- | --- | --- | --- |
 | `risk` | `features` FP32 `[N, 30]` | `score` FP32 `[N, 1]` | 256 | {risk_size} |
 | `cnn` | `image` FP32 `[N, 1, 28, 28]` | `logits` FP32 `[N, 10]` | 64 | {cnn_size} |
+| `digits` | `image` BYTES `[N, 1]` (PNG) | `indices`, `scores`, `labels` `[N, 3]` | 64 | cnn's |
 
 ## risk
 
@@ -549,6 +552,13 @@ background, no further normalisation). Output: raw logits (no softmax); class `i
 digit `i`, and `config.yaml` maps the `logits` output to the labels `"0"`..`"9"`.
 
 Accuracy: train {c_tr}, test {c_te} on the {c_nte} held-out test PNGs (onnxruntime).
+
+## digits
+
+`cnn`'s `model.onnx` (a copy, refreshed by this script) behind `preprocess` (decode as grey,
+resize to 28x28, scale to [0, 1], NCHW) and `postprocess` (softmax, top 3, digit names) steps
+in `config.yaml`: send the image files themselves (tritonclient, or the binary tensor
+extension; PNG bytes do not fit a JSON body).
 
 ## Regenerating
 
@@ -586,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "cnn"):
         print("building cnn ...", flush=True)
         results["cnn"] = build_cnn(out, mnist, force=args.force, epochs=args.epochs)
+        digits = out / "digits" / "1" / "model.onnx"  # the same network behind server steps
+        if digits.parent.is_dir():
+            shutil.copyfile(results["cnn"].model_path, digits)
     write_readme(out, results)
 
     for r in results.values():
