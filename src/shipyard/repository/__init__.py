@@ -2,7 +2,8 @@
 
 ``layout`` (the name rule, version listing, signatures, scanning a folder), ``config`` (the
 ``config.yaml`` schema, :class:`ModelConfig`) and ``publish`` (atomic new versions). Neither
-half owns it; both import it. pydantic and yaml only.
+half owns it; both import it. pydantic, yaml and, to check declared steps,
+:mod:`shipyard.transforms`.
 """
 
 from shipyard.repository.config import ModelConfig, load_model_config, parse_model_config

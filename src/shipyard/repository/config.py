@@ -3,7 +3,8 @@
 Both halves use this one schema: the server reads every ``config.yaml`` with
 :func:`load_model_config`, and publishing validates what it writes with :class:`ModelConfig`
 before it writes it. Backend options (``parameters``) are checked by the runtime that loads the
-model, since only it knows them. pydantic and yaml only.
+model, since only it knows them. pydantic, yaml and the step catalogue
+(:mod:`shipyard.transforms`, which checks ``preprocess``/``postprocess`` declarations).
 """
 
 from __future__ import annotations
