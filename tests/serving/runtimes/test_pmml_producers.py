@@ -71,12 +71,16 @@ def _score(rt: Runtime, x: pd.DataFrame) -> dict[str, np.ndarray]:
     inputs, outputs = rt.metadata()
     feed = {}
     for spec in inputs:
+        assert spec.shape == (-1, 1), spec
         column = x[spec.name]
         feed[spec.name] = (column.astype(object).to_numpy() if spec.datatype == "BYTES"
                            else column.to_numpy(dtype={"FP64": np.float64, "FP32": np.float32,
-                                                       "INT64": np.int64}[spec.datatype]))
+                                                       "INT64": np.int64}[spec.datatype])
+                           ).reshape(-1, 1)
     names = [o.name for o in outputs]
-    return dict(zip(names, rt.run(feed, names), strict=True))
+    got = rt.run(feed, names)
+    assert all(a.shape == (len(x), 1) for a in got), [a.shape for a in got]
+    return {name: a.reshape(-1) for name, a in zip(names, got, strict=True)}
 
 
 def _compare(got: dict[str, np.ndarray], label: str, p1: str, model: Any,
