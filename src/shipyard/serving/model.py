@@ -76,6 +76,8 @@ class ModelVersion:
         self.pipeline: Pipeline | None = None
         #: JSON nulls reach the runtime as missing values (see Runtime.missing_values)
         self._missing_values = False
+        #: inputs of shape [-1, 1] may come as [n], answered as [n] (see Runtime.fieldwise)
+        self._fieldwise = False
         #: the runtime class, its model file and device, once known (kept after unloading)
         self.runtime_type: type[Runtime] | None = None
         self.model_file: Path | None = None
@@ -100,6 +102,8 @@ class ModelVersion:
             # a pipeline's steps take bytes; its output reaches the runtime as it wants it
             self._text_inputs = runtime.text_inputs and not self.config.preprocess
             self._missing_values = runtime.missing_values and not self.config.preprocess
+            self._fieldwise = runtime.fieldwise and not (self.config.preprocess
+                                                         or self.config.postprocess)
             runtime.load()
             self.device_kind = runtime.device_kind
             graph_inputs, graph_outputs = runtime.metadata()
@@ -337,6 +341,10 @@ class ModelVersion:
                     f"got {tensor.datatype}"
                 )
             shape = tensor.shape
+            # a field's values as [n], for an input of shape [-1, 1] (see Runtime.fieldwise)
+            column = self._fieldwise and len(shape) == 1 and spec.shape == (-1, 1)
+            if column:
+                shape = (shape[0], 1)
             if len(shape) != len(spec.shape) or any(
                 want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
             ):
@@ -358,10 +366,11 @@ class ModelVersion:
                     )
                 rows = n
                 key.append((tensor.name, shape[1:]))
-            given[tensor.name] = (
+            data = (
                 _as_text(tensor) if tensor.datatype == "BYTES" and self._text_inputs
                 else tensor.data
             )
+            given[tensor.name] = data.reshape(shape) if column else data
         if len(given) != len(self._input_by_name):
             missing = [n for n in self._input_by_name if n not in given]
             raise InvalidInput(
@@ -418,11 +427,21 @@ class ModelVersion:
                 deadline = time.monotonic_ns() + self.config.default_timeout_ms * 1_000_000
             result = await self.batcher.submit(inputs, rows, key, deadline)
             outputs = self.answer(wanted, result)
+            if self._fieldwise and all(len(t.shape) == 1 for t in request.inputs):
+                outputs = [_column_as_vector(t) for t in outputs]
         except ShipyardError as exc:
             self.stats.on_request(False, time.perf_counter_ns() - start, exc.code.value)
             raise
         self.stats.on_request(True, time.perf_counter_ns() - start)
         return InferenceResponse(self.name, str(self.version), outputs, request.id)
+
+
+def _column_as_vector(tensor: Tensor) -> Tensor:
+    """An output of shape [n, 1] as [n], for a request that sent its fields as [n]."""
+    if len(tensor.shape) != 2 or tensor.shape[1] != 1:
+        return tensor
+    return Tensor(tensor.name, tensor.datatype, tensor.shape[:1], tensor.data.reshape(-1),
+                  tensor.parameters)
 
 
 def _as_text(tensor: Tensor) -> Array:

@@ -1,9 +1,11 @@
-"""The PMML runtime: the conformance suite, inputs and outputs from the PMML's fields, missing
-values (JSON null over REST, NaN over gRPC), errors by Java exception class, worker threads."""
+"""The PMML runtime: the conformance suite, inputs and outputs from the PMML's fields (shape
+[-1, 1]; [n] accepted and answered as [n]), dynamic batching, missing values (JSON null over
+REST, NaN over gRPC), errors by Java exception class, worker threads."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 
@@ -33,6 +35,8 @@ def _version(folder: Path, name: str = "m") -> ModelVersion:
 def _infer(mv: ModelVersion, body: bytes) -> dict[str, np.ndarray]:
     request = decode_infer_request(body, None, mv.name, "")
     response = asyncio.run(mv.infer(request))
+    for t in response.outputs:
+        assert t.shape == t.data.shape, (t.name, t.shape, t.data.shape)
     return {t.name: t.data for t in response.outputs}
 
 
@@ -57,32 +61,101 @@ def test_metadata_follows_the_data_dictionary(tmp_path: Path) -> None:
     rt.load()
     inputs, outputs = rt.metadata()
     assert [(s.name, s.datatype, s.shape) for s in inputs] == [
-        ("sex", "BYTES", (-1,)), ("age", "FP64", (-1,)), ("n", "INT64", (-1,))]
-    assert [(s.name, s.datatype) for s in outputs] == [
-        ("y", "BYTES"), ("probability(no)", "FP64"), ("probability(yes)", "FP64")]
+        ("sex", "BYTES", (-1, 1)), ("age", "FP64", (-1, 1)), ("n", "INT64", (-1, 1))]
+    assert [(s.name, s.datatype, s.shape) for s in outputs] == [
+        ("y", "BYTES", (-1, 1)), ("probability(no)", "FP64", (-1, 1)),
+        ("probability(yes)", "FP64", (-1, 1))]
+    # one value per row: Triton's dims [1], so the server batches the model
+    mv = _version(tmp_path / "served")
+    try:
+        assert mv.max_batch_size > 0
+        assert [s.shape for s in mv.inputs] == [(-1, 1)] * 3
+    finally:
+        mv.unload()
 
 
-def test_json_null_is_a_missing_value(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape", [[3, 1], [3]], ids=["column", "vector"])
+def test_json_null_is_a_missing_value(tmp_path: Path, shape: list[int]) -> None:
+    mv = _version(tmp_path)
+    dims = str(shape).encode()
+    try:
+        body = (b'{"inputs": ['
+                b'{"name": "sex", "datatype": "BYTES", "shape": ' + dims + b','
+                b' "data": ["male", null, "female"]},'
+                b'{"name": "age", "datatype": "FP64", "shape": ' + dims + b','
+                b' "data": [null, 40, 2.5]},'
+                b'{"name": "n", "datatype": "INT64", "shape": ' + dims + b','
+                b' "data": [1, 2, 3]}]}')
+        got = _infer(mv, body)
+        # answered in the shape the fields came in: [n, 1], or [n] for a request of [n]s
+        assert {v.shape for v in got.values()} == {tuple(shape)}
+        want = _reference({"sex": ["male", None, "female"], "age": [None, 40.0, 2.5],
+                           "n": [1, 2, 3]})
+        assert got["y"].reshape(-1).tolist() == want["y"]
+        np.testing.assert_allclose(got["probability(yes)"].reshape(-1), want["probability(yes)"])
+        # age missing is replaced by 30, as the MiningField says
+        same = _reference({"sex": ["male"], "age": [30.0], "n": [1]})
+        p_yes = got["probability(yes)"].reshape(-1)
+        assert p_yes[0] == pytest.approx(same["probability(yes)"][0])
+        # NaN (how gRPC and the binary extension say missing) scores as null does
+        nan = mv.runtime.run(  # type: ignore[union-attr]
+            {"sex": np.array([["male"]], object), "age": np.array([[np.nan]]),
+             "n": np.array([[1]])}, ["probability(yes)"])[0]
+        assert nan.shape == (1, 1) and nan[0, 0] == pytest.approx(p_yes[0])
+    finally:
+        mv.unload()
+
+
+def test_requests_are_batched_and_answered_in_their_own_shapes(tmp_path: Path) -> None:
+    """Requests of [n, 1] and of [n] (and one mixing both) queue into the same batches; each
+    gets its own rows back, [n] only where every input came as [n]."""
+    mv = _version(tmp_path)
+    rng = np.random.default_rng(1)
+    requests = []
+    for i in range(12):
+        n = int(rng.integers(1, 5))
+        rows = {"sex": rng.choice(["male", "female"], n).tolist(),
+                "age": rng.uniform(1, 80, n).round(1).tolist(),
+                "n": rng.integers(0, 5, n).tolist()}
+        shapes = {name: [n, 1] if i % 3 == 0 else [n] if i % 3 == 1 else
+                  ([n] if name == "age" else [n, 1]) for name in rows}
+        datatypes = {"sex": "BYTES", "age": "FP64", "n": "INT64"}
+        body = json.dumps({"inputs": [
+            {"name": name, "datatype": datatypes[name], "shape": shapes[name], "data": values}
+            for name, values in rows.items()]}).encode()
+        requests.append((rows, [n] if i % 3 == 1 else [n, 1], body))
+
+    async def all_at_once() -> list[dict[str, np.ndarray]]:
+        answers = await asyncio.gather(*(
+            mv.infer(decode_infer_request(body, None, mv.name, "")) for _, _, body in requests))
+        return [{t.name: t.data for t in a.outputs} for a in answers]
+
+    try:
+        answers = asyncio.run(all_at_once())
+        stats = mv.stats
+        for (rows, shape, _), got in zip(requests, answers, strict=True):
+            want = _reference(rows)
+            assert got["y"].shape == tuple(shape)
+            assert got["y"].reshape(-1).tolist() == want["y"]
+            np.testing.assert_allclose(got["probability(yes)"].reshape(-1),
+                                       want["probability(yes)"], rtol=1e-12)
+        # the batcher merged requests (the shapes give them one batch key)
+        assert stats.inference_count == sum(len(rows["n"]) for rows, _, _ in requests)
+        assert stats.execution_count < len(requests), stats.execution_count
+    finally:
+        mv.unload()
+
+
+def test_a_field_of_two_columns_is_refused(tmp_path: Path) -> None:
     mv = _version(tmp_path)
     try:
         body = (b'{"inputs": ['
-                b'{"name": "sex", "datatype": "BYTES", "shape": [3],'
-                b' "data": ["male", null, "female"]},'
-                b'{"name": "age", "datatype": "FP64", "shape": [3], "data": [null, 40, 2.5]},'
-                b'{"name": "n", "datatype": "INT64", "shape": [3], "data": [1, 2, 3]}]}')
-        got = _infer(mv, body)
-        want = _reference({"sex": ["male", None, "female"], "age": [None, 40.0, 2.5],
-                           "n": [1, 2, 3]})
-        assert got["y"].tolist() == want["y"]
-        np.testing.assert_allclose(got["probability(yes)"], want["probability(yes)"])
-        # age missing is replaced by 30, as the MiningField says
-        same = _reference({"sex": ["male"], "age": [30.0], "n": [1]})
-        assert got["probability(yes)"][0] == pytest.approx(same["probability(yes)"][0])
-        # NaN (how gRPC and the binary extension say missing) scores as null does
-        nan = mv.runtime.run(  # type: ignore[union-attr]
-            {"sex": np.array(["male"], object), "age": np.array([np.nan]),
-             "n": np.array([1])}, ["probability(yes)"])[0]
-        assert nan[0] == pytest.approx(got["probability(yes)"][0])
+                b'{"name": "sex", "datatype": "BYTES", "shape": [1, 2],'
+                b' "data": ["male", "male"]},'
+                b'{"name": "age", "datatype": "FP64", "shape": [1, 1], "data": [1]},'
+                b'{"name": "n", "datatype": "INT64", "shape": [1, 1], "data": [1]}]}')
+        with pytest.raises(InvalidInput, match=r"'sex' of model 'm' expects shape \[-1, 1\]"):
+            _infer(mv, body)
     finally:
         mv.unload()
 

@@ -52,6 +52,10 @@ class Runtime(ABC):
     #: inputs may hold missing values: JSON nulls in FP16/FP32/FP64 data arrive as NaN and in
     #: BYTES data as None; when False a null is refused as the JSON decoder refuses it
     missing_values: ClassVar[bool] = False
+    #: every tensor is one value per row (PMML's fields): shape ``[-1, 1]``, Triton's
+    #: ``dims: [1]``; a request may also send such an input with one dimension (``[n]``), and
+    #: a request whose inputs all have one dimension gets its ``[n, 1]`` outputs as ``[n]``
+    fieldwise: ClassVar[bool] = False
     #: (framework exception class, Shipyard error class) pairs, most specific first; anything
     #: else raised by ``predict`` becomes InferenceFailed
     error_map: ClassVar[Sequence[tuple[type[BaseException], type[ShipyardError]]]] = ()

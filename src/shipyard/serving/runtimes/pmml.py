@@ -2,8 +2,11 @@
 JPype).
 
 A PMML model is field-wise: every active field of its MiningSchema is one V2 input of shape
-``[-1]`` (one value per row), its datatype taken from the DataDictionary; the outputs are the
-target field(s) and the declared OutputFields under their own names. Missing values: NaN in a
+``[-1, 1]`` (one value per row: Triton's ``dims: [1]``, so the model batches and perf_analyzer's
+``-b N`` shapes it), its datatype taken from the DataDictionary; the outputs are the target
+field(s) and the declared OutputFields under their own names, also ``[-1, 1]``. A request may
+send a field as ``[n]`` too (:attr:`Runtime.fieldwise`; the shape this runtime first had), and
+``predict`` takes both. Missing values: NaN in a
 floating-point input and None in a BYTES input (a JSON ``null`` over REST) reach the evaluator
 as missing.
 
@@ -117,6 +120,7 @@ class PmmlRuntime(Runtime):
     triton_backend = "pmml"
     extra = "pmml"
     missing_values = True
+    fieldwise = True
     #: filled in when the JVM starts (its exception classes exist only then): bad input values
     #: (ValueCheckException, TypeCheckException; their message names the field) are InvalidInput
     error_map: ClassVar[Sequence[tuple[type[BaseException], type[ShipyardError]]]] = ()
@@ -153,8 +157,8 @@ class PmmlRuntime(Runtime):
                 "Shipyard serves PMML models with both"
             )
         self._jvm, self._evaluator = jvm, java
-        self._inputs = [TensorSpec(name, _v2(dt), (-1,)) for name, dt in inputs]
-        self._outputs = [TensorSpec(name, _v2(dt), (-1,)) for name, dt in outputs]
+        self._inputs = [TensorSpec(name, _v2(dt), (-1, 1)) for name, dt in inputs]
+        self._outputs = [TensorSpec(name, _v2(dt), (-1, 1)) for name, dt in outputs]
 
     def metadata(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         return self._inputs, self._outputs
@@ -166,22 +170,24 @@ class PmmlRuntime(Runtime):
         columns, data = [], []
         for spec in self._inputs:
             array = inputs[spec.name]
-            if array.ndim != 1 or (rows >= 0 and array.shape[0] != rows):
+            if (array.ndim not in (1, 2) or array.shape[1:] not in ((), (1,))
+                    or (rows >= 0 and array.shape[0] != rows)):
                 raise InvalidInput(
                     f"model {self.config.name!r}: input {spec.name!r} has shape "
                     f"{list(array.shape)}; every input of a PMML model is one value per row, "
-                    f"shape [rows] with the same rows for all ({rows if rows >= 0 else 'n'})"
+                    f"shape [rows, 1] (or [rows]) with the same rows for all "
+                    f"({rows if rows >= 0 else 'n'})"
                 )
             rows = array.shape[0]
             columns.append(spec.name)
-            data.append(_column(array))
+            data.append(_column(array.reshape(-1)))
         blob = pickle.dumps({"columns": columns, "data": data}, protocol=2)
         got = pickle.loads(bytes(jvm.util.evaluateAll(java, blob, None, self._parallelism)))
         if got["errors"] is not None:
             self._raise_first_error(got["errors"], columns, data)
         by_name = dict(zip(got["columns"], got["data"], strict=True))
         specs = {s.name: s for s in self._outputs}
-        return [_array(by_name[name], specs[name].datatype) for name in outputs]
+        return [_array(by_name[name], specs[name].datatype).reshape(-1, 1) for name in outputs]
 
     def _raise_first_error(self, errors: list[Any], columns: list[str],
                            data: list[list[Any]]) -> None:

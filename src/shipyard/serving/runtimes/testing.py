@@ -10,7 +10,9 @@ broken rule. The models:
   and one BYTES output returning it.
 
 A field-wise runtime (``ConformanceCase.fieldwise``: one value per row and tensor, as PMML's
-fields are) builds the same models over scalar fields: every tensor has shape ``[-1]``.
+fields are) builds the same models over scalar fields: every tensor has shape ``[-1, 1]``
+(Triton's ``dims: [1]``), and the runtime class says so (``Runtime.fieldwise``, which lets a
+request send such a tensor as ``[n]``).
 
 Each builder writes the model file into the folder it is given (a version folder) and returns
 nothing; ``config`` is merged into every model's config (e.g. ``{"trust": True}``), and
@@ -50,8 +52,8 @@ class ConformanceCase:
     echo_text: Builder | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: the backend's tensors are one value per row (shape ``[-1]``, e.g. PMML fields): the
-    #: models are built over scalar fields and checked with 1-D tensors
+    #: the backend's tensors are one value per row (shape ``[-1, 1]``, e.g. PMML fields): the
+    #: models are built over scalar fields and checked with ``[rows, 1]`` tensors
     fieldwise: bool = False
 
     def model_config(self, model: str) -> ModelConfig:
@@ -62,7 +64,7 @@ class ConformanceCase:
     @property
     def row(self) -> tuple[int, ...]:
         """The shape of one row of the add_sub tensors."""
-        return () if self.fieldwise else (16,)
+        return (1,) if self.fieldwise else (16,)
 
 
 def _runtime(case: ConformanceCase, folder: Path, model: str, build: Builder) -> Runtime:
@@ -71,7 +73,7 @@ def _runtime(case: ConformanceCase, folder: Path, model: str, build: Builder) ->
     return create_runtime(folder, case.model_config(model))
 
 
-def _check_facts(cls: type[Runtime], backend: str) -> None:
+def _check_facts(cls: type[Runtime], backend: str, fieldwise: bool) -> None:
     assert backend in RUNTIMES, f"backend {backend!r} is not in the runtime registry"
     assert backend in typing.get_args(Backend), (
         f"backend {backend!r} is not a name config.yaml may give (repository.config.Backend)")
@@ -79,6 +81,8 @@ def _check_facts(cls: type[Runtime], backend: str) -> None:
     assert cls.filenames and all(isinstance(n, str) for n in cls.filenames), "no filenames"
     assert isinstance(cls.platform, str) and cls.platform, "no platform string"
     assert isinstance(cls.triton_backend, str) and cls.triton_backend, "no triton_backend"
+    assert cls.fieldwise == fieldwise, (
+        f"{cls.__name__}.fieldwise is {cls.fieldwise}, the case says {fieldwise}")
 
 
 def _check_add_sub(rt: Runtime, row: tuple[int, ...]) -> None:
@@ -114,13 +118,13 @@ def _check_add_sub(rt: Runtime, row: tuple[int, ...]) -> None:
     rt.unload()
 
 
-def _check_text(rt: Runtime, fieldwise: bool) -> None:
+def _check_text(rt: Runtime) -> None:
     rt.load()
     (spec,), (out_spec,) = rt.metadata()
     assert spec.datatype == "BYTES" and out_spec.datatype == "BYTES", "echo_text not BYTES"
     raw = ["héllo", "", "a\u00a0b"]
     given = [v if rt.text_inputs else v.encode() for v in raw]
-    text = np.array(given, dtype=object).reshape((3,) if fieldwise else (3, 1))
+    text = np.array(given, dtype=object).reshape(3, 1)
     (out,) = rt.run({spec.name: text}, [out_spec.name])
     got = [v.decode() if isinstance(v, bytes) else v for v in out.reshape(-1)]
     assert got == raw, f"echo_text returned {got}"
@@ -132,11 +136,10 @@ def check_runtime(case: ConformanceCase, workdir: Path | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir or tmp)
         cls = runtime_class(case.backend)
-        _check_facts(cls, case.backend)
+        _check_facts(cls, case.backend, case.fieldwise)
         _check_add_sub(_runtime(case, root / "add_sub", "add_sub", case.add_sub), case.row)
         if case.echo_text is not None:
-            _check_text(_runtime(case, root / "echo", "echo_text", case.echo_text),
-                        case.fieldwise)
+            _check_text(_runtime(case, root / "echo", "echo_text", case.echo_text))
         broken = root / "broken"
         broken.mkdir(parents=True, exist_ok=True)
         (broken / cls.filenames[0]).write_bytes(b"not a model at all \x00\xff")
