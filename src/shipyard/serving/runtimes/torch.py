@@ -41,7 +41,7 @@ server's switch interval each time, ``switch_interval_s``, while the loop is bus
 
 In one benchmark run (docs/benchmarks.md, "Torch runtime", c16, 16 images per request)
 ``script`` served ~1.5x the rows/s of ``eager``, about what TorchScript ``model.pt`` serves,
-and more than ``aot``, which used one core in all.
+and a little more than ``aot``, which used one core in all (srv CPU 1.0 against 1.3).
 
 **Metadata.** ``.pt2``: inputs are the forward's arguments (each must be one tensor), shapes
 with dynamic dimensions as -1; outputs are the flattened outputs in order, named after the
