@@ -65,13 +65,26 @@ def _file(path: Path, name: str) -> Path:
 
 
 def save_pt2(module: nn.Module, example: tuple[Any, ...], path: Path,
-             batch: Any = BATCH) -> Path:
-    """``torch.export`` ``module`` with every input's first dimension dynamic."""
+             batch: Any = BATCH, aot: bool = False) -> Path:
+    """``torch.export`` ``module`` with every input's first dimension dynamic. ``aot``: also
+    compile it with AOTInductor (CPU; seconds, needs a C++ compiler) and write both into the
+    one PT2 archive, the program (for metadata) beside the compiled code (for
+    ``execution: aot``)."""
     names = list(module.forward.__code__.co_varnames[1: 1 + len(example)])
     program = torch.export.export(module, example,
                                   dynamic_shapes={n: {0: batch} for n in names})
     target = _file(path, "model.pt2")
-    torch.export.save(program, target)
+    if not aot:
+        torch.export.save(program, target)
+        return target
+    from torch.export.pt2_archive._package import package_pt2
+
+    with warnings.catch_warnings():  # torch 2.13's compiler warns about its own internals
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        files = torch._inductor.aot_compile(program.module(), example,
+                                            options={"aot_inductor.package": True})
+    package_pt2(target, exported_programs=program, aoti_files=files)
     return target
 
 
@@ -106,6 +119,15 @@ ADD_SUB_TENSORS: dict[str, Any] = {
 
 def cnn_pt2(folder: Path, seed: int = 0) -> Path:
     return save_pt2(small_cnn(seed), (torch.randn(2, 1, 28, 28),), folder)
+
+
+def cnn_pt2_aot(folder: Path, seed: int = 0) -> Path:
+    """The CNN as one ``model.pt2`` with the program and its AOTInductor code."""
+    return save_pt2(small_cnn(seed), (torch.randn(2, 1, 28, 28),), folder, aot=True)
+
+
+def add_sub_pt2_aot(folder: Path) -> None:
+    save_pt2(AddSub(), _pair(), folder, aot=True)
 
 
 def cnn_pt(folder: Path, seed: int = 0) -> Path:

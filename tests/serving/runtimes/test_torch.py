@@ -29,8 +29,10 @@ from torch_models import (  # noqa: E402
     DictOut,
     add_sub_pt,
     add_sub_pt2,
+    add_sub_pt2_aot,
     cnn_pt,
     cnn_pt2,
+    cnn_pt2_aot,
     save_pt,
     save_pt2,
     small_cnn,
@@ -64,10 +66,13 @@ def _child(code: str, *, tests_on_path: bool = False) -> subprocess.CompletedPro
 # -- the contract -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["pt2", "pt"])
+@pytest.mark.parametrize("fmt", ["pt2", "pt2 eager", "pt2 script", "pt2 aot", "pt"])
 def test_torch_runtime_conforms(fmt: str, tmp_path: Path) -> None:
-    if fmt == "pt2":
-        case = ConformanceCase("torch", add_sub=add_sub_pt2, echo_text=None)
+    if fmt.startswith("pt2"):
+        execution = fmt.partition(" ")[2] or "auto"
+        case = ConformanceCase("torch", add_sub=add_sub_pt2_aot if execution == "aot"
+                               else add_sub_pt2, echo_text=None,
+                               config={"parameters": {"execution": execution}})
     else:
         case = ConformanceCase("torch", add_sub=add_sub_pt, echo_text=None,
                                config=ADD_SUB_TENSORS)
@@ -215,6 +220,66 @@ def test_exported_dimension_ranges_are_checked(tmp_path: Path) -> None:
         rt.run({"INPUT0": nine, "INPUT1": nine}, ["OUTPUT0"])
     with pytest.raises(InvalidInput, match="for the same exported dimension"):
         rt.run({"INPUT0": nine[:3], "INPUT1": nine[:4]}, ["OUTPUT0"])
+
+
+# -- execution -------------------------------------------------------------------------------
+
+
+class Reshaping(torch.nn.Module):
+    """A graph that computes a size from its input (``x.shape[0]``: a SymInt node)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * 2).reshape(x.shape[0], -1)
+
+
+@pytest.mark.parametrize("execution", ["auto", "eager", "script", "aot", "aot packaged"])
+def test_every_execution_answers_what_torch_answers(execution: str, tmp_path: Path) -> None:
+    (cnn_pt2_aot if execution == "aot packaged" else cnn_pt2)(tmp_path)
+    rt = _runtime(tmp_path, max_batch_size=16,
+                  parameters={"execution": execution.split()[0]})
+    rt.load()
+    assert rt.execution == ("script" if execution == "auto" else execution.split()[0])
+    x = np.random.default_rng(2).standard_normal((16, 1, 28, 28)).astype(np.float32)
+    with torch.inference_mode():
+        expected = small_cnn(0)(torch.from_numpy(x)).numpy()
+    for rows in (16, 3, 1):  # other batch sizes than the traced one
+        (out,) = rt.run({"image": x[:rows]}, ["OUTPUT0"])
+        np.testing.assert_allclose(out, expected[:rows], rtol=1e-5, atol=1e-5)
+
+
+def test_script_needs_a_graph_without_computed_sizes(tmp_path: Path) -> None:
+    save_pt2(Reshaping(), (torch.ones(2, 2, 3),), tmp_path)
+    with pytest.raises(InvalidInput, match=r"execution: script cannot run this program: node "
+                       r".* computes a size from the inputs; use execution: eager"):
+        _runtime(tmp_path, parameters={"execution": "script"}).load()
+    rt = _runtime(tmp_path)  # auto
+    rt.load()
+    assert rt.execution == "eager"
+    x = np.ones((5, 2, 3), np.float32)
+    np.testing.assert_array_equal(rt.run({"x": x}, ["OUTPUT0"])[0], 2 * x.reshape(5, 6))
+
+
+def test_script_keeps_dict_outputs(tmp_path: Path) -> None:
+    save_pt2(DictOut(), (torch.ones(2, 4),), tmp_path)
+    rt = _runtime(tmp_path, parameters={"execution": "script"})
+    rt.load()
+    double, total = rt.run({"x": np.ones((3, 4), np.float32)}, ["double", "total"])
+    np.testing.assert_allclose(double, 2.0)
+    np.testing.assert_allclose(total, 4.0)
+
+
+def test_execution_options_that_cannot_apply_are_refused(tmp_path: Path) -> None:
+    add_sub_pt(tmp_path / "pt")
+    with pytest.raises(InvalidInput, match=r"execution: aot needs a torch.export program"):
+        _runtime(tmp_path / "pt", parameters={"execution": "aot"}, **ADD_SUB_TENSORS).load()
+    add_sub_pt2(tmp_path / "pt2")
+    with pytest.raises(InvalidInput, match=r"compile and execution: script exclude"):
+        _runtime(tmp_path / "pt2", parameters={"execution": "script", "compile": True}).load()
+    with pytest.raises(InvalidInput, match=r"execution: aot runs the program as exported"):
+        _runtime(tmp_path / "pt2", parameters={"execution": "aot", "dtype": "bfloat16"}).load()
+    rt = _runtime(tmp_path / "pt2", parameters={"compile": True})
+    rt.load()
+    assert rt.execution == "eager"  # auto with compile: torch.compile wraps the eager module
 
 
 # -- options and errors ---------------------------------------------------------------------

@@ -14,14 +14,34 @@ the training code. ``model.pt2`` is preferred (first in :attr:`TorchRuntime.file
 
 Measured here (torch 2.13 CPU, 2 cores, one thread, the 3-conv 1x28x28 CNN of the tests): a
 fresh process imports torch in ~0.8 s, then loads ``model.pt2`` in ~1.0 s (torch.export's
-deserialiser) and ``model.pt`` in ~6 ms; per call the exported program costs more Python
-(~100 us vs ~46 us at batch 1, ~300 us vs ~240 us at batch 16: its input-constraint hook and
-pytree flattening), which batching amortises. Served, that Python costs more than in-process:
-the exported graph runs op by op from Python, retaking the GIL after every op while the event
-loop wants it, so in one run (docs/benchmarks.md, "Torch runtime": c16, 16 images per request,
-a machine shared with other work) ``model.pt2`` served 16-18k rows/s against TorchScript's
-30-32k, both ~51k in-process. Pick ``model.pt`` where CPU throughput matters more than a
-self-describing file.
+deserialiser) and ``model.pt`` in ~6 ms.
+
+**Execution** (``parameters.execution``; ``.pt2`` only, a ``.pt`` runs as loaded). Served, the
+model runs in the batcher's worker thread while the event loop holds the GIL for the requests'
+Python, and the cost of a form is how often it gives the GIL up and must win it back (up to the
+server's switch interval each time, ``switch_interval_s``, while the loop is busy):
+
+- ``eager``: the exported program's ``module()``, an FX graph run op by op from Python: every
+  ATen op releases and retakes the GIL, plus its input-guard hook and pytree flattening.
+  ~340 us per batch of 16 in process; with a Python thread spinning beside it ~5 ms.
+- ``script`` (what ``auto`` picks when it can): that module traced at load
+  (``torch.jit.trace``, ~0.1 s) into a TorchScript graph that runs in C++, releasing the GIL
+  once per batch. Same ATen ops, same numbers; ~260 us per batch in process. A trace bakes
+  Python values into the graph, so it is made only of a straight-line graph of ATen ops that
+  computes no size from its inputs (no SymInt node such as ``x.shape[0]`` in a ``reshape``, no
+  ``torch.cond``) and whose trace raised no TracerWarning; ``auto`` runs any other program
+  ``eager`` (and with ``compile: true``, which wraps the eager module), ``script`` refuses it.
+- ``aot``: AOTInductor-compiled code: from the file when the ``.pt2`` carries it beside the
+  program (``torch.export.pt2_archive._package.package_pt2(f, exported_programs=program,
+  aoti_files=torch._inductor.aot_compile(program.module(), args,
+  options={"aot_inductor.package": True}))``, see ``tests/torch_models.py``; loads in ~0.9 s),
+  else compiled at load (7-20 s for the CNN, needs a C++ compiler; CPU only). ~255 us per batch
+  in process, but it holds the GIL for the whole run (torch 2.13's ``AOTIModelPackageLoader``
+  does not release it), so the event loop waits meanwhile; float32 only.
+
+In one benchmark run (docs/benchmarks.md, "Torch runtime", c16, 16 images per request)
+``script`` served ~1.5x the rows/s of ``eager``, about what TorchScript ``model.pt`` serves,
+and a little more than ``aot``, which used one core in all (srv CPU 1.0 against 1.3).
 
 **Metadata.** ``.pt2``: inputs are the forward's arguments (each must be one tensor), shapes
 with dynamic dimensions as -1; outputs are the flattened outputs in order, named after the
@@ -31,7 +51,7 @@ renames them in order. ``.pt``: ``inputs:`` and ``outputs:`` of ``config.yaml``.
 order, a dict by output name.
 
 **Options** (``config.yaml`` ``parameters:``, :class:`TorchOptions`): ``device``, ``dtype``,
-``cuda_graphs``, ``compile``, ``threads``.
+``cuda_graphs``, ``compile``, ``threads``, ``execution``.
 
 **Errors** (:attr:`TorchRuntime.error_map`, by class): ``TypeError``, ``ValueError`` and
 ``IndexError`` are the caller's (an input the model's Python cannot take) -> InvalidInput.
@@ -47,6 +67,7 @@ from __future__ import annotations
 import logging
 import threading
 import zipfile
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -102,6 +123,13 @@ class TorchOptions(BaseModel):
     threads: int = Field(1, ge=1)
     """``torch.set_num_threads`` on CPU (one setting per process: the last torch model loaded
     sets it). 1 measured best on 2 cores when served (docs/benchmarks.md, Torch runtime)."""
+    execution: Literal["auto", "eager", "script", "aot"] = "auto"
+    """How a ``.pt2`` runs (see the module docstring, "Execution"): ``eager``, the exported
+    program's ``module()`` op by op from Python; ``script``, that module traced at load into a
+    TorchScript graph that runs in C++; ``aot``, AOTInductor-compiled code (from the file when
+    it carries it, else compiled at load); ``auto``, ``script`` when the graph can be traced
+    faithfully and ``compile`` is off, else ``eager``. ``.pt`` files are TorchScript already:
+    ``auto``, ``eager`` and ``script`` run them as loaded, ``aot`` is refused."""
 
 
 def _import_torch(model: str) -> Any:
@@ -110,6 +138,31 @@ def _import_torch(model: str) -> Any:
     except ImportError as exc:
         raise InvalidInput(f"model {model!r} needs the torch runtime: {INSTALL}") from exc
     return torch
+
+
+class _AotiRunner:
+    """An AOTInductor model called with the flat list of input tensors, answering the flat
+    list of outputs (the runtime's output order): ``AOTICompiledModel.__call__`` parses its
+    pytree specs from JSON on every call.
+
+    On CPU the compiled kernels are OpenMP loops (``#pragma omp parallel``) that take their
+    thread count from the calling thread's OpenMP setting, which a new thread (the batcher's
+    worker) inherits not from ``torch.set_num_threads`` at load but from the process default
+    (all cores): measured on 2 cores, a worker that never set it ran each batch 5x slower, a
+    second OpenMP thread spinning beside it. So each calling thread sets ``threads`` once."""
+
+    def __init__(self, compiled: Any, torch: Any, threads: int | None) -> None:
+        self._run = compiled.loader.run
+        self._torch = torch
+        self._threads = threads
+        self._set = threading.local()
+
+    def __call__(self, *tensors: Any) -> list[Any]:
+        if self._threads is not None and not getattr(self._set, "done", False):
+            self._torch.set_num_threads(self._threads)
+            self._set.done = True
+        out: list[Any] = self._run(list(tensors))
+        return out
 
 
 class TorchRuntime(Runtime):
@@ -150,11 +203,17 @@ class TorchRuntime(Runtime):
         exported = self.path.suffix == ".pt2"
         if not exported:
             self._declared_metadata()  # fail on a missing inputs:/outputs: before reading
-            if opts.compile:
-                raise InvalidInput(
-                    f"model {name!r}: parameters.compile needs a torch.export program "
-                    "(model.pt2); TorchScript modules cannot be compiled. Remove compile or "
-                    "export the model with torch.export")
+            for option, wanted in (("compile", opts.compile),
+                                   ("execution: aot", opts.execution == "aot")):
+                if wanted:
+                    raise InvalidInput(
+                        f"model {name!r}: parameters.{option} needs a torch.export program "
+                        "(model.pt2); a TorchScript file (model.pt) runs as TorchScript. "
+                        f"Remove {option.split(':')[0]} or export the model with torch.export")
+        if opts.compile and opts.execution in ("script", "aot"):
+            raise InvalidInput(
+                f"model {name!r}: parameters.compile and execution: {opts.execution} exclude "
+                "each other (torch.compile wraps the eager module); pick one")
         torch = _import_torch(name)
         self._torch = torch
         self._device = self._resolve_device(torch, opts.device)
@@ -183,15 +242,132 @@ class TorchRuntime(Runtime):
         module = module.to(self._device)
         if self._dtype != torch.float32:
             module = module.to(self._dtype)
+        self.execution = "script" if not exported else opts.execution
+        if exported and opts.execution == "auto":
+            why_not = "compile is on" if opts.compile else self._untraceable(program)
+            self.execution = "eager" if why_not else "script"
+        if exported and self.execution == "script":
+            why_not = self._untraceable(program)
+            if why_not:
+                raise InvalidInput(
+                    f"model {name!r}: parameters.execution: script cannot run this program: "
+                    f"{why_not}; use execution: eager (or aot)")
+            try:
+                module = self._trace(module)
+            except InvalidInput as exc:
+                if opts.execution != "auto":
+                    raise
+                log.info("model %s: running eagerly: %s", name, exc.message)
+                self.execution = "eager"
+        elif self.execution == "aot":
+            module = self._aot(program, opts.threads if self._device.type == "cpu" else None)
         if opts.compile:
             module = torch.compile(module)
+        log.info("model %s: %s runs as %s", name, self.path.name, self.execution)
         self._module = module
         self._out_index = {s.name: i for i, s in enumerate(self._outputs)}
         self._out_dtypes = [getattr(torch, _V2_TO_TORCH[s.datatype]) for s in self._outputs]
+        self._in_dtypes = [self._compute_dtype(s) for s in self._inputs]
         self._graphs: dict[int, tuple[Any, list[Any], list[Any]]] = {}
         self._graph_lock = threading.Lock()
         if opts.cuda_graphs:
             self._capture_graphs()
+
+    def _untraceable(self, program: Any) -> str:
+        """Why ``torch.jit.trace`` of the program's module would not be the same program
+        (empty when it would). A trace records the tensor ops it sees and bakes every Python
+        value into the graph, so it is faithful only for a straight-line graph of ATen ops on
+        tensors: no size computed from an input (a SymInt node, e.g. ``view(x, [x.size(0),
+        -1])`` would keep the traced batch size) and no higher-order op (``torch.cond``:
+        the trace would keep one branch)."""
+        torch = self._torch
+        for node in program.graph.nodes:
+            if node.op != "call_function":
+                continue
+            target = node.target
+            if isinstance(node.meta.get("val"), torch.SymInt | torch.SymFloat | torch.SymBool):
+                return f"node {node.name!r} ({target}) computes a size from the inputs"
+            if not (isinstance(target, torch._ops.OpOverload)
+                    and target.namespace in ("aten", "prims")) and target.__name__ != "getitem":
+                return f"node {node.name!r} calls {target}, which is not an ATen op"
+        return ""
+
+    def _example_inputs(self) -> list[Any]:
+        """Zeros in each input's exported shape, dynamic dimensions at their smallest size
+        above 1 (within the exported range)."""
+        torch = self._torch
+        tensors = []
+        for spec, dims in zip(self._inputs, self._ranges, strict=True):
+            shape = list(spec.shape)
+            for i, low, high, _ in dims:
+                shape[i] = max(low, 2) if high is None else min(max(low, 2), high)
+            tensors.append(torch.zeros(shape, dtype=self._compute_dtype(spec),
+                                       device=self._device))
+        return tensors
+
+    def _trace(self, module: Any) -> Any:
+        """The module as a TorchScript graph (``torch.jit.trace``): one call into C++ per
+        batch, which holds the GIL only to enter and leave."""
+        import warnings
+
+        torch = self._torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13: torch.jit.*
+            # a trace that had to turn a traced value into a Python one may not generalise:
+            # refuse it, except in torch._check (the module's own input-guard checks, which
+            # the runtime makes before each call anyway)
+            warnings.simplefilter("error", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning,
+                                    module="torch$")
+            try:
+                with torch.inference_mode():
+                    traced = torch.jit.trace(module, tuple(self._example_inputs()),
+                                             check_trace=False, strict=False)
+            except Exception as exc:
+                raise InvalidInput(
+                    f"model {self.config.name!r}: parameters.execution: script could not "
+                    f"trace the program: {type(exc).__name__}: {exc}; use execution: eager"
+                ) from exc
+        return traced.eval()
+
+    def _aot(self, program: Any, threads: int | None) -> Any:
+        """The AOTInductor-compiled model: from the file when it carries one (a PT2 archive
+        written with ``torch.export.pt2_archive._package.package_pt2(exported_programs=...,
+        aoti_files=...)``), else compiled now (seconds to minutes; needs a C++ compiler)."""
+        torch = self._torch
+        name = self.config.name
+        if self._dtype != torch.float32:
+            raise InvalidInput(
+                f"model {name!r}: parameters.execution: aot runs the program as exported "
+                f"(float32 here); remove dtype: {str(self._dtype).removeprefix('torch.')}")
+        device_index = self._device.index if self._device.index is not None else -1
+        with zipfile.ZipFile(self.path) as archive:
+            packaged = any("/data/aotinductor/" in n for n in archive.namelist())
+        try:
+            if packaged:
+                return _AotiRunner(torch._inductor.aoti_load_package(
+                    str(self.path), device_index=device_index), torch, threads)
+            log.info("model %s: %s carries no AOTInductor code: compiling it now (package "
+                     "it with the program to skip this)", name, self.path.name)
+            if self._device.type != "cpu":
+                raise InvalidInput(
+                    f"model {name!r}: execution: aot on {self._device} needs the compiled "
+                    "code in the file (compile it for that device when exporting)")
+            import tempfile
+            import warnings
+
+            with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch's own internals
+                warnings.simplefilter("ignore", DeprecationWarning)
+                target = str(Path(tmp) / "model.pt2")
+                torch._inductor.aoti_compile_and_package(program, package_path=target)
+                return _AotiRunner(torch._inductor.aoti_load_package(target), torch, threads)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            raise InvalidInput(
+                f"model {name!r}: execution: aot failed to load or compile "
+                f"{str(self.path)!r}: {type(exc).__name__}: {exc}") from exc
 
     def _resolve_device(self, torch: Any, wanted: str) -> Any:
         if wanted == "auto":
@@ -402,8 +578,8 @@ class TorchRuntime(Runtime):
         arrays = self._check(inputs)
         picked = [self._out_index[n] for n in outputs]
         with torch.inference_mode():
-            tensors = [torch.from_numpy(a).to(self._device, self._compute_dtype(s))
-                       for a, s in zip(arrays, self._inputs, strict=True)]
+            tensors = [self._to_tensor(a, dtype)
+                       for a, dtype in zip(arrays, self._in_dtypes, strict=True)]
             rows = arrays[0].shape[0] if arrays and arrays[0].ndim else 0
             size = next((s for s in sorted(self._graphs) if s >= rows), None)
             if size is not None:
@@ -417,8 +593,24 @@ class TorchRuntime(Runtime):
             leaves = self._leaves(self._module(*tensors))
             return [self._to_numpy(leaves[i], i) for i in picked]
 
+    # Every torch call from Python that does work (``.to``, ``.detach``, even a no-op
+    # ``.to``) releases the GIL and must win it back from the event loop, which costs the
+    # worker thread up to the switch interval when the loop is busy: the conversions below
+    # make those calls only when they change something.
+
+    def _to_tensor(self, array: Array, dtype: Any) -> Any:
+        tensor = self._torch.from_numpy(array)
+        if tensor.dtype != dtype or self._device.type != "cpu":
+            tensor = tensor.to(self._device, dtype)
+        return tensor
+
     def _to_numpy(self, tensor: Any, index: int) -> Array:
-        out: Array = tensor.detach().to("cpu", self._out_dtypes[index]).numpy()
+        if tensor.requires_grad:
+            tensor = tensor.detach()
+        dtype = self._out_dtypes[index]
+        if tensor.dtype != dtype or tensor.device.type != "cpu":
+            tensor = tensor.to("cpu", dtype)
+        out: Array = tensor.numpy()
         return out
 
     def unload(self) -> None:
