@@ -67,7 +67,6 @@ from __future__ import annotations
 import logging
 import threading
 import zipfile
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -75,6 +74,14 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.serving.errors import InferenceFailed, InvalidInput
+from shipyard.serving.runtimes._torch_program import (
+    V2_TO_TORCH,
+    aot,
+    example_inputs,
+    program_metadata,
+    trace,
+    untraceable,
+)
 from shipyard.serving.runtimes.base import DeviceKind, Runtime
 from shipyard.serving.types import TensorSpec
 
@@ -84,22 +91,6 @@ log = logging.getLogger("shipyard.runtime.torch")
 
 Array = npt.NDArray[Any]
 
-#: torch dtype name (``str(torch.float32)`` without "torch.") -> V2 datatype
-_TORCH_TO_V2 = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-}
-_V2_TO_TORCH = {v: k for k, v in _TORCH_TO_V2.items()}
 
 INSTALL = "pip install 'shipyard[torch]'"
 
@@ -138,31 +129,6 @@ def _import_torch(model: str) -> Any:
     except ImportError as exc:
         raise InvalidInput(f"model {model!r} needs the torch runtime: {INSTALL}") from exc
     return torch
-
-
-class _AotiRunner:
-    """An AOTInductor model called with the flat list of input tensors, answering the flat
-    list of outputs (the runtime's output order): ``AOTICompiledModel.__call__`` parses its
-    pytree specs from JSON on every call.
-
-    On CPU the compiled kernels are OpenMP loops (``#pragma omp parallel``) that take their
-    thread count from the calling thread's OpenMP setting, which a new thread (the batcher's
-    worker) inherits not from ``torch.set_num_threads`` at load but from the process default
-    (all cores): measured on 2 cores, a worker that never set it ran each batch 5x slower, a
-    second OpenMP thread spinning beside it. So each calling thread sets ``threads`` once."""
-
-    def __init__(self, compiled: Any, torch: Any, threads: int | None) -> None:
-        self._run = compiled.loader.run
-        self._torch = torch
-        self._threads = threads
-        self._set = threading.local()
-
-    def __call__(self, *tensors: Any) -> list[Any]:
-        if self._threads is not None and not getattr(self._set, "done", False):
-            self._torch.set_num_threads(self._threads)
-            self._set.done = True
-        out: list[Any] = self._run(list(tensors))
-        return out
 
 
 class TorchRuntime(Runtime):
@@ -235,7 +201,8 @@ class TorchRuntime(Runtime):
                 f"model {name!r}: cannot load {str(self.path)!r}: {type(exc).__name__}: {exc}"
             ) from exc
         if exported:
-            self._inputs, self._outputs, self._ranges = self._program_metadata(program)
+            self._inputs, self._outputs, self._ranges = program_metadata(
+                torch, program, name, self.config.outputs)
         else:
             self._inputs, self._outputs = self._declared_metadata()
             self._ranges = []
@@ -244,130 +211,37 @@ class TorchRuntime(Runtime):
             module = module.to(self._dtype)
         self.execution = "script" if not exported else opts.execution
         if exported and opts.execution == "auto":
-            why_not = "compile is on" if opts.compile else self._untraceable(program)
+            why_not = "compile is on" if opts.compile else untraceable(torch, program)
             self.execution = "eager" if why_not else "script"
         if exported and self.execution == "script":
-            why_not = self._untraceable(program)
+            why_not = untraceable(torch, program)
             if why_not:
                 raise InvalidInput(
                     f"model {name!r}: parameters.execution: script cannot run this program: "
                     f"{why_not}; use execution: eager (or aot)")
             try:
-                module = self._trace(module)
+                module = trace(torch, module, example_inputs(
+                    torch, self._inputs, self._ranges,
+                    [self._compute_dtype(s) for s in self._inputs], self._device), name)
             except InvalidInput as exc:
                 if opts.execution != "auto":
                     raise
                 log.info("model %s: running eagerly: %s", name, exc.message)
                 self.execution = "eager"
         elif self.execution == "aot":
-            module = self._aot(program, opts.threads if self._device.type == "cpu" else None)
+            module = aot(torch, program, self.path, self._device, self._dtype,
+                         opts.threads if self._device.type == "cpu" else None, name)
         if opts.compile:
             module = torch.compile(module)
         log.info("model %s: %s runs as %s", name, self.path.name, self.execution)
         self._module = module
         self._out_index = {s.name: i for i, s in enumerate(self._outputs)}
-        self._out_dtypes = [getattr(torch, _V2_TO_TORCH[s.datatype]) for s in self._outputs]
+        self._out_dtypes = [getattr(torch, V2_TO_TORCH[s.datatype]) for s in self._outputs]
         self._in_dtypes = [self._compute_dtype(s) for s in self._inputs]
         self._graphs: dict[int, tuple[Any, list[Any], list[Any]]] = {}
         self._graph_lock = threading.Lock()
         if opts.cuda_graphs:
             self._capture_graphs()
-
-    def _untraceable(self, program: Any) -> str:
-        """Why ``torch.jit.trace`` of the program's module would not be the same program
-        (empty when it would). A trace records the tensor ops it sees and bakes every Python
-        value into the graph, so it is faithful only for a straight-line graph of ATen ops on
-        tensors: no size computed from an input (a SymInt node, e.g. ``view(x, [x.size(0),
-        -1])`` would keep the traced batch size) and no higher-order op (``torch.cond``:
-        the trace would keep one branch)."""
-        torch = self._torch
-        for node in program.graph.nodes:
-            if node.op != "call_function":
-                continue
-            target = node.target
-            if isinstance(node.meta.get("val"), torch.SymInt | torch.SymFloat | torch.SymBool):
-                return f"node {node.name!r} ({target}) computes a size from the inputs"
-            if not (isinstance(target, torch._ops.OpOverload)
-                    and target.namespace in ("aten", "prims")) and target.__name__ != "getitem":
-                return f"node {node.name!r} calls {target}, which is not an ATen op"
-        return ""
-
-    def _example_inputs(self) -> list[Any]:
-        """Zeros in each input's exported shape, dynamic dimensions at their smallest size
-        above 1 (within the exported range)."""
-        torch = self._torch
-        tensors = []
-        for spec, dims in zip(self._inputs, self._ranges, strict=True):
-            shape = list(spec.shape)
-            for i, low, high, _ in dims:
-                shape[i] = max(low, 2) if high is None else min(max(low, 2), high)
-            tensors.append(torch.zeros(shape, dtype=self._compute_dtype(spec),
-                                       device=self._device))
-        return tensors
-
-    def _trace(self, module: Any) -> Any:
-        """The module as a TorchScript graph (``torch.jit.trace``): one call into C++ per
-        batch, which holds the GIL only to enter and leave."""
-        import warnings
-
-        torch = self._torch
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13: torch.jit.*
-            # a trace that had to turn a traced value into a Python one may not generalise:
-            # refuse it, except in torch._check (the module's own input-guard checks, which
-            # the runtime makes before each call anyway)
-            warnings.simplefilter("error", torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning,
-                                    module="torch$")
-            try:
-                with torch.inference_mode():
-                    traced = torch.jit.trace(module, tuple(self._example_inputs()),
-                                             check_trace=False, strict=False)
-            except Exception as exc:
-                raise InvalidInput(
-                    f"model {self.config.name!r}: parameters.execution: script could not "
-                    f"trace the program: {type(exc).__name__}: {exc}; use execution: eager"
-                ) from exc
-        return traced.eval()
-
-    def _aot(self, program: Any, threads: int | None) -> Any:
-        """The AOTInductor-compiled model: from the file when it carries one (a PT2 archive
-        written with ``torch.export.pt2_archive._package.package_pt2(exported_programs=...,
-        aoti_files=...)``), else compiled now (seconds to minutes; needs a C++ compiler)."""
-        torch = self._torch
-        name = self.config.name
-        if self._dtype != torch.float32:
-            raise InvalidInput(
-                f"model {name!r}: parameters.execution: aot runs the program as exported "
-                f"(float32 here); remove dtype: {str(self._dtype).removeprefix('torch.')}")
-        device_index = self._device.index if self._device.index is not None else -1
-        with zipfile.ZipFile(self.path) as archive:
-            packaged = any("/data/aotinductor/" in n for n in archive.namelist())
-        try:
-            if packaged:
-                return _AotiRunner(torch._inductor.aoti_load_package(
-                    str(self.path), device_index=device_index), torch, threads)
-            log.info("model %s: %s carries no AOTInductor code: compiling it now (package "
-                     "it with the program to skip this)", name, self.path.name)
-            if self._device.type != "cpu":
-                raise InvalidInput(
-                    f"model {name!r}: execution: aot on {self._device} needs the compiled "
-                    "code in the file (compile it for that device when exporting)")
-            import tempfile
-            import warnings
-
-            with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch's own internals
-                warnings.simplefilter("ignore", DeprecationWarning)
-                target = str(Path(tmp) / "model.pt2")
-                torch._inductor.aoti_compile_and_package(program, package_path=target)
-                return _AotiRunner(torch._inductor.aoti_load_package(target), torch, threads)
-        except InvalidInput:
-            raise
-        except Exception as exc:
-            raise InvalidInput(
-                f"model {name!r}: execution: aot failed to load or compile "
-                f"{str(self.path)!r}: {type(exc).__name__}: {exc}") from exc
 
     def _resolve_device(self, torch: Any, wanted: str) -> Any:
         if wanted == "auto":
@@ -397,79 +271,13 @@ class TorchRuntime(Runtime):
         batch: tuple[int, ...] = () if cfg.max_batch_size == 0 else (-1,)
         specs = []
         for t in (*(cfg.inputs or []), *(cfg.outputs or [])):
-            if t.datatype not in _V2_TO_TORCH:
+            if t.datatype not in V2_TO_TORCH:
                 raise InvalidInput(
                     f"model {cfg.name!r}: tensor {t.name!r} is declared {t.datatype}, which "
-                    f"the torch runtime cannot serve; supported: {sorted(_V2_TO_TORCH)}")
+                    f"the torch runtime cannot serve; supported: {sorted(V2_TO_TORCH)}")
             specs.append(TensorSpec(t.name, t.datatype, (*batch, *t.shape)))
         n = len(cfg.inputs or [])
         return specs[:n], specs[n:]
-
-    def _program_metadata(self, program: Any
-                          ) -> tuple[list[TensorSpec], list[TensorSpec], list[Any]]:
-        name = self.config.name
-        sig = program.graph_signature
-        nodes = {n.name: n for n in program.graph.nodes}
-        arg_names = list(program.module_call_graph[0].signature.forward_arg_names or [])
-        user_inputs = list(sig.user_inputs)
-        if len(user_inputs) != len(arg_names):
-            raise InvalidInput(
-                f"model {name!r}: the exported forward takes {arg_names} but the program has "
-                f"{len(user_inputs)} inputs; each forward argument must be one tensor "
-                "(no tuples, dicts or None) to be served")
-        inputs, ranges = [], []
-        for arg, node_name in zip(arg_names, user_inputs, strict=True):
-            spec, dims = self._spec(arg, nodes[node_name].meta.get("val"), program)
-            inputs.append(spec)
-            ranges.append(dims)
-        output_node = next(n for n in program.graph.nodes if n.op == "output")
-        values = [a.meta.get("val") if hasattr(a, "meta") else a for a in output_node.args[0]]
-        values = values[: len(sig.user_outputs)]
-        declared = self.config.outputs
-        if declared is not None:
-            if len(declared) != len(values):
-                raise InvalidInput(
-                    f"model {name!r}: config.yaml declares {len(declared)} outputs "
-                    f"{[d.name for d in declared]} but the exported program returns "
-                    f"{len(values)}; declare one output per returned tensor, in order")
-            names = [d.name for d in declared]
-        else:
-            spec_out = program.call_spec.out_spec
-            if (spec_out is not None and spec_out.type is dict
-                    and all(c.is_leaf() for c in spec_out.children())):
-                names = [str(k) for k in spec_out.context]
-            else:
-                names = [f"OUTPUT{i}" for i in range(len(values))]
-        outputs = [self._spec(n, v, program)[0] for n, v in zip(names, values, strict=True)]
-        return inputs, outputs, ranges
-
-    def _spec(self, tensor_name: str, value: Any, program: Any
-              ) -> tuple[TensorSpec, list[tuple[int, int, int | None, Any]]]:
-        """The TensorSpec of a graph value, and (dim, low, high, symbol) per dynamic dim."""
-        torch = self._torch
-        if not isinstance(value, torch.Tensor):
-            raise InvalidInput(
-                f"model {self.config.name!r}: {tensor_name!r} of the exported program is a "
-                f"{type(value).__name__}, not a tensor; only tensors can be served")
-        datatype = _TORCH_TO_V2.get(str(value.dtype).removeprefix("torch."))
-        if datatype is None:
-            raise InvalidInput(
-                f"model {self.config.name!r}: tensor {tensor_name!r} has dtype {value.dtype}, "
-                f"which the V2 protocol here cannot carry; supported: {sorted(_V2_TO_TORCH)} "
-                "(export in float32 and set parameters.dtype to compute in bfloat16)")
-        shape, dims = [], []
-        for i, d in enumerate(value.shape):
-            if isinstance(d, int):
-                shape.append(d)
-                continue
-            shape.append(-1)
-            expr = d.node.expr
-            rng = program.range_constraints.get(expr)
-            low = int(rng.lower) if rng is not None else 0
-            upper = rng.upper if rng is not None else None
-            high = int(upper) if upper is not None and upper.is_finite else None
-            dims.append((i, low, high, expr))
-        return TensorSpec(tensor_name, datatype, tuple(shape)), dims
 
     def _capture_graphs(self) -> None:
         name = self.config.name
@@ -511,7 +319,7 @@ class TorchRuntime(Runtime):
     # -- inference ----------------------------------------------------------------------------
 
     def _compute_dtype(self, spec: TensorSpec) -> Any:
-        dtype = getattr(self._torch, _V2_TO_TORCH[spec.datatype])
+        dtype = getattr(self._torch, V2_TO_TORCH[spec.datatype])
         return self._dtype if dtype.is_floating_point else dtype
 
     def _check(self, inputs: dict[str, Array]) -> list[Array]:
