@@ -409,3 +409,27 @@ def test_the_demo_digits_model_reads_png_files(demo_server: ServerProcess) -> No
     np.testing.assert_array_equal(result.as_numpy("indices"), order)
     best = [int(row[0].decode()) for row in result.as_numpy("labels")]
     assert np.mean(np.array(best) == np.array(labels)) >= 0.8, (best, labels)
+
+
+def test_an_ensemble_with_broken_wiring_is_not_served(tmp_path: Path) -> None:
+    from shipyard.serving.ensemble import EnsembleVersion
+    from shipyard.serving.registry import ModelRegistry
+
+    def version(steps: list[dict[str, Any]]) -> EnsembleVersion:
+        config = ModelConfig.model_validate({
+            "name": "e", "backend": "ensemble",
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [4]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [4]}],
+            "ensemble": {"steps": steps}})
+        ev = EnsembleVersion("e", 1, tmp_path, config, registry=ModelRegistry(tmp_path))
+        ev.load()
+        return ev
+
+    reads = version([{"model": "a", "inputs": {"INPUT0": "nope"}, "outputs": {"OUTPUT0": "y"}}])
+    assert not reads.ready and "reads ['nope']" in reads.reason, reads.reason
+    never = version([{"model": "a", "inputs": {"INPUT0": "x"}, "outputs": {"OUTPUT0": "h"}}])
+    assert not never.ready and "output(s) ['y']" in never.reason, never.reason
+    ok = version([{"model": "a", "inputs": {"INPUT0": "x"}, "outputs": {"OUTPUT0": "y"}}])
+    assert ok.ready and [s.shape for s in ok.inputs] == [(-1, 4)]
+    with pytest.raises(ValueError, match="needs both 'backend: ensemble'"):
+        ModelConfig.model_validate({"backend": "ensemble"})

@@ -78,25 +78,29 @@ class EnsembleVersion(ModelVersion):
         self.outputs = [TensorSpec(t.name, t.datatype, (*prefix, *t.shape))
                         for t in cfg.outputs]
         self._input_by_name = {s.name: s for s in self.inputs}
+        problem = self._wiring_problem()
+        if problem:
+            self.state, self.reason = "UNAVAILABLE", f"ensemble {self.name!r}: {problem}"
+        else:
+            self.state, self.reason = "READY", ""
+
+    def _wiring_problem(self) -> str:
+        """What is wrong with the steps' tensor maps ("" when nothing is)."""
+        assert self.config.ensemble is not None
         known = set(self._input_by_name)
-        for i, step in enumerate(cfg.ensemble.steps):
+        for i, step in enumerate(self.config.ensemble.steps):
             if step.model == self.name:
-                return self._fail(f"step {i} names the ensemble itself")
+                return f"step {i} names the ensemble itself"
             unknown = [t for t in step.inputs.values() if t not in known]
             if unknown:
-                return self._fail(
-                    f"step {i} (model {step.model!r}) reads {unknown}, which no ensemble input "
-                    f"or earlier step writes (known: {sorted(known)})")
+                return (f"step {i} (model {step.model!r}) reads {unknown}, which no ensemble "
+                        f"input or earlier step writes (known: {sorted(known)})")
             known |= set(step.outputs.values())
         never = [s.name for s in self.outputs if s.name not in known]
         if never:
-            return self._fail(f"no step writes the ensemble output(s) {never}; map a member "
-                              "output to them in a step's 'outputs'")
-        self.state, self.reason = "READY", ""
-        return None
-
-    def _fail(self, why: str) -> None:
-        self.state, self.reason = "UNAVAILABLE", f"ensemble {self.name!r}: {why}"
+            return (f"no step writes the ensemble output(s) {never}; map a member output to "
+                    "them in a step's 'outputs'")
+        return ""
 
     def unload(self) -> None:
         self.state, self.reason = "UNAVAILABLE", "unloaded"
@@ -116,7 +120,7 @@ class EnsembleVersion(ModelVersion):
         try:
             if self.state != "READY":
                 raise ModelNotReady(f"ensemble {self.name!r} is not ready: {self.reason}")
-            inputs, _, _ = self.validate(request)
+            self.validate(request)  # names, datatypes and shapes against the declared inputs
             wanted = self._requested(request)
             members = self._members()  # all resolved before anything runs
             tensors = {t.name: t for t in request.inputs}
@@ -149,6 +153,5 @@ class EnsembleVersion(ModelVersion):
         except ShipyardError as exc:
             self.stats.on_request(False, time.perf_counter_ns() - start, exc.code.value)
             raise
-        del inputs
         self.stats.on_request(True, time.perf_counter_ns() - start)
         return InferenceResponse(self.name, str(self.version), outputs, request.id)
