@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from shipyard.serving.errors import (
     InferenceFailed,
@@ -52,10 +51,10 @@ from shipyard.serving.errors import (
     ServerShuttingDown,
     ShipyardError,
 )
+from shipyard.serving.types import Array
 
 __all__ = ["BatchObserver", "DynamicBatcher"]
 
-Array = npt.NDArray[Any]
 Outputs = dict[str, Array]
 RunFn = Callable[[dict[str, Array]], Outputs]
 PrepareFn = Callable[[dict[str, Array]], dict[str, Array]]

@@ -10,10 +10,9 @@ import time
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from shipyard.serving.errors import InvalidInput, brief
-from shipyard.serving.types import DATATYPES
+from shipyard.serving.types import DATATYPES, Array
 
 __all__ = [
     "MAX_ELEMENTS",
@@ -28,7 +27,6 @@ __all__ = [
     "to_json_data",
 ]
 
-Array = npt.NDArray[Any]
 
 #: No tensor may claim more elements than this (guards against huge-shape requests).
 MAX_ELEMENTS = 1 << 31

@@ -6,10 +6,8 @@ import logging
 import time
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from shipyard.serving.batching import DynamicBatcher
 from shipyard.serving.classification import classification_count, classify
@@ -25,6 +23,7 @@ from shipyard.serving.pipeline import Pipeline
 from shipyard.serving.runtimes import DeviceKind, Runtime, create_runtime
 from shipyard.serving.stats import ModelStats
 from shipyard.serving.types import (
+    Array,
     InferenceRequest,
     InferenceResponse,
     Tensor,
@@ -36,7 +35,6 @@ __all__ = ["ModelVersion"]
 
 log = logging.getLogger("shipyard.model")
 
-Array = npt.NDArray[Any]
 
 #: max_batch_size given to models whose config leaves it out but whose graph can batch
 AUTO_MAX_BATCH_SIZE = 32

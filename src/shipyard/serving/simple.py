@@ -8,16 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from shipyard.serving.codecs import decode_json_data
 from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.model import ModelVersion
-from shipyard.serving.types import InferenceRequest, InferenceResponse, Tensor, numpy_dtype
+from shipyard.serving.types import Array, InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 
 __all__ = ["features_request", "features_result", "first_score"]
 
-Array = npt.NDArray[Any]
 
 
 def _fmt(shape: tuple[int, ...]) -> str:

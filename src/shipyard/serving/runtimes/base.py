@@ -14,15 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy.typing as npt
-
 from shipyard.serving.config import ModelConfig
 from shipyard.serving.errors import InferenceFailed, InvalidInput, ShipyardError
-from shipyard.serving.types import TensorSpec
+from shipyard.serving.types import Array, TensorSpec
 
 __all__ = ["DeviceKind", "Runtime"]
 
-Array = npt.NDArray[Any]
 DeviceKind = Literal["KIND_CPU", "KIND_GPU"]
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from shipyard.serving.errors import InvalidInput
 from shipyard.serving.runtimes.base import DeviceKind, Runtime
-from shipyard.serving.types import TensorSpec
+from shipyard.serving.types import Array, TensorSpec
 
 __all__ = ["OnnxRuntime"]
 
-Array = npt.NDArray[Any]
 
 _ONNX_TO_V2 = {
     "tensor(bool)": "BOOL",

@@ -24,16 +24,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.serving.errors import InferenceFailed, InvalidInput, ShipyardError
 from shipyard.serving.runtimes.base import Runtime
-from shipyard.serving.types import TensorSpec
+from shipyard.serving.types import Array, TensorSpec
 
 __all__ = ["PmmlOptions", "PmmlRuntime"]
 
-Array = npt.NDArray[Any]
 
 #: PMML dataType -> V2 datatype (dates and times travel as strings, which JPMML parses)
 _PMML_TO_V2 = {

@@ -51,19 +51,17 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.serving.config import ModelConfig, TensorConfig
 from shipyard.serving.errors import InferenceFailed, InvalidInput, ShipyardError
 from shipyard.serving.runtimes.base import Runtime
-from shipyard.serving.types import TensorSpec, numpy_dtype
+from shipyard.serving.types import Array, TensorSpec, numpy_dtype
 
 __all__ = ["PythonRuntime"]
 
 log = logging.getLogger("shipyard.runtime.python")
 
-Array = npt.NDArray[Any]
 
 #: makes every imported module name unique (a reload of the same version gets a new one)
 _SERIAL = itertools.count(1)

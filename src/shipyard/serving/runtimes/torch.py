@@ -70,7 +70,6 @@ import zipfile
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.serving.errors import InferenceFailed, InvalidInput
@@ -83,13 +82,12 @@ from shipyard.serving.runtimes._torch_program import (
     untraceable,
 )
 from shipyard.serving.runtimes.base import DeviceKind, Runtime
-from shipyard.serving.types import TensorSpec
+from shipyard.serving.types import Array, TensorSpec
 
 __all__ = ["TorchOptions", "TorchRuntime"]
 
 log = logging.getLogger("shipyard.runtime.torch")
 
-Array = npt.NDArray[Any]
 
 
 INSTALL = "pip install 'shipyard[torch]'"
