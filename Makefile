@@ -26,8 +26,12 @@ test: install-dev  ## install everything the tests need, then lint, type-check a
 	$(BIN)/mypy src
 	$(BIN)/pytest
 
-bench: install-dev  ## speed measurements -> docs/benchmarks.md
+bench: install-dev  ## speed measurements -> docs/benchmarks.md (each command rewrites its own sections)
+	bash scripts/install_system_deps.sh wrk
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/pipeline_bench.py
+	$(BIN)/python benchmarks/pmml_bench.py
+	$(BIN)/python benchmarks/torch_bench.py
 
 demo-models: install-dev  ## rebuild the committed demo ONNX models (needs torch for the CNN)
 	$(BIN)/pip install -q torch==2.13.0
