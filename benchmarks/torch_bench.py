@@ -102,6 +102,7 @@ class Setting:
     parameters: dict[str, Any]
     model: str = "cnn"  # cnn: model.pt2; cnn_ts: the same weights as TorchScript model.pt;
     # cnn_aot: model.pt2 carrying the program and its AOTInductor code
+    instances: int = 1  # config.yaml instances; in process, as many threads call the module
     inproc: float | None = None  # rows/s
     rows: list[sb.Row] = dataclasses.field(default_factory=list)
 
@@ -120,6 +121,7 @@ def build_repository(root: Path) -> Path:
 def write_config(repo: Path, setting: Setting) -> None:
     config = {"max_batch_size": BATCH,
               "dynamic_batching": {"preferred_batch_sizes": [BATCH]},
+              "instances": setting.instances,
               "parameters": setting.parameters}
     for model in ("cnn", "cnn_aot"):
         (repo / model / "config.yaml").write_text(yaml.safe_dump(config))
@@ -171,19 +173,29 @@ def in_process(repo: Path, setting: Setting, seconds: float) -> float:
             graph.replay()
             return out
 
-    with torch.inference_mode():
-        for _ in range(5):
-            call(x).float().cpu()
-        n = 0
-        t0 = time.perf_counter()
-        while True:
-            call(x).float().cpu()  # the served path copies every output back to the host
-            n += 1
-            now = time.perf_counter()
-            if now - t0 >= seconds:
-                break
+    def loop(counts: list[int]) -> None:
+        with torch.inference_mode():
+            for _ in range(5):
+                call(x).float().cpu()
+            n = 0
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                call(x).float().cpu()  # the served path copies every output back to the host
+                n += 1
+            counts.append(n)
+
+    import threading
+
+    counts: list[int] = []  # instances > 1: as many threads call the module at once
+    threads = [threading.Thread(target=loop, args=(counts,)) for _ in range(setting.instances)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
     rt.unload()
-    return n * BATCH / (now - t0)
+    return sum(counts) * BATCH / elapsed
 
 
 def serve(repo: Path, setting: Setting, pa: TorchPerfAnalyzer, procs: sb.Processes,
@@ -218,6 +230,7 @@ def settings_for(device: str) -> list[Setting]:
 
         return [Setting("threads 1, eager", cpu(1, "eager")),
                 *(Setting(f"threads {t}, script (auto)", cpu(t, "auto")) for t in (1, 2)),
+                Setting("threads 1, script (auto), instances 2", cpu(1, "auto"), instances=2),
                 Setting("threads 1, aot (packaged)", cpu(1, "aot"), "cnn_aot"),
                 Setting("threads 1, model.pt", {"device": "cpu", "threads": 1}, "cnn_ts")]
     return [Setting(f"{dtype}{' + CUDA graphs' if graphs else ''}",
