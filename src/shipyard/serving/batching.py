@@ -37,7 +37,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -95,6 +95,18 @@ class _PerItem:
 
 #: placeholder of a request whose group has not run yet (never left in a finished result)
 _NOT_RUN: BaseException = InferenceFailed("request was not run")
+
+
+def _split(outputs: Outputs, items: list[_Item]) -> Iterator[Outputs]:
+    """Each item's own rows of one execution's outputs, in order (views, never copies)."""
+    if len(items) == 1:
+        yield outputs
+        return
+    offset = 0
+    for item in items:
+        end = offset + item.rows
+        yield {k: v[offset:end] for k, v in outputs.items()}
+        offset = end
 
 
 class DynamicBatcher:
@@ -364,12 +376,8 @@ class DynamicBatcher:
                 for i in members:
                     results[i] = exc
                 continue
-            offset = 0
-            for i in members:
-                end = offset + batch[i].rows
-                results[i] = outputs if len(members) == 1 else {
-                    k: v[offset:end] for k, v in outputs.items()}
-                offset = end
+            for i, own in zip(members, _split(outputs, [batch[i] for i in members]), strict=True):
+                results[i] = own
         return _PerItem(results, t0, t1, time.perf_counter_ns())
 
     def _error(self, exc: BaseException) -> ShipyardError:
@@ -408,17 +416,9 @@ class DynamicBatcher:
             return
         outputs, t0, t1, t2 = result
         t3 = time.perf_counter_ns()
-        if len(batch) == 1:
-            item = batch[0]
+        for item, own in zip(batch, _split(outputs, batch), strict=True):
             if not item.future.done():
-                item.future.set_result(outputs)
-        else:
-            offset = 0
-            for item in batch:
-                end = offset + item.rows
-                if not item.future.done():
-                    item.future.set_result({k: v[offset:end] for k, v in outputs.items()})
-                offset = end
+                item.future.set_result(own)
         if self._observer is not None:
             self._observer.on_execution(
                 rows, queue_ns, t1 - t0, t2 - t1, time.perf_counter_ns() - t3, True

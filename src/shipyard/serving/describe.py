@@ -18,8 +18,6 @@ __all__ = ["model_config", "model_metadata", "model_statistics", "server_metadat
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
 
 
-
-
 def server_metadata() -> dict[str, Any]:
     return {"name": "shipyard", "version": __version__, "extensions": EXTENSIONS}
 

@@ -148,7 +148,7 @@ class ModelVersion:
         through_steps = pipeline is not None and bool(pipeline.pre) and bool(warmup.inputs)
         specs = (pipeline.inner_inputs if pipeline is not None and not through_steps
                  else self.inputs)
-        text = self._runtime_text if not through_steps else self._text_inputs
+        text = self._runtime_text and not through_steps  # the steps take the bytes themselves
         inputs: dict[str, Array] = {}
         for spec in specs:
             given = warmup.inputs.get(spec.name)
