@@ -37,36 +37,42 @@ def runtime_class(backend: str) -> type[Runtime]:
     return cls
 
 
-def _pick(version_dir: Path, config: ModelConfig) -> tuple[type[Runtime], Path]:
+def _candidates(config: ModelConfig) -> list[tuple[type[Runtime], tuple[str, ...]]]:
+    """The runtimes that may read a version folder, each with the file names it would read:
+    ``config.backend``'s alone, else every runtime (whose file name matches
+    ``default_model_filename``'s kind, when that is given)."""
+    wanted = config.default_model_filename
     if config.backend is not None:
         cls = runtime_class(config.backend)
-        given = ((config.default_model_filename,) if config.default_model_filename
-                 else cls.filenames)
-        for filename in given:
+        return [(cls, (wanted,) if wanted else cls.filenames)]
+    pairs = []
+    for cls in (runtime_class(b) for b in RUNTIMES):
+        if wanted is None:
+            pairs.append((cls, cls.filenames))
+        elif Path(wanted).suffix in {Path(n).suffix for n in cls.filenames}:
+            pairs.append((cls, (wanted,)))  # a file name of the backend's kind, e.g. risk.onnx
+    return pairs
+
+
+def _pick(version_dir: Path, config: ModelConfig) -> tuple[type[Runtime], Path]:
+    candidates = _candidates(config)
+    for cls, names in candidates:
+        for filename in names:
             if (version_dir / filename).is_file():
                 return cls, version_dir / filename
+    if config.backend is not None:
+        (_, given), = candidates
         raise InvalidInput(
             f"model {config.name!r}: model file {' or '.join(repr(n) for n in given)} not "
             f"found in version folder {str(version_dir)!r} (backend {config.backend!r}); put "
             "the model file there or set default_model_filename"
         )
-    classes = [runtime_class(b) for b in RUNTIMES]
-    wanted = config.default_model_filename
-    for cls in classes:
-        if wanted is None:
-            names: tuple[str, ...] = cls.filenames
-        elif Path(wanted).suffix in {Path(n).suffix for n in cls.filenames}:
-            names = (wanted,)  # a file name of the backend's kind, e.g. risk.onnx
-        else:
-            continue
-        for filename in names:
-            if (version_dir / filename).is_file():
-                return cls, version_dir / filename
-    known = [n for cls in classes for n in cls.filenames]
-    if wanted is not None:
+    known = [n for b in RUNTIMES for n in runtime_class(b).filenames]
+    if config.default_model_filename is not None:
         raise InvalidInput(
-            f"model {config.name!r}: default_model_filename {wanted!r} is no file a backend "
-            f"reads by its name ({', '.join(known)}); set backend in config.yaml"
+            f"model {config.name!r}: default_model_filename "
+            f"{config.default_model_filename!r} is no file a backend reads by its name "
+            f"({', '.join(known)}); set backend in config.yaml"
         )
     raise InvalidInput(
         f"model {config.name!r}: model file not found in version folder {str(version_dir)!r}: "
