@@ -5,7 +5,7 @@ import warnings
 
 from shipyard.serving.grpc.protos import kserve_pb2 as shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class GRPCInferenceServiceStub:
+class GRPCInferenceServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -94,9 +94,49 @@ class GRPCInferenceServiceStub:
                 request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.RepositoryModelUnloadRequest.SerializeToString,
                 response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.RepositoryModelUnloadResponse.FromString,
                 _registered_method=True)
+        self.SystemSharedMemoryStatus = channel.unary_unary(
+                '/inference.GRPCInferenceService/SystemSharedMemoryStatus',
+                request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryStatusRequest.SerializeToString,
+                response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryStatusResponse.FromString,
+                _registered_method=True)
+        self.SystemSharedMemoryRegister = channel.unary_unary(
+                '/inference.GRPCInferenceService/SystemSharedMemoryRegister',
+                request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryRegisterRequest.SerializeToString,
+                response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryRegisterResponse.FromString,
+                _registered_method=True)
+        self.SystemSharedMemoryUnregister = channel.unary_unary(
+                '/inference.GRPCInferenceService/SystemSharedMemoryUnregister',
+                request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryUnregisterRequest.SerializeToString,
+                response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryUnregisterResponse.FromString,
+                _registered_method=True)
+        self.CudaSharedMemoryStatus = channel.unary_unary(
+                '/inference.GRPCInferenceService/CudaSharedMemoryStatus',
+                request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryStatusRequest.SerializeToString,
+                response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryStatusResponse.FromString,
+                _registered_method=True)
+        self.CudaSharedMemoryRegister = channel.unary_unary(
+                '/inference.GRPCInferenceService/CudaSharedMemoryRegister',
+                request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryRegisterRequest.SerializeToString,
+                response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryRegisterResponse.FromString,
+                _registered_method=True)
+        self.CudaSharedMemoryUnregister = channel.unary_unary(
+                '/inference.GRPCInferenceService/CudaSharedMemoryUnregister',
+                request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryUnregisterRequest.SerializeToString,
+                response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryUnregisterResponse.FromString,
+                _registered_method=True)
+        self.TraceSetting = channel.unary_unary(
+                '/inference.GRPCInferenceService/TraceSetting',
+                request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.TraceSettingRequest.SerializeToString,
+                response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.TraceSettingResponse.FromString,
+                _registered_method=True)
+        self.LogSettings = channel.unary_unary(
+                '/inference.GRPCInferenceService/LogSettings',
+                request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.LogSettingsRequest.SerializeToString,
+                response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.LogSettingsResponse.FromString,
+                _registered_method=True)
 
 
-class GRPCInferenceServiceServicer:
+class GRPCInferenceServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def ServerLive(self, request, context):
@@ -171,6 +211,54 @@ class GRPCInferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SystemSharedMemoryStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SystemSharedMemoryRegister(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SystemSharedMemoryUnregister(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CudaSharedMemoryStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CudaSharedMemoryRegister(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CudaSharedMemoryUnregister(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TraceSetting(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GRPCInferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +322,46 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.RepositoryModelUnloadRequest.FromString,
                     response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.RepositoryModelUnloadResponse.SerializeToString,
             ),
+            'SystemSharedMemoryStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SystemSharedMemoryStatus,
+                    request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryStatusRequest.FromString,
+                    response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryStatusResponse.SerializeToString,
+            ),
+            'SystemSharedMemoryRegister': grpc.unary_unary_rpc_method_handler(
+                    servicer.SystemSharedMemoryRegister,
+                    request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryRegisterRequest.FromString,
+                    response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryRegisterResponse.SerializeToString,
+            ),
+            'SystemSharedMemoryUnregister': grpc.unary_unary_rpc_method_handler(
+                    servicer.SystemSharedMemoryUnregister,
+                    request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryUnregisterRequest.FromString,
+                    response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryUnregisterResponse.SerializeToString,
+            ),
+            'CudaSharedMemoryStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.CudaSharedMemoryStatus,
+                    request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryStatusRequest.FromString,
+                    response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryStatusResponse.SerializeToString,
+            ),
+            'CudaSharedMemoryRegister': grpc.unary_unary_rpc_method_handler(
+                    servicer.CudaSharedMemoryRegister,
+                    request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryRegisterRequest.FromString,
+                    response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryRegisterResponse.SerializeToString,
+            ),
+            'CudaSharedMemoryUnregister': grpc.unary_unary_rpc_method_handler(
+                    servicer.CudaSharedMemoryUnregister,
+                    request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryUnregisterRequest.FromString,
+                    response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryUnregisterResponse.SerializeToString,
+            ),
+            'TraceSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.TraceSetting,
+                    request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.TraceSettingRequest.FromString,
+                    response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.TraceSettingResponse.SerializeToString,
+            ),
+            'LogSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogSettings,
+                    request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.LogSettingsRequest.FromString,
+                    response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.LogSettingsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'inference.GRPCInferenceService', rpc_method_handlers)
@@ -242,7 +370,7 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class GRPCInferenceService:
+class GRPCInferenceService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -559,6 +687,222 @@ class GRPCInferenceService:
             '/inference.GRPCInferenceService/RepositoryModelUnload',
             shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.RepositoryModelUnloadRequest.SerializeToString,
             shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.RepositoryModelUnloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SystemSharedMemoryStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/SystemSharedMemoryStatus',
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryStatusRequest.SerializeToString,
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SystemSharedMemoryRegister(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/SystemSharedMemoryRegister',
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryRegisterRequest.SerializeToString,
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryRegisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SystemSharedMemoryUnregister(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/SystemSharedMemoryUnregister',
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryUnregisterRequest.SerializeToString,
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.SystemSharedMemoryUnregisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CudaSharedMemoryStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/CudaSharedMemoryStatus',
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryStatusRequest.SerializeToString,
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CudaSharedMemoryRegister(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/CudaSharedMemoryRegister',
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryRegisterRequest.SerializeToString,
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryRegisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CudaSharedMemoryUnregister(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/CudaSharedMemoryUnregister',
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryUnregisterRequest.SerializeToString,
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.CudaSharedMemoryUnregisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TraceSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/TraceSetting',
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.TraceSettingRequest.SerializeToString,
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.TraceSettingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/LogSettings',
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.LogSettingsRequest.SerializeToString,
+            shipyard_dot_serving_dot_grpc_dot_protos_dot_kserve__pb2.LogSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,7 +5,7 @@ import warnings
 
 from shipyard.serving.grpc.protos import model_service_pb2 as shipyard_dot_serving_dot_grpc_dot_protos_dot_model__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class ModelServiceStub:
+class ModelServiceStub(object):
     """定义模型推理服务 (model prediction service)
     """
 
@@ -42,7 +42,7 @@ class ModelServiceStub:
                 _registered_method=True)
 
 
-class ModelServiceServicer:
+class ModelServiceServicer(object):
     """定义模型推理服务 (model prediction service)
     """
 
@@ -68,7 +68,7 @@ def add_ModelServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ModelService:
+class ModelService(object):
     """定义模型推理服务 (model prediction service)
     """
 
