@@ -397,6 +397,8 @@ class RssWatch:
 NO_5XX = frozenset(range(100, 500))
 #: the client asked for a deadline it cannot meet: 504 is the documented answer
 DEADLINE = frozenset({*range(100, 500), 504})
+#: odd but valid: it must be answered
+OK = frozenset({200})
 
 GRPC_CLIENT_CODES = frozenset({
     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
@@ -699,19 +701,31 @@ def rest_json_cases() -> Iterator[Case]:
     for name, dt in weird:
         yield Rest(f"datatype-{name}", "rest", payload=body(features(datatype=dt)))
 
-    # -- unknown fields -------------------------------------------------------------------------
-    yield Rest("unknown-field-proto", "rest", payload=body(features(), __proto__={}))
-    yield Rest("unknown-field-empty-key", "rest", payload=dumps({"inputs": [features()], "": 1}))
-    yield Rest("unknown-field-100k-key", "rest",
+    def answered_by(model: str) -> Callable[[Reply], None]:
+        def check(reply: Reply) -> None:
+            assert reply.json()["model_name"] == model
+        return check
+
+    # -- unknown fields: ignored (the OIP schema allows extra properties) ------------------------
+    yield Rest("unknown-field-proto", "rest", payload=body(features(), __proto__={}), allow=OK)
+    yield Rest("unknown-field-empty-key", "rest", payload=dumps({"inputs": [features()], "": 1}),
+               allow=OK)
+    yield Rest("unknown-field-100k-key", "rest", allow=OK,
                payload=dumps({"inputs": [features()], "x" * 100_000: 1}))
     yield Rest("unknown-field-inputs-with-space", "rest",
                payload=dumps({"inputs ": [features()]}))
     yield Rest("unknown-field-uppercase-inputs", "rest", payload=dumps({"INPUTS": [features()]}))
-    yield Rest("unknown-field-model-name", "rest", payload=body(features(), model_name="cnn"))
-    yield Rest("unknown-input-field-Name", "rest", payload=body({**features(), "Name": "x"}))
-    yield Rest("unknown-input-field-contents", "rest",
+    # the body's model_name does not pick the model: the path does (risk answers, not cnn)
+    yield Rest("unknown-field-model-name", "rest", payload=body(features(), model_name="cnn"),
+               allow=OK, check=answered_by("risk"))
+    yield Rest("unknown-input-field-Name", "rest", payload=body({**features(), "Name": "x"}),
+               allow=OK)
+    yield Rest("unknown-input-field-contents", "rest", allow=OK,
                payload=body({**features(), "contents": {"fp32_contents": [1]}}))
-    yield Rest("unknown-output-field", "rest",
+    yield Rest("unknown-input-field-contents-without-data", "rest",
+               payload=body({k: v for k, v in features().items() if k != "data"}
+                            | {"contents": {"fp32_contents": [1]}}))
+    yield Rest("unknown-output-field", "rest", allow=OK,
                payload=body(features(), outputs=[{"name": "score", "binary_data": True}]))
     yield Rest("unknown-request-parameters-are-free-form", "rest", allow=NO_5XX,
                payload=body(features(), parameters={"foo": 1, "binary_data_output": "yes"}))

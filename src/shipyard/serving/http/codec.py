@@ -21,9 +21,10 @@ from shipyard.serving.types import InferenceRequest, InferenceResponse, Requeste
 
 __all__ = ["decode_infer_request", "encode_infer_response", "parse_json"]
 
+#: the fields the V2 protocol defines; others (the kserve SDK's top-level ``model_name``, say)
+#: are accepted and ignored, as the OIP schema does not forbid extra properties
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "datatype", "shape", "parameters", "data"})
-_OUTPUT_KEYS = frozenset({"name", "parameters"})
 
 
 def parse_json(body: bytes | memoryview, what: str = "request body") -> Any:
@@ -41,10 +42,11 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _unknown(obj: dict[str, Any], allowed: frozenset[str], what: str) -> None:
-    """Raise for fields outside ``allowed`` (call only when ``obj.keys() <= allowed`` fails)."""
-    extra = set(obj) - allowed
-    raise InvalidInput(f"{what}: unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+def _ignored(obj: dict[str, Any], known: frozenset[str]) -> str:
+    """For a message about a missing field: the fields of ``obj`` that were ignored, which may
+    be the missing one misspelt ("" when there are none)."""
+    extra = sorted(set(obj) - known)
+    return f" (ignored unknown field(s) {brief(extra)})" if extra else ""
 
 
 def _decode_data(name: str, datatype: str, shape: tuple[int, ...], data: Any
@@ -84,12 +86,11 @@ def decode_infer_request(
     else:
         doc = parse_json(body)
     doc = _mapping(doc, "request body")
-    if not doc.keys() <= _REQUEST_KEYS:
-        _unknown(doc, _REQUEST_KEYS, "request")
     params = _mapping(doc.get("parameters"), "request 'parameters'")
     inputs_doc = doc.get("inputs")
     if not isinstance(inputs_doc, list) or not inputs_doc:
-        raise InvalidInput("request needs 'inputs': a non-empty list of input tensors")
+        raise InvalidInput("request needs 'inputs': a non-empty list of input tensors"
+                           + ("" if "inputs" in doc else _ignored(doc, _REQUEST_KEYS)))
     rid = doc.get("id", "")
     if not isinstance(rid, str):
         raise InvalidInput(f"request 'id' must be a string, got {brief(rid)}")
@@ -101,8 +102,6 @@ def decode_infer_request(
         name = item.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidInput(f"inputs[{i}] needs a 'name' string, got {brief(name)}")
-        if not item.keys() <= _INPUT_KEYS:
-            _unknown(item, _INPUT_KEYS, f"input {name!r}")
         datatype = check_datatype(name, item.get("datatype"))
         shape = check_shape(name, item.get("shape"))
         iparams = item.get("parameters")
@@ -131,6 +130,7 @@ def decode_infer_request(
             if "data" not in item:
                 raise InvalidInput(
                     f"input {name!r} has no 'data' and no parameters.binary_data_size"
+                    + _ignored(item, _INPUT_KEYS)
                 )
             data, null_refusal = _decode_data(name, datatype, shape, item["data"])
         inputs.append(Tensor(name, datatype, shape, data, iparams, null_refusal))
@@ -151,8 +151,6 @@ def decode_infer_request(
             oname = out.get("name")
             if not isinstance(oname, str):
                 raise InvalidInput(f"outputs[{j}] needs a 'name' string, got {brief(oname)}")
-            if not out.keys() <= _OUTPUT_KEYS:
-                _unknown(out, _OUTPUT_KEYS, f"output {oname!r}")
             oparams = out.get("parameters")
             if oparams is None:
                 oparams = {}
