@@ -185,13 +185,14 @@ def encode_infer_response(
         else:
             entry["data"] = to_json_data(out.name, out.data)
         outputs.append(entry)
+    # "id" is always there ("" when the request gave none): the OIP response schema (and the
+    # kserve SDK's InferenceResponse model) requires it
     doc: dict[str, Any] = {
         "model_name": response.model_name,
         "model_version": response.model_version,
+        "id": response.id,
         "outputs": outputs,
     }
-    if response.id:
-        doc["id"] = response.id
     header = orjson.dumps(doc)
     if not blobs:
         return header, None
