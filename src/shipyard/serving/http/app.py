@@ -50,6 +50,10 @@ _JSON = b"application/json"
 #: after a 413 on a streamed body, read and drop up to this much more so the client sees it
 _DRAIN_AFTER_413 = 16 * 1024 * 1024
 _OCTET = b"application/octet-stream"
+#: the OIP's health bodies (the status code says the same: 200 or 503)
+_LIVE = orjson.dumps({"live": True})
+_READY = orjson.dumps({"ready": True})
+_NOT_READY = orjson.dumps({"ready": False})
 
 
 #: an HttpApp route method: ``(scope, receive, send, *parameters)``
@@ -115,10 +119,13 @@ class HttpApp:
         await _send(send, 200, orjson.dumps(server_metadata()))
 
     async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send(send, 200, b"")
+        await _send(send, 200, _LIVE)
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send(send, 200 if self.models.ready and self.accepting else 503, b"")
+        if self.models.ready and self.accepting:
+            await _send(send, 200, _READY)
+        else:
+            await _send(send, 503, _NOT_READY)
 
     async def _all_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats = [model_statistics(mv) for mv in self.models.all_versions()]
@@ -145,10 +152,11 @@ class HttpApp:
             self.models.get(name, version)  # 404 for an unknown model or version
         else:
             self.models.versions(name)  # 404 for an unknown model
-        reason = self.models.not_ready_reason(name, version)
-        if reason and not self.models.model_ready(name, version):
-            return await _send(send, 503, orjson.dumps({"ready": False, "reason": reason}))
-        await _send(send, 200, b"")
+        if not self.models.model_ready(name, version):
+            reason = self.models.not_ready_reason(name, version)
+            return await _send(send, 503, orjson.dumps(
+                {"name": name, "ready": False, "reason": reason}))
+        await _send(send, 200, orjson.dumps({"name": name, "ready": True}))
 
     async def _model_config(self, scope: Scope, receive: Receive, send: Send, name: str,
                             version: str = "") -> None:

@@ -84,7 +84,7 @@ def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": route.ok or route.summary,
                                          **_answer(route.answer)}}
     for status, text in route.statuses:
-        responses[str(status)] = {"description": text}
+        responses[str(status)] = {"description": text, **_answer(route.answer)}
     for code in route.errors:
         responses[str(HTTP_STATUS[code])] = {"description": _ERROR_TEXT[code], **_json(_ERROR)}
     op["responses"] = responses
@@ -100,6 +100,9 @@ def _paths() -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
+    tensor_meta = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+        "name": {"type": "string"}, "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}}}}
     tensor_in = {
         "type": "object", "required": ["name", "datatype", "shape"],
         "properties": {
@@ -122,15 +125,38 @@ def openapi_document() -> dict[str, Any]:
                        "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "string"}},
                       "required": ["error"]},
+            "ServerLiveResponse": {"type": "object", "required": ["live"],
+                                   "properties": {"live": {"type": "boolean"}}},
+            "ServerReadyResponse": {"type": "object", "required": ["ready"],
+                                    "properties": {"ready": {"type": "boolean"}}},
+            "ModelReadyResponse": {"type": "object", "required": ["name", "ready"],
+                                   "properties": {"name": {"type": "string"},
+                                                  "ready": {"type": "boolean"},
+                                                  "reason": {"type": "string"}}},
+            "ServerMetadataResponse": {
+                "type": "object", "required": ["name", "version", "extensions"], "properties": {
+                    "name": {"type": "string"}, "version": {"type": "string"},
+                    "extensions": {"type": "array", "items": {"type": "string"}}}},
+            "ModelMetadataResponse": {
+                "type": "object", "required": ["name", "platform", "inputs", "outputs"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "versions": {"type": "array", "items": {"type": "string"}},
+                    "platform": {"type": "string"},
+                    "inputs": {"type": "array", "items": tensor_meta},
+                    "outputs": {"type": "array", "items": tensor_meta},
+                    "properties": {"type": "object",
+                                   "additionalProperties": {"type": "string"}}}},
             "InferRequest": {"type": "object", "required": ["inputs"], "properties": {
                 "id": {"type": "string"}, "parameters": {"type": "object"},
                 "inputs": {"type": "array", "items": tensor_in, "minItems": 1},
                 "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
                             "properties": {"name": {"type": "string"},
                                            "parameters": {"type": "object"}}}}}},
-            "InferResponse": {"type": "object", "properties": {
-                "model_name": {"type": "string"}, "model_version": {"type": "string"},
-                "id": {"type": "string"}, "outputs": {"type": "array", "items": tensor_in}}},
+            "InferResponse": {
+                "type": "object", "required": ["model_name", "id", "outputs"], "properties": {
+                    "model_name": {"type": "string"}, "model_version": {"type": "string"},
+                    "id": {"type": "string"}, "outputs": {"type": "array", "items": tensor_in}}},
             "PredictRequest": {"type": "object", "required": ["features"], "properties": {
                 "features": {"type": "array", "minItems": 1, "items": {
                     "oneOf": [{"type": "number"},

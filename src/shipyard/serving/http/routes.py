@@ -45,7 +45,8 @@ class Route:
     body: str | None = None
     """Components schema of the request body (None: no body is documented)."""
     statuses: tuple[tuple[int, str], ...] = ()
-    """Other answers with an empty body, e.g. ``(503, "Not ready")``."""
+    """Other answers whose body has the 200 answer's schema, e.g. ``(503, "Not ready")`` for a
+    health check that answers ``{"ready": false}``."""
     bearer: bool = False
     """The call needs the control bearer token."""
     documented: bool = True
@@ -62,9 +63,10 @@ def _model_routes(prefix: str) -> list[Route]:
     """The routes of one model (``prefix``: the model, or one version of it)."""
     return [
         Route("GET", prefix, "model_metadata", "Model metadata", (_E.NOT_FOUND, _E.UNAVAILABLE),
-              answer="object"),
+              answer="ModelMetadataResponse"),
         Route("GET", f"{prefix}/ready", "model_ready", "200 when the model is ready",
-              (_E.NOT_FOUND, _E.UNAVAILABLE)),
+              (_E.NOT_FOUND,), ok="Ready", answer="ModelReadyResponse",
+              statuses=((503, "Not ready (the body says why)"),)),
         Route("GET", f"{prefix}/config", "model_config", "Model configuration (Triton's JSON)",
               (_E.NOT_FOUND, _E.UNAVAILABLE), answer="object"),
         Route("GET", f"{prefix}/stats", "model_stats", "Model statistics (Triton's JSON)",
@@ -81,10 +83,11 @@ def _model_routes(prefix: str) -> list[Route]:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/v2", "server_metadata", "Server metadata", ok="Metadata", answer="object"),
-    Route("GET", "/v2/health/live", "live", "Liveness", ok="Alive"),
+    Route("GET", "/v2", "server_metadata", "Server metadata", ok="Metadata",
+          answer="ServerMetadataResponse"),
+    Route("GET", "/v2/health/live", "live", "Liveness", ok="Alive", answer="ServerLiveResponse"),
     Route("GET", "/v2/health/ready", "ready", "Readiness", ok="Ready",
-          statuses=((503, "Not ready"),)),
+          answer="ServerReadyResponse", statuses=((503, "Not ready"),)),
     Route("GET", "/v2/models/stats", "all_stats", "Statistics of every model", ok="Statistics",
           answer="object"),
     Route("POST", "/v2/repository/index", "repository_index",
