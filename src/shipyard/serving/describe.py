@@ -12,7 +12,9 @@ from shipyard import __version__
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.stats import Duration, ModelStats
 
-__all__ = ["model_config", "model_metadata", "model_statistics", "server_metadata"]
+__all__ = [
+    "model_config", "model_metadata", "model_properties", "model_statistics", "server_metadata",
+]
 
 #: the extensions this server implements (and only those)
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
@@ -31,7 +33,45 @@ def model_metadata(mv: ModelVersion, versions: list[int]) -> dict[str, Any]:
                    for s in mv.inputs],
         "outputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}
                     for s in mv.outputs],
+        "properties": model_properties(mv),
     }
+
+
+def _step_names(steps: list[str | dict[str, Any]]) -> str:
+    return ",".join(step if isinstance(step, str) else ",".join(step) for step in steps)
+
+
+def model_properties(mv: ModelVersion) -> dict[str, str]:
+    """The OIP's optional model ``properties`` (strings only): what the config says about how
+    the model is served, where there is something to say."""
+    cfg = mv.config
+    props: dict[str, str] = {}
+    backend = mv.runtime_type.backend if mv.runtime_type is not None else cfg.backend
+    if backend:
+        props["backend"] = backend
+    if mv.platform != "ensemble":
+        props["device_kind"] = mv.device_kind
+        props["instances"] = str(cfg.instances)
+    props["max_batch_size"] = str(mv.max_batch_size)
+    if mv.max_batch_size > 0:
+        batching = cfg.dynamic_batching
+        props["dynamic_batching"] = "true"
+        props["max_queue_delay_us"] = str(batching.max_queue_delay_us)
+        if batching.preferred_batch_sizes:
+            props["preferred_batch_sizes"] = ",".join(map(str, batching.preferred_batch_sizes))
+    for output, labels in sorted(cfg.labels.items()):
+        props[f"labels.{output}"] = str(len(labels))
+    if cfg.preprocess:
+        props["preprocess"] = _step_names(cfg.preprocess)
+    if cfg.postprocess:
+        props["postprocess"] = _step_names(cfg.postprocess)
+    if cfg.ensemble is not None:
+        props["ensemble_steps"] = ",".join(
+            step.model if step.version is None else f"{step.model}:{step.version}"
+            for step in cfg.ensemble.steps)
+    if cfg.default_timeout_ms is not None:
+        props["default_timeout_ms"] = str(cfg.default_timeout_ms)
+    return props
 
 
 def _type(datatype: str) -> str:
