@@ -197,14 +197,16 @@ class GrpcFrontend:
     async def repository_load(self, request: pb.RepositoryModelLoadRequest, context: Any
                               ) -> pb.RepositoryModelLoadResponse:
         self.control.check(_authorization(context), "load")
-        await self.control.manager.load(request.model_name)
-        return pb.RepositoryModelLoadResponse()
+        name = _repository_model(request)
+        await self.control.manager.load(name)
+        return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
 
     async def repository_unload(self, request: pb.RepositoryModelUnloadRequest, context: Any
                                 ) -> pb.RepositoryModelUnloadResponse:
         self.control.check(_authorization(context), "unload")
-        await self.control.manager.unload(request.model_name)
-        return pb.RepositoryModelUnloadResponse()
+        name = _repository_model(request)
+        await self.control.manager.unload(name)
+        return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -280,6 +282,15 @@ class GrpcFrontend:
             raise InvalidInput("ModelRequest.features is empty; send the model's feature values")
         response = await mv.infer(features_request(mv, list(request.features)))
         return simple_pb.ModelResponse(score=first_score(response))
+
+
+def _repository_model(
+    request: pb.RepositoryModelLoadRequest | pb.RepositoryModelUnloadRequest,
+) -> str:
+    """The model a load/unload names: ``model_name`` (Triton's field 2), else field 1, where the
+    kserve SDK's proto puts the model name (Triton's ``repository_name``, which names a
+    repository this server does not have)."""
+    return request.model_name or request.repository_name
 
 
 def _request_id(data: bytes) -> str:
