@@ -40,11 +40,13 @@ from shipyard.serving.types import DATATYPES, Array, RequestedOutput, Tensor
 
 __all__ = [
     "MAX_REGIONS",
+    "NO_REGIONS",
     "SHM_DIRECTORY",
     "Region",
     "ShmRef",
     "SystemSharedMemory",
     "cuda_shared_memory_refusal",
+    "output_places",
     "shm_ref",
 ]
 
@@ -114,6 +116,17 @@ def shm_ref(params: dict[str, Any], what: str) -> ShmRef | None:
     size = _count(params["shared_memory_byte_size"], what, "shared_memory_byte_size")
     offset = _count(params.get("shared_memory_offset", 0), what, "shared_memory_offset")
     return ShmRef(region, offset, size)
+
+
+def output_places(outputs: list[RequestedOutput] | None) -> dict[str, ShmRef]:
+    """The requested outputs asked for in shared memory: name -> placement (parsed, not yet
+    checked against the regions)."""
+    places = {}
+    for o in outputs or ():
+        ref = shm_ref(o.parameters, f"output {o.name!r}") if o.parameters else None
+        if ref is not None:
+            places[o.name] = ref
+    return places
 
 
 def _check_name(name: Any) -> str:
@@ -295,14 +308,11 @@ class SystemSharedMemory:
                     f"shared_memory_byte_size to {need}")
         return decode_raw(name, datatype, shape, self.read(ref, what))
 
-    def output_ref(self, output: RequestedOutput) -> ShmRef | None:
-        """The placement a requested output asks for, checked against its region before the
-        model runs (None: answered in the response)."""
-        what = f"output {output.name!r}"
-        ref = shm_ref(output.parameters, what)
-        if ref is not None:
-            self._window(ref, what)
-        return ref
+    def check_outputs(self, outputs: list[RequestedOutput] | None) -> None:
+        """Check the outputs asked for in shared memory against their regions, before the
+        model runs (an unknown region, a window past the region's end)."""
+        for name, ref in output_places(outputs).items():
+            self._window(ref, f"output {name!r}")
 
     def write_output(self, tensor: Tensor, ref: ShmRef) -> dict[str, Any]:
         """Write an output into its region; the parameters its answer carries."""
@@ -334,3 +344,7 @@ def cuda_shared_memory_refusal() -> Unimplemented:
         f"{why}; 'cuda_shared_memory' is not among the extensions in the server metadata. "
         "Use system shared memory (/v2/systemsharedmemory, SystemSharedMemoryRegister) or "
         "send tensors in the request")
+
+
+#: an empty registry, for a codec called without the server's (nothing registers into it)
+NO_REGIONS = SystemSharedMemory()
