@@ -69,6 +69,9 @@ def test_openapi_document_lists_the_routes() -> None:
 
 def check_no_server_error(case: Any, server: ServerProcess) -> None:
     response = case.call(base_url=f"http://{server.http_url}", timeout=TIMEOUT)
+    declared = DOCUMENT["paths"].get(case.path, {}).get(case.method.lower(), {})
+    if response.status_code == 501 and "501" in declared.get("responses", {}):
+        return  # a documented refusal (CUDA shared memory), not a server error
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path} -> {response.status_code}: "
         f"{response.text[:500]}\n{case.as_curl_command()}")

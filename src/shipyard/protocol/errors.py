@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "AlreadyExists",
     "ErrorCode",
     "InferenceFailed",
     "InvalidInput",
@@ -21,10 +22,12 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "QueueFull",
+    "RegionNotFound",
     "RequestTimeout",
     "ServerShuttingDown",
     "ShipyardError",
     "Unauthenticated",
+    "Unimplemented",
     "brief",
 ]
 
@@ -49,6 +52,7 @@ class ErrorCode(StrEnum):
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
     UNAVAILABLE = "UNAVAILABLE"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
@@ -128,6 +132,24 @@ class InferenceFailed(ShipyardError):
     """The runtime failed while executing a request that passed validation."""
 
     code = ErrorCode.INTERNAL
+
+
+class RegionNotFound(ShipyardError):
+    """No shared-memory region of that name is registered (its status was asked for)."""
+
+    code = ErrorCode.NOT_FOUND
+
+
+class AlreadyExists(ShipyardError):
+    """The object to create exists already (a shared-memory region of that name)."""
+
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class Unimplemented(ShipyardError):
+    """The server does not offer this operation (CUDA shared memory)."""
+
+    code = ErrorCode.UNIMPLEMENTED
 
 
 class NotFound(ShipyardError):

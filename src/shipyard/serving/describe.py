@@ -17,7 +17,8 @@ __all__ = [
 ]
 
 #: the extensions this server implements (and only those)
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics",
+              "system_shared_memory"]
 
 
 def server_metadata() -> dict[str, Any]:

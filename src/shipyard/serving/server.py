@@ -17,6 +17,7 @@ from shipyard.serving.http import HttpApp
 from shipyard.serving.http.servers import HttpListener, http_server
 from shipyard.serving.lifecycle import ModelManager
 from shipyard.serving.registry import ModelRegistry
+from shipyard.serving.shm import SystemSharedMemory
 
 __all__ = ["Server", "run"]
 
@@ -46,11 +47,13 @@ class Server:
             startup_models=settings.load_models,
         )
         control = Control(self.manager, settings.control_token)
+        #: the system shared-memory regions, one registry for both frontends
+        self.shm = SystemSharedMemory()
         self.http_app = HttpApp(self.models, control, default_model=settings.default_model,
                                 max_body_bytes=settings.max_body_bytes,
-                                max_json_bytes=settings.max_json_bytes)
+                                max_json_bytes=settings.max_json_bytes, shm=self.shm)
         self.grpc_frontend = GrpcFrontend(self.models, control,
-                                          default_model=settings.default_model)
+                                          default_model=settings.default_model, shm=self.shm)
         self.http_port = 0
         self.grpc_port = 0
         self._stop = asyncio.Event()
@@ -103,6 +106,7 @@ class Server:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.models.drain(), timeout=max(grace, 0.1))
         self.models.unload_all()
+        self.shm.close()
         log.info("stopped")
 
 

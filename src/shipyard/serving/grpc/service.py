@@ -24,6 +24,7 @@ from shipyard.serving.grpc.errors import GRPC_STATUS
 from shipyard.serving.grpc.protos import kserve_pb2 as pb
 from shipyard.serving.grpc.protos import model_service_pb2 as simple_pb
 from shipyard.serving.registry import ModelRegistry
+from shipyard.serving.shm import SystemSharedMemory, cuda_shared_memory_refusal
 from shipyard.serving.simple import features_request, first_score
 
 __all__ = ["GrpcFrontend"]
@@ -98,10 +99,11 @@ class GrpcFrontend:
     """KServe V2 ``inference.GRPCInferenceService`` plus the seed's ``ModelService``."""
 
     def __init__(self, models: ModelRegistry, control: Control, *,
-                 default_model: str = "risk") -> None:
+                 default_model: str = "risk", shm: SystemSharedMemory | None = None) -> None:
         self.models = models
         self.control = control
         self.default_model = default_model
+        self.shm = shm if shm is not None else SystemSharedMemory()
         self.accepting = True
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
@@ -131,6 +133,21 @@ class GrpcFrontend:
             "RepositoryModelUnload": unary(self.repository_unload,
                                            pb.RepositoryModelUnloadRequest,
                                            pb.RepositoryModelUnloadResponse),
+            "SystemSharedMemoryStatus": unary(self.shm_status, pb.SystemSharedMemoryStatusRequest,
+                                              pb.SystemSharedMemoryStatusResponse),
+            "SystemSharedMemoryRegister": unary(self.shm_register,
+                                                pb.SystemSharedMemoryRegisterRequest,
+                                                pb.SystemSharedMemoryRegisterResponse),
+            "SystemSharedMemoryUnregister": unary(self.shm_unregister,
+                                                  pb.SystemSharedMemoryUnregisterRequest,
+                                                  pb.SystemSharedMemoryUnregisterResponse),
+            "CudaSharedMemoryStatus": unary(self.cuda_shm, pb.CudaSharedMemoryStatusRequest,
+                                            pb.CudaSharedMemoryStatusResponse),
+            "CudaSharedMemoryRegister": unary(self.cuda_shm, pb.CudaSharedMemoryRegisterRequest,
+                                              pb.CudaSharedMemoryRegisterResponse),
+            "CudaSharedMemoryUnregister": unary(self.cuda_shm,
+                                                pb.CudaSharedMemoryUnregisterRequest,
+                                                pb.CudaSharedMemoryUnregisterResponse),
         }
         v2["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
             self.model_stream_infer,
@@ -208,13 +225,34 @@ class GrpcFrontend:
         await self.control.manager.unload(name)
         return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
 
+    # -- shared memory ------------------------------------------------------------------------
+
+    async def shm_status(self, request: pb.SystemSharedMemoryStatusRequest, context: Any
+                         ) -> pb.SystemSharedMemoryStatusResponse:
+        regions = {r["name"]: r for r in self.shm.status(request.name)}
+        return json_format.ParseDict(  # type: ignore[no-any-return]
+            {"regions": regions}, pb.SystemSharedMemoryStatusResponse())
+
+    async def shm_register(self, request: pb.SystemSharedMemoryRegisterRequest, context: Any
+                           ) -> pb.SystemSharedMemoryRegisterResponse:
+        self.shm.register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def shm_unregister(self, request: pb.SystemSharedMemoryUnregisterRequest,
+                             context: Any) -> pb.SystemSharedMemoryUnregisterResponse:
+        self.shm.unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    async def cuda_shm(self, request: Any, context: Any) -> NoReturn:
+        raise cuda_shared_memory_refusal()
+
     # -- inference ----------------------------------------------------------------------------
 
     async def model_infer(self, request: pb.ModelInferRequest,
                           context: grpc.aio.ServicerContext[Any, Any]) -> pb.ModelInferResponse:
         mv = self.models.get(request.model_name, request.model_version)
-        core = decode_infer_request(request, context.time_remaining())
-        return encode_infer_response(await mv.infer(core))
+        core = decode_infer_request(request, context.time_remaining(), self.shm)
+        return encode_infer_response(await mv.infer(core), core, self.shm)
 
     async def model_stream_infer(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]

@@ -39,6 +39,7 @@ from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
 from shipyard.serving.http.routes import ROUTES, Router
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
 from shipyard.serving.registry import ModelRegistry
+from shipyard.serving.shm import SystemSharedMemory, cuda_shared_memory_refusal
 from shipyard.serving.simple import features_request, features_result
 
 __all__ = ["HttpApp"]
@@ -54,6 +55,8 @@ _OCTET = b"application/octet-stream"
 _LIVE = orjson.dumps({"live": True})
 _READY = orjson.dumps({"ready": True})
 _NOT_READY = orjson.dumps({"ready": False})
+#: the fields of a system shared-memory register body (Triton's)
+_REGISTER_KEYS = frozenset({"key", "offset", "byte_size"})
 
 
 #: an HttpApp route method: ``(scope, receive, send, *parameters)``
@@ -70,8 +73,10 @@ class HttpApp:
     def __init__(
         self, models: ModelRegistry, control: Control, *, default_model: str = "risk",
         max_body_bytes: int = 64 * 1024 * 1024, max_json_bytes: int = 16 * 1024 * 1024,
+        shm: SystemSharedMemory | None = None,
     ) -> None:
         self.models = models
+        self.shm = shm if shm is not None else SystemSharedMemory()
         self.control = control
         self.default_model = default_model
         self.max_body_bytes = max_body_bytes
@@ -193,6 +198,42 @@ class HttpApp:
         await self.control.manager.unload(name)
         await _send(send, 200, b"")
 
+    # -- shared memory ------------------------------------------------------------------------
+
+    async def _shm_status(self, scope: Scope, receive: Receive, send: Send,
+                          name: str = "") -> None:
+        await _send(send, 200, orjson.dumps(self.shm.status(name)))
+
+    async def _shm_register(self, scope: Scope, receive: Receive, send: Send,
+                            name: str) -> None:
+        doc = parse_json(await self._body(receive, _headers(scope), json=True))
+        what = f"register body of system shared memory region {name!r}"
+        if not isinstance(doc, dict):
+            raise InvalidInput(
+                f"{what} must be a JSON object {{\"key\", \"offset\", \"byte_size\"}}, got "
+                f"{type(doc).__name__}")
+        extra = set(doc) - _REGISTER_KEYS
+        if extra:
+            raise InvalidInput(
+                f"{what}: unknown field(s) {sorted(extra)}; allowed: {sorted(_REGISTER_KEYS)}")
+        for needed in ("key", "byte_size"):
+            if needed not in doc:
+                raise InvalidInput(f"{what} needs {needed!r}; send {{\"key\": \"/name\", "
+                                   "\"offset\": 0, \"byte_size\": N}")
+        self.shm.register(name, doc["key"], doc.get("offset", 0), doc["byte_size"])
+        await _send(send, 200, b"")
+
+    async def _shm_unregister(self, scope: Scope, receive: Receive, send: Send,
+                              name: str = "") -> None:
+        await self._body(receive, _headers(scope))
+        self.shm.unregister(name)
+        await _send(send, 200, b"")
+
+    async def _cuda_shm(self, scope: Scope, receive: Receive, send: Send, *params: str) -> None:
+        if scope["method"] == "POST":
+            await self._body(receive, _headers(scope))
+        raise cuda_shared_memory_refusal()
+
     # -- inference ----------------------------------------------------------------------------
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str,
@@ -205,12 +246,12 @@ class HttpApp:
         if json_size is not None and json_size > self.max_json_bytes:
             raise PayloadTooLarge(self._json_too_large(json_size))
         request = decode_infer_request(
-            body, None if hlen is None else hlen.decode("latin-1"), name, version)
+            body, None if hlen is None else hlen.decode("latin-1"), name, version, self.shm)
         _timeout_header(headers, request)
         # resolve the version again now, with no await before it enters a queue: a hot reload
         # may have swapped versions while the body was read
         response = await self.models.get(name, version).infer(request)
-        payload, header_len = encode_infer_response(request, response)
+        payload, header_len = encode_infer_response(request, response, self.shm)
         if header_len is None:
             await _send(send, 200, payload)
         else:

@@ -17,6 +17,7 @@ from shipyard.serving.codecs import (
     to_json_data,
 )
 from shipyard.serving.errors import InvalidInput, brief
+from shipyard.serving.shm import NO_REGIONS, SystemSharedMemory, output_places, shm_ref
 from shipyard.serving.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 
 __all__ = ["decode_infer_request", "encode_infer_response", "parse_json"]
@@ -66,9 +67,12 @@ def _decode_data(name: str, datatype: str, shape: tuple[int, ...], data: Any
 
 
 def decode_infer_request(
-    body: bytes, header_length: str | None, model: str, version: str
+    body: bytes, header_length: str | None, model: str, version: str,
+    shm: SystemSharedMemory | None = None,
 ) -> InferenceRequest:
-    """Body of ``POST /v2/models/{m}/infer`` -> InferenceRequest (binary parts zero-copy)."""
+    """Body of ``POST /v2/models/{m}/infer`` -> InferenceRequest (binary parts zero-copy;
+    inputs whose parameters name a ``shared_memory_region`` are read from ``shm``)."""
+    regions = shm if shm is not None else NO_REGIONS
     binary = memoryview(b"")
     if header_length is not None:
         try:
@@ -111,7 +115,15 @@ def decode_infer_request(
             _mapping(iparams, f"input {name!r} 'parameters'")
         size = iparams.get("binary_data_size")
         null_refusal: str | None = None
-        if size is not None:
+        ref = shm_ref(iparams, f"input {name!r}") if iparams else None
+        if ref is not None:
+            if size is not None or "data" in item:
+                raise InvalidInput(
+                    f"input {name!r} has shared_memory_region and also "
+                    f"{'binary_data_size' if size is not None else 'data'}; send its data "
+                    "one way only")
+            data = regions.read_input(name, datatype, shape, ref)
+        elif size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidInput(
                     f"input {name!r}: binary_data_size must be a non-negative integer, "
@@ -158,17 +170,21 @@ def decode_infer_request(
                 _mapping(oparams, f"output {oname!r} 'parameters'")
             b = oparams.get("binary_data")
             outputs.append(RequestedOutput(oname, None if b is None else bool(b), oparams))
+        regions.check_outputs(outputs)
     request = InferenceRequest(model, version, rid, inputs, outputs, params)
     request.deadline_ns = deadline_from_timeout_us(params.get("timeout"))
     return request
 
 
 def encode_infer_response(
-    request: InferenceRequest, response: InferenceResponse
+    request: InferenceRequest, response: InferenceResponse,
+    shm: SystemSharedMemory | None = None,
 ) -> tuple[bytes, int | None]:
-    """Response body and, when any output is binary, the JSON header length."""
+    """Response body and, when any output is binary, the JSON header length. An output asked
+    for in shared memory is written there and answered with its name, datatype and shape."""
     binary_default = bool(request.parameters.get("binary_data_output", False))
     wanted = {o.name: o.binary for o in request.outputs} if request.outputs else {}
+    places = output_places(request.outputs) if shm is not None else {}
     outputs = []
     blobs = []
     for out in response.outputs:
@@ -178,7 +194,11 @@ def encode_infer_response(
         entry: dict[str, Any] = {
             "name": out.name, "datatype": out.datatype, "shape": list(out.shape),
         }
-        if binary:
+        ref = places.get(out.name)
+        if ref is not None:  # as Triton: no data and no parameters (the C++ client, so
+            assert shm is not None  # perf_analyzer, wants binary_data_size in any parameters)
+            shm.write_output(out, ref)
+        elif binary:
             blob = encode_raw(out.data)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

@@ -23,6 +23,8 @@ _ERROR_TEXT = {
     ErrorCode.RESOURCE_EXHAUSTED: "Queue full, retry later",
     ErrorCode.UNAVAILABLE: "Not ready",
     ErrorCode.DEADLINE_EXCEEDED: "Deadline passed while queued",
+    ErrorCode.ALREADY_EXISTS: "A region of that name is registered already",
+    ErrorCode.UNIMPLEMENTED: "Not offered by this server (the message says why)",
 }
 
 #: the path parameters of the route patterns
@@ -31,6 +33,8 @@ _PARAMETERS = {
                    "schema": {"type": "string"}},
     "model_version": {"name": "model_version", "in": "path", "required": True,
                       "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "region_name": {"name": "region_name", "in": "path", "required": True,
+                    "schema": {"type": "string"}},
 }
 
 #: request bodies by schema name: (header parameters, requestBody)
@@ -157,6 +161,11 @@ def openapi_document() -> dict[str, Any]:
                 "type": "object", "required": ["model_name", "id", "outputs"], "properties": {
                     "model_name": {"type": "string"}, "model_version": {"type": "string"},
                     "id": {"type": "string"}, "outputs": {"type": "array", "items": tensor_in}}},
+            "ShmRegisterRequest": {"type": "object", "required": ["key", "byte_size"],
+                                   "properties": {
+                "key": {"type": "string", "description": "shm_open name, e.g. /input0"},
+                "offset": {"type": "integer", "minimum": 0},
+                "byte_size": {"type": "integer", "minimum": 1}}},
             "PredictRequest": {"type": "object", "required": ["features"], "properties": {
                 "features": {"type": "array", "minItems": 1, "items": {
                     "oneOf": [{"type": "number"},

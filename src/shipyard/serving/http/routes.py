@@ -82,6 +82,26 @@ def _model_routes(prefix: str) -> list[Route]:
     ]
 
 
+_SHM = "/v2/systemsharedmemory"
+_SHM_REGION = _SHM + "/region/{region_name}"
+_CUDA = "/v2/cudasharedmemory"
+_CUDA_REGION = _CUDA + "/region/{region_name}"
+_CUDA_TEXT = ("CUDA shared memory (Triton's extension): always 501, this server has none; use "
+              "system shared memory")
+
+
+def _cuda_routes() -> list[Route]:
+    """Triton's CUDA shared-memory paths, each answering 501 Not Implemented with the reason
+    (501 is what Triton itself answers when it is built without GPU support)."""
+    return [
+        Route(method, pattern, "cuda_shm", _CUDA_TEXT, (_E.UNIMPLEMENTED,), ok="Never")
+        for method, pattern in (("GET", f"{_CUDA}/status"), ("GET", f"{_CUDA_REGION}/status"),
+                                ("POST", f"{_CUDA_REGION}/register"),
+                                ("POST", f"{_CUDA}/unregister"),
+                                ("POST", f"{_CUDA_REGION}/unregister"))
+    ]
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v2", "server_metadata", "Server metadata", ok="Metadata",
           answer="ServerMetadataResponse"),
@@ -98,6 +118,20 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v2/repository/models/{model_name}/unload", "repository_unload",
           "Unload a model after its queued requests finish (explicit model control, bearer "
           "token)", _CONTROL_ERRORS, ok="Done", bearer=True),
+    Route("GET", f"{_SHM}/status", "shm_status",
+          "Every registered system shared-memory region", ok="Regions: [{name, key, offset, "
+          "byte_size}]", answer="array"),
+    Route("GET", f"{_SHM_REGION}/status", "shm_status", "One system shared-memory region",
+          (_E.NOT_FOUND,), ok="[{name, key, offset, byte_size}]", answer="array"),
+    Route("POST", f"{_SHM_REGION}/register", "shm_register",
+          "Register byte_size bytes at offset of the POSIX shared-memory object key",
+          (_E.INVALID_ARGUMENT, _E.ALREADY_EXISTS), ok="Registered", body="ShmRegisterRequest"),
+    Route("POST", f"{_SHM}/unregister", "shm_unregister",
+          "Unregister every system shared-memory region", ok="Done"),
+    Route("POST", f"{_SHM_REGION}/unregister", "shm_unregister",
+          "Unregister one system shared-memory region (an unknown name is not an error)",
+          ok="Done"),
+    *_cuda_routes(),
     Route("POST", "/predict", "predict", "Simple API on the default model", _INFER_ERRORS,
           ok="Results", answer="PredictResponse", body="PredictRequest"),
     Route("GET", "/metrics", "metrics", "Prometheus metrics", ok="Text exposition format",
