@@ -4,7 +4,7 @@
   request without a version goes to the newest ready one;
 * hot reload (``--watch``): new, removed and failing versions, a changed ``config.yaml``, a new
   model, and the publishing rule (a hidden ``.tmp-N`` directory is ignored until it is renamed);
-* explicit model control: bearer token on load / unload / index over REST and gRPC, 403 /
+* explicit model control: bearer token on load / unload (not the index) over REST and gRPC, 403 /
   PERMISSION_DENIED outside explicit mode, draining on unload, readiness and start-up checks;
 * unsafe formats: a version holding only a pickle is never loaded (nor unpickled).
 
@@ -489,7 +489,7 @@ def test_explicit_loads_only_named_models(explicit_server: ServerProcess) -> Non
     assert http_call(explicit_server, "GET", "/v2/models/risk/ready")[0] == 200
     for name in ("scaled", "slow"):
         assert http_call(explicit_server, "GET", f"/v2/models/{name}/ready")[0] != 200
-    rows = index_rows(explicit_server, AUTH)
+    rows = index_rows(explicit_server)  # the index needs no token
     assert {(r["name"], r["state"]) for r in rows} >= {
         ("risk", "READY"), ("scaled", "UNAVAILABLE"), ("slow", "UNAVAILABLE")}
     assert row(rows, "scaled", "") == {"name": "scaled", "version": "", "state": "UNAVAILABLE",
@@ -503,11 +503,13 @@ def test_explicit_loads_only_named_models(explicit_server: ServerProcess) -> Non
 ], ids=["none", "wrong", "no-scheme", "basic", "longer"])
 def test_explicit_control_needs_token_http(explicit_server: ServerProcess,
                                            headers: dict[str, str] | None) -> None:
-    for path in ("/v2/repository/index", "/v2/repository/models/scaled/load",
-                 "/v2/repository/models/risk/unload"):
+    for path in ("/v2/repository/models/scaled/load", "/v2/repository/models/risk/unload"):
         status, _, body = http_call(explicit_server, "POST", path, b"{}", headers)
         assert status == 401, (path, body)
         assert "Authorization: Bearer" in json.loads(body)["error"]
+    # reading the index reveals no more than /v2/models/{m}: it is open
+    status, _, body = http_call(explicit_server, "POST", "/v2/repository/index", b"{}", headers)
+    assert status == 200, body
     assert http_call(explicit_server, "GET", "/v2/models/risk/ready")[0] == 200
     assert http_call(explicit_server, "GET", "/v2/models/scaled/ready")[0] != 200
 
@@ -517,11 +519,12 @@ def test_explicit_control_needs_token_grpc(explicit_server: ServerProcess) -> No
     with grpcclient.InferenceServerClient(explicit_server.grpc_url) as client:
         for headers in (None, wrong):
             for call in (partial(client.load_model, "scaled"),
-                         partial(client.unload_model, "risk"),
-                         client.get_model_repository_index):
+                         partial(client.unload_model, "risk")):
                 with pytest.raises(InferenceServerException) as err:
                     call(headers=headers)
                 assert grpc_status(err.value) == "UNAUTHENTICATED", err.value
+            index = client.get_model_repository_index(headers=headers, as_json=True)
+            assert any(m["name"] == "scaled" for m in index["models"])
         assert client.is_model_ready("risk")
         assert not client.is_model_ready("scaled")
 
