@@ -614,6 +614,30 @@ def test_grpc_fp16_needs_raw_contents(lab_server: ServerProcess) -> None:
     assert "raw_input_contents" in info.value.details()
 
 
+def test_grpc_raw_and_typed_contents_together_are_refused(lab_server: ServerProcess) -> None:
+    """The protocol: contents must not be set when raw_input_contents is (raw would win
+    silently otherwise); an empty contents message next to raw is harmless."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    req = service_pb2.ModelInferRequest(model_name="id_fp32")
+    tensor = req.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
+    req.raw_input_contents.append(x.tobytes())
+    tensor.contents.SetInParent()  # present but empty: fine
+    with grpc.insecure_channel(lab_server.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        resp = stub.ModelInfer(req, timeout=10)
+        np.testing.assert_array_equal(np.frombuffer(resp.raw_output_contents[0], np.float32),
+                                      x.reshape(-1))
+        tensor.contents.fp32_contents.extend([9.0, 9.0, 9.0, 9.0])
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(req, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = info.value.details()
+    assert "raw_input_contents" in details and "contents" in details and "INPUT0" in details
+
+
 # --------------------------------------------------------------------------------------------
 # outputs, binary_data_output, request id
 # --------------------------------------------------------------------------------------------

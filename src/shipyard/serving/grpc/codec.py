@@ -90,6 +90,13 @@ def decode_infer_request(msg: pb.ModelInferRequest, deadline_s: float | None) ->
         datatype = check_datatype(name, t.datatype)
         shape = check_shape(name, list(t.shape))
         if raw:
+            if t.HasField("contents") and t.contents.ListFields():
+                raise InvalidInput(
+                    f"input {name!r} sets contents but the request also carries "
+                    "raw_input_contents; send every input in raw_input_contents or every one "
+                    "in contents, not both (the protocol forbids contents with "
+                    "raw_input_contents)"
+                )
             data = decode_raw(name, datatype, shape, raw[i])
         else:
             field = _CONTENTS.get(datatype)
