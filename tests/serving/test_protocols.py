@@ -89,12 +89,14 @@ class V2:
                 "inputs": tensors(md.inputs), "outputs": tensors(md.outputs)}
 
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
-        """``{"name", "max_batch_size", "input": [...], "output": [...]}`` with enum names."""
+        """``{"name", "max_batch_size", "input": [...], "output": [...]}`` with enum names (an
+        input's ``format`` too)."""
         if self.protocol == "http":
             cfg = self.client.get_model_config(name, version)
             return {"name": cfg["name"], "max_batch_size": cfg["max_batch_size"],
                     "input": [{"name": t["name"], "data_type": t["data_type"],
-                               "dims": list(t["dims"])} for t in cfg["input"]],
+                               "format": t["format"], "dims": list(t["dims"])}
+                              for t in cfg["input"]],
                     "output": [{"name": t["name"], "data_type": t["data_type"],
                                 "dims": list(t["dims"])} for t in cfg["output"]]}
         cfg = self.client.get_model_config(name, version).config
@@ -103,8 +105,10 @@ class V2:
             return [{"name": t.name, "data_type": model_config_pb2.DataType.Name(t.data_type),
                      "dims": list(t.dims)} for t in ts]
 
+        inputs = [{**t, "format": model_config_pb2.ModelInput.Format.Name(m.format)}
+                  for t, m in zip(tensors(cfg.input), cfg.input, strict=True)]
         return {"name": cfg.name, "max_batch_size": cfg.max_batch_size,
-                "input": tensors(cfg.input), "output": tensors(cfg.output)}
+                "input": inputs, "output": tensors(cfg.output)}
 
     def stats(self, name: str, version: str = "") -> list[dict[str, Any]]:
         """Per version: counts as ints (gRPC's int64 and HTTP's JSON numbers alike)."""
@@ -353,12 +357,15 @@ def test_model_config(clients: dict[str, V2], protocol: str) -> None:
     risk = clients[protocol].model_config("risk")
     assert risk == {
         "name": "risk", "max_batch_size": 256,
-        "input": [{"name": "features", "data_type": "TYPE_FP32", "dims": [30]}],
+        "input": [{"name": "features", "data_type": "TYPE_FP32", "format": "FORMAT_NONE",
+                   "dims": [30]}],
         "output": [{"name": "score", "data_type": "TYPE_FP32", "dims": [1]}],
     }
     cnn = clients[protocol].model_config("cnn")
     assert cnn["max_batch_size"] == 64
-    assert cnn["input"] == [{"name": "image", "data_type": "TYPE_FP32", "dims": [1, 28, 28]}]
+    # the cnn declares its image layout (Triton's image_client reads it)
+    assert cnn["input"] == [{"name": "image", "data_type": "TYPE_FP32", "format": "FORMAT_NCHW",
+                             "dims": [1, 28, 28]}]
     assert cnn["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": [10]}]
 
 
