@@ -19,10 +19,11 @@ from shipyard.serving.describe import (
     server_metadata,
 )
 from shipyard.serving.errors import InvalidInput, ShipyardError
-from shipyard.serving.grpc.codec import decode_infer_request, encode_infer_response
+from shipyard.serving.grpc.codec import decode_infer_request, encode_infer_response, parameters
 from shipyard.serving.grpc.errors import GRPC_STATUS
 from shipyard.serving.grpc.protos import kserve_pb2 as pb
 from shipyard.serving.grpc.protos import model_service_pb2 as simple_pb
+from shipyard.serving.overrides import load_override
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.simple import features_request, first_score
 
@@ -197,7 +198,9 @@ class GrpcFrontend:
     async def repository_load(self, request: pb.RepositoryModelLoadRequest, context: Any
                               ) -> pb.RepositoryModelLoadResponse:
         self.control.check(_authorization(context), "load")
-        await self.control.manager.load(request.model_name)
+        override = load_override(request.model_name, parameters(request.parameters),
+                                 files_base64=False)
+        await self.control.manager.load(request.model_name, override)
         return pb.RepositoryModelLoadResponse()
 
     async def repository_unload(self, request: pb.RepositoryModelUnloadRequest, context: Any

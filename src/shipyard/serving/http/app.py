@@ -38,6 +38,7 @@ from shipyard.serving.http.errors import HTTP_STATUS
 from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
 from shipyard.serving.http.routes import ROUTES, Router
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
+from shipyard.serving.overrides import load_override
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.simple import features_request, features_result
 
@@ -162,12 +163,12 @@ class HttpApp:
 
     # -- repository extension -----------------------------------------------------------------
 
-    async def _control(self, scope: Scope, receive: Receive, action: str) -> None:
-        """Check the bearer token for ``action``, then read (and drop) the request body."""
+    async def _control(self, scope: Scope, receive: Receive, action: str) -> bytes:
+        """Check the bearer token for ``action``, then read the request body."""
         headers = _headers(scope)
         auth = headers.get(b"authorization", b"").decode("latin-1") or None
         self.control.check(auth, action)
-        await self._body(receive, headers)
+        return await self._body(receive, headers)
 
     async def _repository_index(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._control(scope, receive, "index")
@@ -175,8 +176,21 @@ class HttpApp:
 
     async def _repository_load(self, scope: Scope, receive: Receive, send: Send,
                                name: str) -> None:
-        await self._control(scope, receive, "load")
-        await self.control.manager.load(name)
+        body = await self._control(scope, receive, "load")
+        params: Any = {}
+        if body.strip():
+            doc = parse_json(body)
+            if not isinstance(doc, dict) or set(doc) - {"parameters"}:
+                raise InvalidInput(
+                    "load request body must be {\"parameters\": {...}} (or empty); got "
+                    + (f"field(s) {sorted(doc)}" if isinstance(doc, dict)
+                       else type(doc).__name__))
+            params = doc.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise InvalidInput(
+                    f"load 'parameters' must be an object, got {type(params).__name__}")
+        override = load_override(name, params, files_base64=True)
+        await self.control.manager.load(name, override)
         await _send(send, 200, b"")
 
     async def _repository_unload(self, scope: Scope, receive: Receive, send: Send,

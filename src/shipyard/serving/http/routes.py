@@ -90,7 +90,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v2/repository/index", "repository_index",
           "Models in the repository and their state", ok="Index", answer="array"),
     Route("POST", "/v2/repository/models/{model_name}/load", "repository_load",
-          "Load or reload a model (explicit model control, bearer token)", _CONTROL_ERRORS,
+          "Load or reload a model, optionally with its configuration (`config`) and files "
+          "(`file:<version>/<path>`, base64) in `parameters` (explicit model control, bearer "
+          "token)", _CONTROL_ERRORS,
           ok="Done", bearer=True),
     Route("POST", "/v2/repository/models/{model_name}/unload", "repository_unload",
           "Unload a model after its queued requests finish (explicit model control, bearer "
