@@ -4,6 +4,9 @@
   more than ``/v2/models/{m}`` and ``.../ready`` do.
 * Load and unload work only in explicit mode and need ``Authorization: Bearer <token>`` (gRPC
   metadata ``authorization``); outside explicit mode they are refused.
+* Changing the log or trace settings needs the same token when the server has one
+  (``--control-token``); a server without a token leaves them open, as Triton does. Reading
+  them is always open.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ class Control:
                 "--model-control explicit --control-token TOKEN to manage models by API"
             )
         self._bearer(authorization, f"repository {action}")
+
+    def check_settings(self, authorization: str | None, what: str) -> None:
+        """Raise unless changing ``what`` (the log or trace settings) is allowed: with the
+        token when the server has one, by anyone when it has none."""
+        if self._token is not None:
+            self._bearer(authorization, f"changing the {what}")
 
     def _bearer(self, authorization: str | None, what: str) -> None:
         assert self._token is not None

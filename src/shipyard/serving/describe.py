@@ -15,7 +15,8 @@ from shipyard.serving.stats import Duration, ModelStats
 __all__ = ["model_config", "model_metadata", "model_statistics", "server_metadata"]
 
 #: the extensions this server implements (and only those)
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "classification", "logging", "model_configuration",
+              "statistics", "trace"]
 
 
 def server_metadata() -> dict[str, Any]:
