@@ -808,7 +808,8 @@ def test_model_without_config_uses_graph(lab_clients: dict[tuple[str, bool], V2]
     assert md["outputs"] == [{"name": "echo", "datatype": "INT16", "shape": [-1, 2, 3]}]
     cfg = v2.model_config("graph_only")
     assert cfg["max_batch_size"] > 0  # every input has a dynamic first dimension
-    assert cfg["input"] == [{"name": "pixels", "data_type": "TYPE_INT16", "dims": [2, 3]}]
+    assert cfg["input"] == [{"name": "pixels", "data_type": "TYPE_INT16", "format": "FORMAT_NONE",
+                            "dims": [2, 3]}]
     assert cfg["output"] == [{"name": "echo", "data_type": "TYPE_INT16", "dims": [2, 3]}]
     assert v2.model_config("id_bytes")["input"][0]["data_type"] == "TYPE_STRING"
     x = sample("INT16", (2, 2, 3))
