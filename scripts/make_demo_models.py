@@ -99,7 +99,8 @@ def _io_summary(path: Path) -> str:
 
 
 def _write_config(
-    path: Path, *, max_batch_size: int, description: str, labels: dict[str, list[str]] | None
+    path: Path, *, max_batch_size: int, description: str, labels: dict[str, list[str]] | None,
+    inputs: list[str] | None = None,
 ) -> None:
     lines = [
         f"description: {json.dumps(description)}",
@@ -116,6 +117,9 @@ def _write_config(
         "version_policy:",
         "  latest: 1",
     ]
+    if inputs:  # flow-style YAML lines, one input each
+        lines.append("inputs:")
+        lines.extend(f"  - {line}" for line in inputs)
     if labels:
         lines.append("labels:")
         for output, names in labels.items():
@@ -471,6 +475,8 @@ def build_cnn(out: Path, mnist: Path, *, force: bool, epochs: int) -> Result:
         max_batch_size=64,
         description=description,
         labels={"logits": CLASSES},
+        # Triton's image_client reads the layout from the model configuration
+        inputs=["{name: image, datatype: FP32, shape: [1, 28, 28], format: FORMAT_NCHW}"],
     )
     metrics["n_train"] = counts["train"]
     metrics["n_test"] = counts["test"]

@@ -1273,7 +1273,8 @@ def grpc_cases() -> Iterator[Case]:
                    payload=ser(infer_msg(inputs=[("features", "FP32", [1, 30])], raw=raw)))
     yield Grpc("grpc-raw-without-inputs", "grpc", payload=ser(infer_msg(inputs=[],
                                                                         raw=[RISK_BLOB])))
-    yield Grpc("grpc-raw-and-contents-both", "grpc", ok=True, payload=ser(infer_msg(
+    yield Grpc("grpc-raw-and-contents-both", "grpc", codes=frozenset(
+        {grpc.StatusCode.INVALID_ARGUMENT}), payload=ser(infer_msg(
         inputs=[("features", "FP32", [1, 30])], raw=[RISK_BLOB],
         contents={0: ("fp32_contents", [0.5] * 30)})))
     yield Grpc("grpc-raw-empty-entries-two-inputs", "grpc", payload=ser(infer_msg(

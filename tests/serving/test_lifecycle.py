@@ -4,8 +4,10 @@
   request without a version goes to the newest ready one;
 * hot reload (``--watch``): new, removed and failing versions, a changed ``config.yaml``, a new
   model, and the publishing rule (a hidden ``.tmp-N`` directory is ignored until it is renamed);
-* explicit model control: bearer token on load / unload / index over REST and gRPC, 403 /
+* explicit model control: bearer token on load / unload (not the index) over REST and gRPC, 403 /
   PERMISSION_DENIED outside explicit mode, draining on unload, readiness and start-up checks;
+* load with a configuration (``config``, config.yaml's or Triton's fields) and with files
+  (``file:<version>/<path>``), via tritonclient over REST and gRPC, and their refusals;
 * unsafe formats: a version holding only a pickle is never loaded (nor unpickled).
 
 Every model is a tiny ONNX graph from ``tests/onnx_models.py``; ``scale_model`` with
@@ -15,6 +17,7 @@ Every model is a tiny ONNX graph from ``tests/onnx_models.py``; ``scale_model`` 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pickle
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -489,7 +493,7 @@ def test_explicit_loads_only_named_models(explicit_server: ServerProcess) -> Non
     assert http_call(explicit_server, "GET", "/v2/models/risk/ready")[0] == 200
     for name in ("scaled", "slow"):
         assert http_call(explicit_server, "GET", f"/v2/models/{name}/ready")[0] != 200
-    rows = index_rows(explicit_server, AUTH)
+    rows = index_rows(explicit_server)  # the index needs no token
     assert {(r["name"], r["state"]) for r in rows} >= {
         ("risk", "READY"), ("scaled", "UNAVAILABLE"), ("slow", "UNAVAILABLE")}
     assert row(rows, "scaled", "") == {"name": "scaled", "version": "", "state": "UNAVAILABLE",
@@ -503,11 +507,13 @@ def test_explicit_loads_only_named_models(explicit_server: ServerProcess) -> Non
 ], ids=["none", "wrong", "no-scheme", "basic", "longer"])
 def test_explicit_control_needs_token_http(explicit_server: ServerProcess,
                                            headers: dict[str, str] | None) -> None:
-    for path in ("/v2/repository/index", "/v2/repository/models/scaled/load",
-                 "/v2/repository/models/risk/unload"):
+    for path in ("/v2/repository/models/scaled/load", "/v2/repository/models/risk/unload"):
         status, _, body = http_call(explicit_server, "POST", path, b"{}", headers)
         assert status == 401, (path, body)
         assert "Authorization: Bearer" in json.loads(body)["error"]
+    # reading the index reveals no more than /v2/models/{m}: it is open
+    status, _, body = http_call(explicit_server, "POST", "/v2/repository/index", b"{}", headers)
+    assert status == 200, body
     assert http_call(explicit_server, "GET", "/v2/models/risk/ready")[0] == 200
     assert http_call(explicit_server, "GET", "/v2/models/scaled/ready")[0] != 200
 
@@ -517,11 +523,12 @@ def test_explicit_control_needs_token_grpc(explicit_server: ServerProcess) -> No
     with grpcclient.InferenceServerClient(explicit_server.grpc_url) as client:
         for headers in (None, wrong):
             for call in (partial(client.load_model, "scaled"),
-                         partial(client.unload_model, "risk"),
-                         client.get_model_repository_index):
+                         partial(client.unload_model, "risk")):
                 with pytest.raises(InferenceServerException) as err:
                     call(headers=headers)
                 assert grpc_status(err.value) == "UNAUTHENTICATED", err.value
+            index = client.get_model_repository_index(headers=headers, as_json=True)
+            assert any(m["name"] == "scaled" for m in index["models"])
         assert client.is_model_ready("risk")
         assert not client.is_model_ready("scaled")
 
@@ -605,6 +612,169 @@ def test_explicit_unload_drains_in_flight(explicit_server: ServerProcess) -> Non
     record_figures("test_explicit_unload_drains_in_flight", {
         "requests_admitted_before_unload": n, "answered_200": n,
         "still_in_flight_at_unload": pending_at_unload})
+
+
+# --------------------------------------------------------------------------------------------
+# load with a configuration and files (Triton's model-repository extension)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def override_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("override-repo")
+    write_repository(root, {"scaled": (partial(scale_model, factor=2.0), {"max_batch_size": 8})})
+    server = start_server(root, "--model-control", "explicit", "--control-token", TOKEN,
+                          "--load-model", "scaled")
+    yield server
+    server.stop()
+
+
+def onnx_bytes(tmp_path: Path, factor: float) -> bytes:
+    return scale_model(tmp_path / f"x{factor}" / "model.onnx", factor=factor).read_bytes()
+
+
+def load_error(server: ServerProcess, model: str, parameters: Any) -> tuple[int, str]:
+    body = json.dumps({"parameters": parameters}).encode()
+    status, _, answer = http_call(server, "POST", f"/v2/repository/models/{model}/load", body,
+                                  AUTH)
+    return status, json.loads(answer)["error"] if answer else ""
+
+
+def test_load_with_config_override(override_server: ServerProcess) -> None:
+    """``config`` (JSON) replaces config.yaml for that load, in config.yaml's fields or
+    Triton's; tritonclient's load_model(config=...) works over both protocols; the served
+    configuration loads back as it is; a plain load goes back to config.yaml."""
+    server = override_server
+    grpc_auth = {"authorization": f"Bearer {TOKEN}"}
+    with httpclient.InferenceServerClient(server.http_url) as http, \
+            grpcclient.InferenceServerClient(server.grpc_url) as grpc_client:
+        assert http.get_model_config("scaled")["max_batch_size"] == 8
+        http.load_model("scaled", headers=AUTH, config=json.dumps({"max_batch_size": 4}))
+        assert http.get_model_config("scaled")["max_batch_size"] == 4
+        # Triton's own field names, over gRPC
+        triton = {"max_batch_size": 2, "dynamic_batching": {
+            "preferred_batch_size": [2], "max_queue_delay_microseconds": "300"},
+            "instance_group": [{"kind": "KIND_AUTO", "count": 2}],
+            "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [4]}]}
+        grpc_client.load_model("scaled", headers=grpc_auth, config=json.dumps(triton))
+        cfg = http.get_model_config("scaled")
+        assert cfg["max_batch_size"] == 2
+        assert cfg["dynamic_batching"] == {"preferred_batch_size": [2],
+                                           "max_queue_delay_microseconds": 300}
+        assert cfg["instance_group"][0]["count"] == 2
+        assert factor_of(server, "scaled") == (2, "1")
+        # what the server serves loads back unchanged, from either protocol's JSON
+        served = http.get_model_config("scaled")
+        http.load_model("scaled", headers=AUTH, config=json.dumps(served))
+        assert http.get_model_config("scaled") == served
+        from_grpc = grpc_client.get_model_config("scaled", as_json=True)["config"]
+        grpc_client.load_model("scaled", headers=grpc_auth, config=json.dumps(from_grpc))
+        assert http.get_model_config("scaled") == served
+        # a plain load reads config.yaml again
+        http.load_model("scaled", headers=AUTH)
+        assert http.get_model_config("scaled")["max_batch_size"] == 8
+        # refusals name the field; the model keeps serving as before
+        for config, expected in (
+                ({"max_batch_size": -1}, "max_batch_size"),
+                ({"max_batchsize": 4}, "max_batchsize: unknown field"),
+                ({"sequence_batching": {"max_sequence_idle_microseconds": 5}},
+                 "sequence_batching"),
+                ({"input": [{"name": "INPUT0", "data_type": "TYPE_FLOAT", "dims": [4]}]},
+                 "input.0.data_type"),
+                ({"output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [4],
+                              "label_filename": "labels.txt"}]}, "label_filename"),
+                ({"instance_group": [{"count": 1}, {"count": 1}]}, "instance_group"),
+                ({"trust": True}, "trust"),
+                ({"platform": "tensorflow_savedmodel"}, "platform"),
+                ({"input": [{"name": "other", "data_type": "TYPE_FP32", "dims": [4]}]},
+                 "declares inputs ['other']")):
+            status, error = load_error(server, "scaled", {"config": json.dumps(config)})
+            assert status == 400 and expected in error, (config, status, error)
+            assert "parameter 'config'" in error or "failed to load" in error, error
+        assert load_error(server, "scaled", {"config": "{not json"})[0] == 400
+        assert load_error(server, "scaled", {"config": {"max_batch_size": 4}})[0] == 400
+        with pytest.raises(InferenceServerException) as err:
+            grpc_client.load_model("scaled", headers=grpc_auth,
+                                   config=json.dumps({"max_batch_size": "many"}))
+        assert grpc_status(err.value) == "INVALID_ARGUMENT" and "max_batch_size" in str(
+            err.value)
+        assert http.get_model_config("scaled")["max_batch_size"] == 8
+        assert factor_of(server, "scaled") == (2, "1")
+        # the token is still needed
+        with pytest.raises(InferenceServerException):
+            http.load_model("scaled", config="{}")
+
+
+def staged_folders(model: str) -> list[Path]:
+    import tempfile
+
+    return list(Path(tempfile.gettempdir()).glob(f"shipyard-load-*/{model}.*"))
+
+
+def test_load_with_files(override_server: ServerProcess, tmp_path: Path) -> None:
+    """``file:<version>/<path>`` parameters carry the model's files (with ``config``): the model
+    is served from them, even one the repository does not have; a later load replaces them and
+    the staged files go once their version is unloaded."""
+    server = override_server
+    grpc_auth = {"authorization": f"Bearer {TOKEN}"}
+    with httpclient.InferenceServerClient(server.http_url) as http, \
+            grpcclient.InferenceServerClient(server.grpc_url) as grpc_client:
+        http.load_model("uploaded", headers=AUTH, config="{}",
+                        files={"file:1/model.onnx": onnx_bytes(tmp_path, 3.0)})
+        assert factor_of(server, "uploaded") == (3, "1")
+        # over gRPC (bytes_param), two versions, a version policy in Triton's form
+        grpc_client.load_model(
+            "uploaded", headers=grpc_auth,
+            config=json.dumps({"version_policy": {"all": {}}, "max_batch_size": 4}),
+            files={"file:1/model.onnx": onnx_bytes(tmp_path, 5.0),
+                   "file:2/model.onnx": onnx_bytes(tmp_path, 7.0)})
+        assert factor_of(server, "uploaded") == (7, "2")
+        assert factor_of(server, "uploaded", "1") == (5, "1")
+        assert http.get_model_config("uploaded")["max_batch_size"] == 4
+        assert any(r["name"] == "uploaded" and r["state"] == "READY"
+                   for r in index_rows(server))
+        # the files of the replaced load go once its version has drained
+        wait_until(lambda: len(staged_folders("uploaded")) == 1, what="one staged folder")
+        # a model that is not in the repository cannot be reloaded from it
+        status, _, body = http_call(server, "POST", "/v2/repository/models/uploaded/load",
+                                    b"", AUTH)
+        assert status == 404, body
+        http.unload_model("uploaded", headers=AUTH)
+        wait_until(lambda: not staged_folders("uploaded"), what="the staged files to go")
+        assert not http.is_model_ready("uploaded")
+        # bad paths, bad base64, files without config, unknown parameters: 400 naming them
+        good = base64.b64encode(onnx_bytes(tmp_path, 3.0)).decode()
+        for params, expected in (
+                ({"file:1/model.onnx": good}, "need 'config' too"),
+                ({"config": "{}", "file:../1/model.onnx": good}, "'..'"),
+                ({"config": "{}", "file:1/../../x": good}, "'..'"),
+                ({"config": "{}", "file:/etc/model.onnx": good}, "relative path"),
+                ({"config": "{}", "file:model.onnx": good}, "version folder"),
+                ({"config": "{}", "file:v1/model.onnx": good}, "positive integer"),
+                ({"config": "{}", "file:01/model.onnx": good}, "positive integer"),
+                ({"config": "{}", "file:1//model.onnx": good}, "empty"),
+                ({"config": "{}", "file:1/model.onnx": "not base64!"}, "not valid base64"),
+                ({"config": "{}", "file:1/model.onnx": 12}, "base64"),
+                ({"config": "{}", "overwrite": True}, "unknown load parameter 'overwrite'")):
+            status, error = load_error(server, "uploaded", params)
+            assert status == 400 and expected in error, (params, status, error)
+        status, _, body = http_call(server, "POST", "/v2/repository/models/uploaded/load",
+                                    b'{"params": {}}', AUTH)
+        assert status == 400 and b"parameters" in body, body
+        # files that are no model: the load fails, nothing is served, nothing stays staged
+        status, error = load_error(server, "uploaded", {
+            "config": "{}", "file:1/model.onnx": base64.b64encode(b"garbage").decode()})
+        assert status == 400 and "failed to load" in error, error
+        assert not http.is_model_ready("uploaded")
+        with pytest.raises(InferenceServerException) as err:
+            grpc_client.load_model("uploaded", headers=grpc_auth, config="{}",
+                                   files={"file:1/../x": b"0"})
+        assert grpc_status(err.value) == "INVALID_ARGUMENT" and "'..'" in str(err.value)
+        with pytest.raises(InferenceServerException) as err:
+            grpc_client.load_model("uploaded", headers=grpc_auth,
+                                   files={"file:1/model.onnx": b"0"})
+        assert grpc_status(err.value) == "INVALID_ARGUMENT" and "config" in str(err.value)
+    assert factor_of(server, "scaled") == (2, "1")
 
 
 def test_explicit_mode_without_token_fails_to_start(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,21 @@ def test_openapi_document_lists_the_routes() -> None:
     paths = set(DOCUMENT["paths"])
     assert {"/v2/models/{model_name}/infer", "/predict", "/v2/health/ready"} <= paths
     assert len(paths) >= 15
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_log_settings(demo_server: ServerProcess) -> Iterator[None]:
+    """Generated bodies of POST /v2/logging change the shared demo server's log settings (it
+    has no control token); put them back for the tests that read its log."""
+    yield
+    conn = http.client.HTTPConnection("127.0.0.1", demo_server.http_port, timeout=TIMEOUT)
+    try:
+        conn.request("POST", "/v2/logging", json.dumps({
+            "log_info": True, "log_warning": True, "log_error": True, "log_verbose_level": 0,
+            "log_format": "text"}))
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
 
 
 def check_no_server_error(case: Any, server: ServerProcess) -> None:

@@ -89,12 +89,14 @@ class V2:
                 "inputs": tensors(md.inputs), "outputs": tensors(md.outputs)}
 
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
-        """``{"name", "max_batch_size", "input": [...], "output": [...]}`` with enum names."""
+        """``{"name", "max_batch_size", "input": [...], "output": [...]}`` with enum names (an
+        input's ``format`` too)."""
         if self.protocol == "http":
             cfg = self.client.get_model_config(name, version)
             return {"name": cfg["name"], "max_batch_size": cfg["max_batch_size"],
                     "input": [{"name": t["name"], "data_type": t["data_type"],
-                               "dims": list(t["dims"])} for t in cfg["input"]],
+                               "format": t["format"], "dims": list(t["dims"])}
+                              for t in cfg["input"]],
                     "output": [{"name": t["name"], "data_type": t["data_type"],
                                 "dims": list(t["dims"])} for t in cfg["output"]]}
         cfg = self.client.get_model_config(name, version).config
@@ -103,8 +105,10 @@ class V2:
             return [{"name": t.name, "data_type": model_config_pb2.DataType.Name(t.data_type),
                      "dims": list(t.dims)} for t in ts]
 
+        inputs = [{**t, "format": model_config_pb2.ModelInput.Format.Name(m.format)}
+                  for t, m in zip(tensors(cfg.input), cfg.input, strict=True)]
         return {"name": cfg.name, "max_batch_size": cfg.max_batch_size,
-                "input": tensors(cfg.input), "output": tensors(cfg.output)}
+                "input": inputs, "output": tensors(cfg.output)}
 
     def stats(self, name: str, version: str = "") -> list[dict[str, Any]]:
         """Per version: counts as ints (gRPC's int64 and HTTP's JSON numbers alike)."""
@@ -353,12 +357,15 @@ def test_model_config(clients: dict[str, V2], protocol: str) -> None:
     risk = clients[protocol].model_config("risk")
     assert risk == {
         "name": "risk", "max_batch_size": 256,
-        "input": [{"name": "features", "data_type": "TYPE_FP32", "dims": [30]}],
+        "input": [{"name": "features", "data_type": "TYPE_FP32", "format": "FORMAT_NONE",
+                   "dims": [30]}],
         "output": [{"name": "score", "data_type": "TYPE_FP32", "dims": [1]}],
     }
     cnn = clients[protocol].model_config("cnn")
     assert cnn["max_batch_size"] == 64
-    assert cnn["input"] == [{"name": "image", "data_type": "TYPE_FP32", "dims": [1, 28, 28]}]
+    # the cnn declares its image layout (Triton's image_client reads it)
+    assert cnn["input"] == [{"name": "image", "data_type": "TYPE_FP32", "format": "FORMAT_NCHW",
+                             "dims": [1, 28, 28]}]
     assert cnn["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": [10]}]
 
 
@@ -614,6 +621,30 @@ def test_grpc_fp16_needs_raw_contents(lab_server: ServerProcess) -> None:
     assert "raw_input_contents" in info.value.details()
 
 
+def test_grpc_raw_and_typed_contents_together_are_refused(lab_server: ServerProcess) -> None:
+    """The protocol: contents must not be set when raw_input_contents is (raw would win
+    silently otherwise); an empty contents message next to raw is harmless."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    req = service_pb2.ModelInferRequest(model_name="id_fp32")
+    tensor = req.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
+    req.raw_input_contents.append(x.tobytes())
+    tensor.contents.SetInParent()  # present but empty: fine
+    with grpc.insecure_channel(lab_server.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        resp = stub.ModelInfer(req, timeout=10)
+        np.testing.assert_array_equal(np.frombuffer(resp.raw_output_contents[0], np.float32),
+                                      x.reshape(-1))
+        tensor.contents.fp32_contents.extend([9.0, 9.0, 9.0, 9.0])
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(req, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = info.value.details()
+    assert "raw_input_contents" in details and "contents" in details and "INPUT0" in details
+
+
 # --------------------------------------------------------------------------------------------
 # outputs, binary_data_output, request id
 # --------------------------------------------------------------------------------------------
@@ -777,7 +808,8 @@ def test_model_without_config_uses_graph(lab_clients: dict[tuple[str, bool], V2]
     assert md["outputs"] == [{"name": "echo", "datatype": "INT16", "shape": [-1, 2, 3]}]
     cfg = v2.model_config("graph_only")
     assert cfg["max_batch_size"] > 0  # every input has a dynamic first dimension
-    assert cfg["input"] == [{"name": "pixels", "data_type": "TYPE_INT16", "dims": [2, 3]}]
+    assert cfg["input"] == [{"name": "pixels", "data_type": "TYPE_INT16", "format": "FORMAT_NONE",
+                            "dims": [2, 3]}]
     assert cfg["output"] == [{"name": "echo", "data_type": "TYPE_INT16", "dims": [2, 3]}]
     assert v2.model_config("id_bytes")["input"][0]["data_type"] == "TYPE_STRING"
     x = sample("INT16", (2, 2, 3))

@@ -388,6 +388,32 @@ def test_load_model_config_bad_values_name_the_field(tmp_path: Path) -> None:
     assert "version_policy.latest" in info.value.message
 
 
+def test_load_model_config_input_format(tmp_path: Path) -> None:
+    """Triton's ModelInput.format per input: FORMAT_NONE by default, image layouts need three
+    dimensions, other values are refused naming the field and the allowed ones."""
+    cfg = load_model_config(_config(tmp_path, """
+inputs:
+  - {name: image, datatype: FP32, shape: [3, 224, 224], format: FORMAT_NCHW}
+  - {name: photo, datatype: UINT8, shape: [-1, -1, 3], format: FORMAT_NHWC}
+  - {name: x, datatype: FP32, shape: [4]}
+"""), "m")
+    assert cfg.inputs is not None
+    assert [t.format for t in cfg.inputs] == ["FORMAT_NCHW", "FORMAT_NHWC", "FORMAT_NONE"]
+    with pytest.raises(InvalidInput) as info:
+        load_model_config(_config(tmp_path, "inputs: [{name: x, datatype: FP32, shape: [3, 8, "
+                                            "8], format: NCHW}]\n"), "m")
+    msg = info.value.message
+    assert "inputs.0.format" in msg and "'NCHW'" in msg and "'FORMAT_NCHW'" in msg
+    with pytest.raises(InvalidInput) as info:
+        load_model_config(_config(tmp_path, "inputs: [{name: x, datatype: FP32, shape: [784], "
+                                            "format: FORMAT_NCHW}]\n"), "m")
+    assert "needs three dimensions (C, H, W" in info.value.message
+    with pytest.raises(InvalidInput) as info:  # an output has no format (Triton's neither)
+        load_model_config(_config(tmp_path, "outputs: [{name: y, datatype: FP32, shape: [3, 8, "
+                                            "8], format: FORMAT_NCHW}]\n"), "m")
+    assert "outputs.0.format: unknown field" in info.value.message
+
+
 def test_load_model_config_name_mismatch_not_mapping_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as info:
         load_model_config(_config(tmp_path, "name: other\n"), "m")

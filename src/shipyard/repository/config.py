@@ -32,6 +32,8 @@ __all__ = [
     "DynamicBatching",
     "EnsembleConfig",
     "EnsembleStep",
+    "InputConfig",
+    "InputFormat",
     "ModelConfig",
     "OnnxRuntimeOptions",
     "Strict",
@@ -72,6 +74,32 @@ class TensorConfig(Strict):
         if v not in DATATYPES:
             raise ValueError(f"unknown datatype {v!r}; expected one of {sorted(DATATYPES)}")
         return v
+
+
+#: Triton's input formats (``ModelInput.format``): how an image input's dimensions are laid out
+InputFormat = Literal["FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW"]
+
+
+class InputConfig(TensorConfig):
+    """An input declared in ``config.yaml``: a tensor, and for images their layout."""
+
+    format: InputFormat = "FORMAT_NONE"
+    """Layout of an image input, as Triton's ``ModelInput.format``: ``FORMAT_NCHW`` (channels,
+    height, width) or ``FORMAT_NHWC``; ``FORMAT_NONE`` for anything else. Served in the model
+    configuration, where clients such as Triton's ``image_client`` read it to shape the
+    images they send. An image format needs a shape of three dimensions (without the batch
+    dimension)."""
+
+    @model_validator(mode="after")
+    def _image_rank(self) -> InputConfig:
+        if self.format != "FORMAT_NONE" and len(self.shape) != 3:
+            layout = "C, H, W" if self.format == "FORMAT_NCHW" else "H, W, C"
+            raise ValueError(
+                f"input {self.name!r} has format {self.format} but shape {self.shape}: an "
+                f"image format needs three dimensions ({layout}, without the batch dimension); "
+                "use FORMAT_NONE for other inputs"
+            )
+        return self
 
 
 class DynamicBatching(Strict):
@@ -206,8 +234,8 @@ class ModelConfig(Strict):
     order, tensors passed by name."""
     version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
     """Which versions are served (default: the newest one)."""
-    inputs: list[TensorConfig] | None = None
-    """Inputs; left out = read from the model file."""
+    inputs: list[InputConfig] | None = None
+    """Inputs (each may give its image ``format``); left out = read from the model file."""
     outputs: list[TensorConfig] | None = None
     """Outputs; left out = read from the model file."""
     labels: dict[str, list[str]] = Field(default_factory=dict)

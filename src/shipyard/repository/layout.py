@@ -29,6 +29,7 @@ __all__ = [
     "MODEL_NAME_RE",
     "NAME_RULE",
     "ModelEntry",
+    "model_entry",
     "model_names",
     "scan_model",
     "scan_repository",
@@ -99,6 +100,13 @@ def _scan_model(model_dir: Path) -> ModelEntry:
         )
     except ShipyardError as exc:
         return ModelEntry(name, model_dir, None, error=exc.message, config_hash=config_hash)
+    return model_entry(name, model_dir, config, config_hash)
+
+
+def model_entry(name: str, model_dir: Path, config: ModelConfig, config_hash: str) -> ModelEntry:
+    """The entry of model ``name`` served with ``config`` from the version folders of
+    ``model_dir`` (the repository's folder, or one staged elsewhere); ``config_hash`` goes
+    into every version's signature."""
     entry = ModelEntry(name, model_dir, config, config_hash=config_hash)
     on_disk = versions_on_disk(model_dir)
     selected = config.version_policy.select(on_disk)

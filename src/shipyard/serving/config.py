@@ -84,7 +84,8 @@ class ServerSettings(BaseModel):
     load_models: list[str] = Field(default_factory=list)
     """explicit mode: models loaded at start-up (the server is ready once they are)."""
     control_token: str | None = None
-    """Bearer token that the repository load/unload/index calls need in explicit mode."""
+    """Bearer token that the repository load/unload calls need in explicit mode; once set (in
+    any mode), changing the log or trace settings needs it too."""
     http_server: Literal["builtin", "uvicorn"] = "builtin"
     """The HTTP server that runs the REST app: builtin (Shipyard's own HTTP/1.1 server on
     httptools, measured faster) or uvicorn (the widely used one; needs the uvicorn package)."""

@@ -1,8 +1,12 @@
-"""The repository extension's access rule, shared by both frontends (protocol-free).
+"""The access rules of the control calls, shared by both frontends (protocol-free).
 
-Load, unload and (in explicit mode) the index need ``Authorization: Bearer <token>`` (gRPC
-metadata ``authorization``). Outside explicit mode, load and unload are refused and the
-read-only index is open.
+* The repository index is open in every mode: it says which models exist and their state, no
+  more than ``/v2/models/{m}`` and ``.../ready`` do.
+* Load and unload work only in explicit mode and need ``Authorization: Bearer <token>`` (gRPC
+  metadata ``authorization``); outside explicit mode they are refused.
+* Changing the log or trace settings needs the same token when the server has one
+  (``--control-token``); a server without a token leaves them open, as Triton does. Reading
+  them is always open.
 """
 
 from __future__ import annotations
@@ -27,19 +31,29 @@ class Control:
         return self.manager.mode == "explicit"
 
     def check(self, authorization: str | None, action: str) -> None:
-        """Raise unless ``action`` is allowed with this ``Authorization`` value."""
-        if action != "index" and not self.explicit:
+        """Raise unless the repository ``action`` (index, load, unload) is allowed with this
+        ``Authorization`` value."""
+        if action == "index":
+            return
+        if not self.explicit:
             raise PermissionDenied(
                 f"repository {action} is disabled: start the server with "
                 "--model-control explicit --control-token TOKEN to manage models by API"
             )
-        if not self.explicit:
-            return
+        self._bearer(authorization, f"repository {action}")
+
+    def check_settings(self, authorization: str | None, what: str) -> None:
+        """Raise unless changing ``what`` (the log or trace settings) is allowed: with the
+        token when the server has one, by anyone when it has none."""
+        if self._token is not None:
+            self._bearer(authorization, f"changing the {what}")
+
+    def _bearer(self, authorization: str | None, what: str) -> None:
         assert self._token is not None
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
                                                                   self._token):
             raise Unauthenticated(
-                f"repository {action} needs the header 'Authorization: Bearer <control token>'"
+                f"{what} needs the header 'Authorization: Bearer <control token>'"
                 " (gRPC metadata 'authorization')"
             )

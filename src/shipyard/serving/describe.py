@@ -17,8 +17,8 @@ __all__ = [
 ]
 
 #: the extensions this server implements (and only those)
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics",
-              "system_shared_memory"]
+EXTENSIONS = ["binary_tensor_data", "classification", "logging", "model_configuration",
+              "model_repository", "statistics", "system_shared_memory", "trace"]
 
 
 def server_metadata() -> dict[str, Any]:
@@ -87,12 +87,16 @@ def model_config(mv: ModelVersion) -> dict[str, Any]:
     def dims(shape: tuple[int, ...]) -> list[int]:
         return list(shape[1:] if batching else shape)
 
+    # config.yaml's inputs describe what callers send (a pipeline's or an ensemble's too)
+    formats = {t.name: t.format for t in cfg.inputs or ()}
+
     doc: dict[str, Any] = {
         "name": mv.name,
         "platform": mv.platform,
         "backend": mv.triton_backend,
         "max_batch_size": mv.max_batch_size,
-        "input": [{"name": s.name, "data_type": _type(s.datatype), "dims": dims(s.shape)}
+        "input": [{"name": s.name, "data_type": _type(s.datatype),
+                   "format": formats.get(s.name, "FORMAT_NONE"), "dims": dims(s.shape)}
                   for s in mv.inputs],
         "output": [{"name": s.name, "data_type": _type(s.datatype), "dims": dims(s.shape)}
                    for s in mv.outputs],

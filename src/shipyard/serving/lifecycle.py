@@ -4,7 +4,10 @@ unload, warm-up, atomic switch-over and draining of retired versions.
 Modes (Triton's names): ``none`` loads every model at start-up and never changes; ``poll`` also
 rescans the repository every ``poll_interval_s`` and reconciles what changed; ``explicit``
 loads only the models named at start-up and then changes only on ``load`` / ``unload`` calls
-(the repository extension, protected by a bearer token).
+(the repository extension, protected by a bearer token). A load may bring its own
+configuration and files (:class:`~shipyard.serving.overrides.LoadOverride`): files are staged
+in a temporary folder of this server, each version's folder removed once that version is
+unloaded (or not taken).
 
 Reconciling a model: versions whose files or config changed are loaded in a worker thread and
 warmed up while the old ones keep serving; then the model's whole version table is swapped in
@@ -17,13 +20,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Literal
 
-from shipyard.repository.layout import ModelEntry, model_names, scan_model, scan_repository
+from shipyard.repository.layout import (
+    MODEL_NAME_RE,
+    NAME_RULE,
+    ModelEntry,
+    model_entry,
+    model_names,
+    scan_model,
+    scan_repository,
+)
 from shipyard.serving.ensemble import new_version
 from shipyard.serving.errors import InvalidInput, ModelNotFound
 from shipyard.serving.model import ModelVersion
+from shipyard.serving.overrides import LoadOverride, stage_files
 from shipyard.serving.registry import ModelRegistry, ModelSlot
 
 __all__ = ["ControlMode", "ModelManager"]
@@ -48,6 +62,7 @@ class ModelManager:
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._staging: Path | None = None  # created at the first load that brings files
 
     # -- start / stop -------------------------------------------------------------------------
 
@@ -78,20 +93,41 @@ class ModelManager:
                 await self._poller
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
 
     # -- explicit control ---------------------------------------------------------------------
 
-    async def load(self, name: str) -> None:
-        """(Re)load a model from disk; raise when it does not exist or no version is ready."""
+    async def load(self, name: str, override: LoadOverride | None = None) -> None:
+        """(Re)load a model from disk, or with the configuration and files of ``override``;
+        raise when it does not exist or no version is ready."""
         loop = asyncio.get_running_loop()
-        entry = await loop.run_in_executor(None, scan_model, self.root, name)
+        staged: Path | None = None
+        if override is not None and override.files:
+            if not MODEL_NAME_RE.match(name):
+                raise InvalidInput(f"model name {name!r} is not valid ({NAME_RULE})")
+            if self._staging is None:
+                self._staging = Path(tempfile.mkdtemp(prefix="shipyard-load-"))
+            staged = await loop.run_in_executor(
+                None, stage_files, self._staging, name, override.files)
+            entry: ModelEntry | None = await loop.run_in_executor(
+                None, model_entry, name, staged, override.config, override.config_hash)
+        else:
+            entry = await loop.run_in_executor(None, scan_model, self.root, name)
+            if entry is not None and override is not None:
+                entry = await loop.run_in_executor(
+                    None, model_entry, name, entry.path, override.config, override.config_hash)
         if entry is None:
             raise ModelNotFound(
                 f"no model {name!r} in repository {str(self.root)!r}; models there: "
                 f"{await loop.run_in_executor(None, model_names, self.root)}"
             )
-        async with self._lock:
-            await self._sync(entry)
+        try:
+            async with self._lock:
+                await self._sync(entry)
+        finally:
+            if staged is not None:
+                await loop.run_in_executor(None, self._sweep, name, staged)
         slot = self.registry.slot(name)
         if slot is not None and (slot.error or slot.failures or not any(
                 mv.ready for mv in slot.versions.values())):
@@ -209,6 +245,24 @@ class ModelManager:
             log.info("model %s now serves version(s) %s", name,
                      sorted(v for v, mv in new.items() if mv.ready))
 
+    def _sweep(self, name: str, staged: Path) -> None:
+        """Remove the version folders of ``staged`` that no version of ``name`` serves (not
+        loaded, or the same files were already being served)."""
+        slot = self.registry.slot(name)
+        used = {mv.path for mv in slot.versions.values()} if slot is not None else set()
+        for child in staged.iterdir():
+            if child not in used:
+                shutil.rmtree(child, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staged.rmdir()  # only when empty
+
+    def _unstage(self, mv: ModelVersion) -> None:
+        """Remove the folder of an unloaded version when it was staged from a load's files."""
+        if self._staging is not None and mv.path.is_relative_to(self._staging):
+            shutil.rmtree(mv.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                mv.path.parent.rmdir()  # only when empty
+
     def _retire(self, versions: list[ModelVersion]) -> None:
         for mv in versions:
             task = asyncio.create_task(self._drain_and_unload(mv))
@@ -220,7 +274,9 @@ class ModelManager:
         if mv.batcher is not None:
             mv.batcher.close()
             await mv.batcher.drain()
-        await asyncio.get_running_loop().run_in_executor(None, mv.unload)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, mv.unload)
+        await loop.run_in_executor(None, self._unstage, mv)
         if was_loaded:
             self.registry.counters.unloaded(mv.name, mv.version)
             log.info("unloaded %s version %s", mv.name, mv.version)

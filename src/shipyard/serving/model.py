@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -227,7 +227,7 @@ class ModelVersion:
                 )
 
     def _merge(
-        self, graph: list[TensorSpec], declared: list[TensorConfig] | None, kind: str
+        self, graph: list[TensorSpec], declared: Sequence[TensorConfig] | None, kind: str
     ) -> list[TensorSpec]:
         if declared is None:
             return graph

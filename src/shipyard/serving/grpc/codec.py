@@ -102,13 +102,21 @@ def decode_infer_request(msg: pb.ModelInferRequest, deadline_s: float | None,
         name = t.name
         datatype = check_datatype(name, t.datatype)
         shape = check_shape(name, list(t.shape))
+        typed = t.HasField("contents") and bool(t.contents.ListFields())
         if ref is not None:
-            if t.HasField("contents"):
+            if typed:
                 raise InvalidInput(
                     f"input {name!r} has shared_memory_region and also contents; send its "
                     "data one way only")
             data = regions.read_input(name, datatype, shape, ref)
         elif raw:
+            if typed:
+                raise InvalidInput(
+                    f"input {name!r} sets contents but the request also carries "
+                    "raw_input_contents; send every input in raw_input_contents or every one "
+                    "in contents, not both (the protocol forbids contents with "
+                    "raw_input_contents)"
+                )
             data = decode_raw(name, datatype, shape, raw[index])
             index += 1
         else:

@@ -19,13 +19,16 @@ from shipyard.serving.describe import (
     server_metadata,
 )
 from shipyard.serving.errors import InvalidInput, ShipyardError
-from shipyard.serving.grpc.codec import decode_infer_request, encode_infer_response
+from shipyard.serving.grpc.codec import decode_infer_request, encode_infer_response, parameters
 from shipyard.serving.grpc.errors import GRPC_STATUS
 from shipyard.serving.grpc.protos import kserve_pb2 as pb
 from shipyard.serving.grpc.protos import model_service_pb2 as simple_pb
+from shipyard.serving.logs import log_settings, update_log_settings
+from shipyard.serving.overrides import load_override
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory, cuda_shared_memory_refusal
 from shipyard.serving.simple import features_request, first_score
+from shipyard.serving.trace import trace_settings, update_trace_settings
 
 __all__ = ["GrpcFrontend"]
 
@@ -148,6 +151,10 @@ class GrpcFrontend:
             "CudaSharedMemoryUnregister": unary(self.cuda_shm,
                                                 pb.CudaSharedMemoryUnregisterRequest,
                                                 pb.CudaSharedMemoryUnregisterResponse),
+            "TraceSetting": unary(self.trace_setting, pb.TraceSettingRequest,
+                                  pb.TraceSettingResponse),
+            "LogSettings": unary(self.log_settings, pb.LogSettingsRequest,
+                                 pb.LogSettingsResponse),
         }
         v2["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
             self.model_stream_infer,
@@ -215,7 +222,8 @@ class GrpcFrontend:
                               ) -> pb.RepositoryModelLoadResponse:
         self.control.check(_authorization(context), "load")
         name = _repository_model(request)
-        await self.control.manager.load(name)
+        override = load_override(name, parameters(request.parameters), files_base64=False)
+        await self.control.manager.load(name, override)
         return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
 
     async def repository_unload(self, request: pb.RepositoryModelUnloadRequest, context: Any
@@ -245,6 +253,43 @@ class GrpcFrontend:
 
     async def cuda_shm(self, request: Any, context: Any) -> NoReturn:
         raise cuda_shared_memory_refusal()
+
+    # -- logging and trace extensions --------------------------------------------------------
+
+    async def trace_setting(self, request: pb.TraceSettingRequest, context: Any
+                            ) -> pb.TraceSettingResponse:
+        """Triton's TraceSetting: a read without settings, else an update (see trace.py)."""
+        if request.model_name:
+            self.models.versions(request.model_name)  # NOT_FOUND for an unknown model
+        if request.settings:
+            self.control.check_settings(_authorization(context), "trace settings")
+            doc = update_trace_settings(
+                {k: list(v.value) or None for k, v in request.settings.items()})
+        else:
+            doc = trace_settings()
+        response = pb.TraceSettingResponse()
+        for key, value in doc.items():
+            response.settings[key].value.extend(value if isinstance(value, list) else [value])
+        return response
+
+    async def log_settings(self, request: pb.LogSettingsRequest, context: Any
+                           ) -> pb.LogSettingsResponse:
+        """Triton's LogSettings: a read without settings, else an update (see logs.py)."""
+        if request.settings:
+            self.control.check_settings(_authorization(context), "log settings")
+            doc = update_log_settings(parameters(request.settings))
+        else:
+            doc = log_settings()
+        response = pb.LogSettingsResponse()
+        for key, value in doc.items():
+            setting = response.settings[key]
+            if isinstance(value, bool):
+                setting.bool_param = value
+            elif isinstance(value, int):
+                setting.uint32_param = value
+            else:
+                setting.string_param = value
+        return response
 
     # -- inference ----------------------------------------------------------------------------
 

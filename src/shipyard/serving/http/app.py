@@ -37,10 +37,13 @@ from shipyard.serving.http.codec import decode_infer_request, encode_infer_respo
 from shipyard.serving.http.errors import HTTP_STATUS
 from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
 from shipyard.serving.http.routes import ROUTES, Router
+from shipyard.serving.logs import log_settings, update_log_settings
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
+from shipyard.serving.overrides import load_override
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory, cuda_shared_memory_refusal
 from shipyard.serving.simple import features_request, features_result
+from shipyard.serving.trace import trace_settings, update_trace_settings
 
 __all__ = ["HttpApp"]
 
@@ -175,12 +178,12 @@ class HttpApp:
 
     # -- repository extension -----------------------------------------------------------------
 
-    async def _control(self, scope: Scope, receive: Receive, action: str) -> None:
-        """Check the bearer token for ``action``, then read (and drop) the request body."""
+    async def _control(self, scope: Scope, receive: Receive, action: str) -> bytes:
+        """Check the bearer token for ``action``, then read the request body."""
         headers = _headers(scope)
         auth = headers.get(b"authorization", b"").decode("latin-1") or None
         self.control.check(auth, action)
-        await self._body(receive, headers)
+        return await self._body(receive, headers)
 
     async def _repository_index(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._control(scope, receive, "index")
@@ -188,8 +191,21 @@ class HttpApp:
 
     async def _repository_load(self, scope: Scope, receive: Receive, send: Send,
                                name: str) -> None:
-        await self._control(scope, receive, "load")
-        await self.control.manager.load(name)
+        body = await self._control(scope, receive, "load")
+        params: Any = {}
+        if body.strip():
+            doc = parse_json(body)
+            if not isinstance(doc, dict) or set(doc) - {"parameters"}:
+                raise InvalidInput(
+                    "load request body must be {\"parameters\": {...}} (or empty); got "
+                    + (f"field(s) {sorted(doc)}" if isinstance(doc, dict)
+                       else type(doc).__name__))
+            params = doc.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise InvalidInput(
+                    f"load 'parameters' must be an object, got {type(params).__name__}")
+        override = load_override(name, params, files_base64=True)
+        await self.control.manager.load(name, override)
         await _send(send, 200, b"")
 
     async def _repository_unload(self, scope: Scope, receive: Receive, send: Send,
@@ -233,6 +249,40 @@ class HttpApp:
         if scope["method"] == "POST":
             await self._body(receive, _headers(scope))
         raise cuda_shared_memory_refusal()
+
+    # -- logging and trace extensions --------------------------------------------------------
+
+    async def _settings_body(self, scope: Scope, receive: Receive, what: str) -> dict[str, Any]:
+        """Check the token for changing ``what``; the body's settings ({} when empty)."""
+        headers = _headers(scope)
+        auth = headers.get(b"authorization", b"").decode("latin-1") or None
+        self.control.check_settings(auth, what)
+        body = await self._body(receive, headers, json=True)
+        doc = parse_json(body) if body.strip() else {}
+        if not isinstance(doc, dict):
+            raise InvalidInput(f"{what} body must be a JSON object of settings, got "
+                               f"{type(doc).__name__}")
+        return doc
+
+    async def _log_settings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send(send, 200, orjson.dumps(log_settings()))
+
+    async def _update_log_settings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        changes = await self._settings_body(scope, receive, "log settings")
+        await _send(send, 200, orjson.dumps(update_log_settings(changes)))
+
+    async def _trace_settings(self, scope: Scope, receive: Receive, send: Send,
+                              name: str | None = None) -> None:
+        if name is not None:
+            self.models.versions(name)  # 404 for an unknown model
+        await _send(send, 200, orjson.dumps(trace_settings()))
+
+    async def _update_trace_settings(self, scope: Scope, receive: Receive, send: Send,
+                                     name: str | None = None) -> None:
+        if name is not None:
+            self.models.versions(name)
+        changes = await self._settings_body(scope, receive, "trace settings")
+        await _send(send, 200, orjson.dumps(update_trace_settings(changes)))
 
     # -- inference ----------------------------------------------------------------------------
 

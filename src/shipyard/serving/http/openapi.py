@@ -170,6 +170,16 @@ def openapi_document() -> dict[str, Any]:
                 "features": {"type": "array", "minItems": 1, "items": {
                     "oneOf": [{"type": "number"},
                               {"type": "array", "items": {"type": "number"}}]}}}},
+            "LogSettings": {"type": "object", "additionalProperties": False, "properties": {
+                "log_info": {"type": "boolean"}, "log_warning": {"type": "boolean"},
+                "log_error": {"type": "boolean"},
+                "log_verbose_level": {"type": "integer", "minimum": 0},
+                "log_format": {"type": "string", "enum": ["text", "json", "default"]},
+                "log_file": {"type": "string", "enum": [""]}}},
+            "TraceSettings": {"type": "object", "additionalProperties": False, "properties": {
+                "trace_level": {"type": "array", "items": {"type": "string"}},
+                **{k: {"type": "string"} for k in ("trace_rate", "trace_count", "log_frequency",
+                                                   "trace_file", "trace_mode")}}},
             "PredictResponse": {"type": "object", "properties": {
                 "model_name": {"type": "string"}, "model_version": {"type": "string"},
                 "result": {"type": "array", "items": {}},

@@ -57,6 +57,7 @@ class Route:
 _INFER_ERRORS = (_E.INVALID_ARGUMENT, _E.NOT_FOUND, _E.PAYLOAD_TOO_LARGE, _E.RESOURCE_EXHAUSTED,
                  _E.UNAVAILABLE, _E.DEADLINE_EXCEEDED)
 _CONTROL_ERRORS = (_E.UNAUTHENTICATED, _E.PERMISSION_DENIED, _E.INVALID_ARGUMENT, _E.NOT_FOUND)
+_SETTINGS_ERRORS = (_E.UNAUTHENTICATED, _E.INVALID_ARGUMENT)
 
 
 def _model_routes(prefix: str) -> list[Route]:
@@ -113,7 +114,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v2/repository/index", "repository_index",
           "Models in the repository and their state", ok="Index", answer="array"),
     Route("POST", "/v2/repository/models/{model_name}/load", "repository_load",
-          "Load or reload a model (explicit model control, bearer token)", _CONTROL_ERRORS,
+          "Load or reload a model, optionally with its configuration (`config`) and files "
+          "(`file:<version>/<path>`, base64) in `parameters` (explicit model control, bearer "
+          "token)", _CONTROL_ERRORS,
           ok="Done", bearer=True),
     Route("POST", "/v2/repository/models/{model_name}/unload", "repository_unload",
           "Unload a model after its queued requests finish (explicit model control, bearer "
@@ -132,6 +135,26 @@ ROUTES: tuple[Route, ...] = (
           "Unregister one system shared-memory region (an unknown name is not an error)",
           ok="Done"),
     *_cuda_routes(),
+    Route("GET", "/v2/logging", "log_settings", "Log settings (Triton's logging extension)",
+          ok="Settings", answer="object"),
+    Route("POST", "/v2/logging", "update_log_settings",
+          "Change log settings: log_info, log_warning, log_error, log_verbose_level, log_format "
+          "(bearer token when the server has one)", _SETTINGS_ERRORS,
+          ok="Settings after the change", answer="object", body="LogSettings", bearer=True),
+    Route("GET", "/v2/trace/setting", "trace_settings",
+          "Trace settings (Triton's trace extension; tracing is off)", ok="Settings",
+          answer="object"),
+    Route("POST", "/v2/trace/setting", "update_trace_settings",
+          "Change trace settings: only to what they are (this server records no traces; "
+          "bearer token when the server has one)", _SETTINGS_ERRORS,
+          ok="Settings", answer="object", body="TraceSettings", bearer=True),
+    Route("GET", "/v2/models/{model_name}/trace/setting", "trace_settings",
+          "A model's trace settings (the global ones)", (_E.NOT_FOUND,), ok="Settings",
+          answer="object"),
+    Route("POST", "/v2/models/{model_name}/trace/setting", "update_trace_settings",
+          "Change a model's trace settings: only to what they are", (*_SETTINGS_ERRORS,
+                                                                      _E.NOT_FOUND),
+          ok="Settings", answer="object", body="TraceSettings", bearer=True),
     Route("POST", "/predict", "predict", "Simple API on the default model", _INFER_ERRORS,
           ok="Results", answer="PredictResponse", body="PredictRequest"),
     Route("GET", "/metrics", "metrics", "Prometheus metrics", ok="Text exposition format",

@@ -45,7 +45,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -137,7 +137,7 @@ class PythonRuntime(Runtime):
                 self._forget_neighbours(set(sys.modules) - before - {module_name}, folder)
         self.module, self._pool = module, pool
 
-    def _declared(self, tensors: list[TensorConfig] | None, kind: str) -> list[TensorSpec]:
+    def _declared(self, tensors: Sequence[TensorConfig] | None, kind: str) -> list[TensorSpec]:
         if not tensors:
             config_yaml = self.path.parent.parent / "config.yaml"
             example = ("inputs: [{name: TEXT, datatype: BYTES, shape: [1]}]" if kind == "inputs"
