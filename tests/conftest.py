@@ -220,3 +220,43 @@ def infer_fp32(server: ServerProcess, model: str, x: Any, version: str = "",
 # the repository: in the system's temporary directory unless the environment says otherwise.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
                       str(Path(tempfile.gettempdir()) / "shipyard-hypothesis"))
+
+
+# --------------------------------------------------------------------------------------------
+# perf_analyzer, for the tests that run it
+# --------------------------------------------------------------------------------------------
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def _cudart_dir() -> Path | None:
+    try:
+        import nvidia.cuda_runtime
+    except ImportError:
+        return None
+    for root in nvidia.cuda_runtime.__path__:  # a namespace package: no __file__
+        lib = Path(root) / "lib"
+        if (lib / "libcudart.so.12").is_file():
+            return lib
+    return None
+
+
+@pytest.fixture(scope="session")
+def perf_analyzer() -> tuple[Path, dict[str, str]]:
+    """perf_analyzer (from tritonclient[all]'s wheel) and the environment it runs in: it links
+    libcudart.so.12 even for CPU servers, which the nvidia-cuda-runtime-cu12 wheel provides.
+    Missing either is a skip locally and a failure in CI (``CI`` set)."""
+    exe = Path(sys.executable).parent / "perf_analyzer"
+    if not exe.is_file() or not os.access(exe, os.X_OK):
+        _unavailable(f"perf_analyzer not found at {exe}; install tritonclient[all]")
+    lib = _cudart_dir()
+    if lib is None:
+        _unavailable("libcudart.so.12 not found; install the nvidia-cuda-runtime-cu12 wheel")
+    assert lib is not None
+    paths = [str(lib), *filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(":"))]
+    env = {**os.environ, "LD_LIBRARY_PATH": ":".join(paths)}
+    return exe, env

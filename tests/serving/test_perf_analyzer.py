@@ -1,8 +1,9 @@
 """Smoke runs of Triton's perf_analyzer against the demo server, over HTTP and gRPC.
 
 perf_analyzer (from ``tritonclient[all]``'s wheel) links ``libcudart.so.12`` even for CPU
-servers; the ``nvidia-cuda-runtime-cu12`` wheel provides it. Missing either is a skip
-locally and a failure in CI (``CI`` set), so a CI run never passes by skipping silently.
+servers; the ``nvidia-cuda-runtime-cu12`` wheel provides it (the ``perf_analyzer`` fixture in
+conftest.py finds both). Missing either is a skip locally and a failure in CI (``CI`` set), so
+a CI run never passes by skipping silently.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,38 +26,6 @@ from conftest import ServerProcess
 pytestmark = pytest.mark.slow
 
 RUN_TIMEOUT_S = 120
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
-    pytest.skip(reason)
-
-
-def _cudart_dir() -> Path | None:
-    try:
-        import nvidia.cuda_runtime
-    except ImportError:
-        return None
-    for root in nvidia.cuda_runtime.__path__:  # a namespace package: no __file__
-        lib = Path(root) / "lib"
-        if (lib / "libcudart.so.12").is_file():
-            return lib
-    return None
-
-
-@pytest.fixture(scope="module")
-def perf_analyzer() -> tuple[Path, dict[str, str]]:
-    exe = Path(sys.executable).parent / "perf_analyzer"
-    if not exe.is_file() or not os.access(exe, os.X_OK):
-        _unavailable(f"perf_analyzer not found at {exe}; install tritonclient[all]")
-    lib = _cudart_dir()
-    if lib is None:
-        _unavailable("libcudart.so.12 not found; install the nvidia-cuda-runtime-cu12 wheel")
-    assert lib is not None
-    paths = [str(lib), *filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(":"))]
-    env = {**os.environ, "LD_LIBRARY_PATH": ":".join(paths)}
-    return exe, env
 
 
 def _success_count(server: ServerProcess, model: str) -> tuple[int, int]:

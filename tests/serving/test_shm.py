@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conftest import ServerProcess, http_call, start_server
 from onnx_models import add_sub_model, string_model, write_repository
-from test_perf_analyzer import RUN_TIMEOUT_S, _cudart_dir, _success_count, _unavailable
+from test_perf_analyzer import RUN_TIMEOUT_S, _success_count
 
 from shipyard.serving.errors import ErrorCode, InvalidInput
 from shipyard.serving.shm import ShmRef, SystemSharedMemory
@@ -615,24 +615,11 @@ def test_registry_refuses_links_and_odd_keys(tmp_path: Path) -> None:
 # -- perf_analyzer -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def perf_tool() -> tuple[Path, dict[str, str]]:
-    """perf_analyzer and its environment, found as test_perf_analyzer.py finds them."""
-    exe = Path(sys.executable).parent / "perf_analyzer"
-    if not exe.is_file() or not os.access(exe, os.X_OK):
-        _unavailable(f"perf_analyzer not found at {exe}; install tritonclient[all]")
-    lib = _cudart_dir()
-    if lib is None:
-        _unavailable("libcudart.so.12 not found; install the nvidia-cuda-runtime-cu12 wheel")
-    paths = [str(lib), *filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(":"))]
-    return exe, {**os.environ, "LD_LIBRARY_PATH": ":".join(paths)}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_perf_analyzer_system_shm(perf_tool: tuple[Path, dict[str, str]],
+def test_perf_analyzer_system_shm(perf_analyzer: tuple[Path, dict[str, str]],
                                   server: ServerProcess, protocol: str) -> None:
-    exe, env = perf_tool
+    exe, env = perf_analyzer
     url = server.http_url if protocol == "http" else server.grpc_url
     before_ok, _ = _success_count(server, "simple")
     fails_before = _fail_count(server)
