@@ -1,10 +1,13 @@
-"""The seed's simple API, protocol-free: rows of features in, one result per row out.
+"""The seed's simple API, protocol-free: rows of features in, one result per row out; or
+encoded images in, the top labels of each with their probabilities out.
 
-``POST /predict {"features": [...]}`` and gRPC ``ModelService.Predict`` both go through here.
+``POST /predict {"features": [...]}`` and gRPC ``ModelService.Predict`` both go through here,
+and so do the image bodies of ``/predict`` (``http/predict.py`` reads them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +17,101 @@ from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.types import Array, InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 
-__all__ = ["features_request", "features_result", "first_score"]
+__all__ = [
+    "PredictInput", "features_request", "features_result", "first_score", "predict_request",
+    "predict_result",
+]
+
+#: labels per image when the request does not say (capped by the classes there are)
+DEFAULT_TOP_K = 5
+
+
+@dataclass
+class PredictInput:
+    """What a /predict body asked for: ``features`` (the seed's rows) or ``images`` (encoded
+    files), and how many labels per image (None: the default)."""
+
+    features: Any = None
+    images: list[bytes] | None = None
+    top_k: int | None = None
+
+
+def predict_request(model: ModelVersion, asked: PredictInput) -> InferenceRequest:
+    """The inference request of a /predict body."""
+    if asked.images is None:
+        return features_request(model, asked.features)
+    return images_request(model, asked.images)
+
+
+def images_request(model: ModelVersion, images: list[bytes]) -> InferenceRequest:
+    """Encoded images -> the model's one BYTES input, one image per row ([n, 1])."""
+    if len(model.inputs) != 1 or model.inputs[0].datatype != "BYTES":
+        described = ", ".join(f"{s.datatype} {s.name!r} {_fmt(s.shape)}" for s in model.inputs)
+        raise InvalidInput(
+            f"model {model.name!r} takes {described}, not encoded images: /predict sends image "
+            "files to a model with one BYTES input (one whose config declares an image_decode "
+            f"preprocess step, like the demo 'digits'); send tensors to "
+            f"/v2/models/{model.name}/infer")
+    spec = model.inputs[0]
+    n = len(images)
+    shape: tuple[int, ...] = (n, *[1 for _ in spec.shape[1:]]) if len(spec.shape) > 1 else (n,)
+    data = np.empty(n, dtype=object)
+    data[:] = images
+    return InferenceRequest(model.name, str(model.version), inputs=[
+        Tensor(spec.name, "BYTES", shape, data.reshape(shape))
+    ])
+
+
+def predict_result(model: ModelVersion, asked: PredictInput, response: InferenceResponse
+                   ) -> dict[str, Any]:
+    """The answer to a /predict body: for images, ``predictions`` (per image, the top labels
+    with their probabilities, best first) and ``labels`` (the best of each); for features, as
+    :func:`features_result`."""
+    if asked.images is None:
+        return features_result(model, response)
+    ranked = _ranked(model, response, asked.top_k)
+    if ranked is None:  # outputs that hold no class scores: plain values, as for features
+        return features_result(model, response)
+    return {
+        "model_name": model.name, "model_version": str(model.version),
+        "predictions": [[{"label": label, "probability": p} for label, p in row]
+                        for row in ranked],
+        "labels": [row[0][0] if row else None for row in ranked],
+    }
+
+
+def _ranked(model: ModelVersion, response: InferenceResponse, top_k: int | None
+            ) -> list[list[tuple[str, float]]] | None:
+    """Per row, (label, probability) best first, from either a labels + scores pair of
+    outputs (the top_k and labels postprocess steps) or one output of class scores that the
+    config labels (softmax applied unless the rows already are probabilities)."""
+    outs = response.outputs
+    texts = [o for o in outs if o.data.dtype == object and o.data.ndim == 2]
+    numbers = [o for o in outs if o.data.dtype.kind == "f" and o.data.ndim == 2]
+    for t in texts:
+        for s in numbers:
+            if s.data.shape == t.data.shape:
+                k = s.data.shape[1] if top_k is None else min(top_k, s.data.shape[1])
+                return [[(_text(t.data[r, j]), float(s.data[r, j])) for j in range(k)]
+                        for r in range(s.data.shape[0])]
+    for s in numbers:
+        names = model.config.labels.get(s.name)
+        if not names or s.data.shape[1] != len(names):
+            continue
+        scores = s.data.astype(np.float64)
+        sums = scores.sum(axis=1)
+        if not ((scores >= 0).all() and (scores <= 1).all() and np.allclose(sums, 1, atol=1e-3)):
+            scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+            scores /= scores.sum(axis=1, keepdims=True)
+        k = min(DEFAULT_TOP_K if top_k is None else top_k, len(names))
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return [[(names[int(i)], float(scores[r, i])) for i in order[r]]
+                for r in range(scores.shape[0])]
+    return None
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 

@@ -36,13 +36,14 @@ from shipyard.serving.http.asgi import Message, Receive, Scope, Send
 from shipyard.serving.http.codec import decode_infer_request, encode_infer_response, parse_json
 from shipyard.serving.http.errors import HTTP_STATUS
 from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
+from shipyard.serving.http.predict import parse_predict_form, parse_predict_json
 from shipyard.serving.http.routes import ROUTES, Router
 from shipyard.serving.logs import log_settings, update_log_settings
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
 from shipyard.serving.overrides import load_override
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory, cuda_shared_memory_refusal
-from shipyard.serving.simple import features_request, features_result
+from shipyard.serving.simple import predict_request, predict_result
 from shipyard.serving.trace import trace_settings, update_trace_settings
 
 __all__ = ["HttpApp"]
@@ -314,18 +315,18 @@ class HttpApp:
             name = self.default_model
         self.models.get(name, version)  # 404 before reading the body
         headers = _headers(scope)
-        doc = parse_json(await self._body(receive, headers, json=True))
-        if isinstance(doc, dict):
-            extra = set(doc) - {"features"}
-            if extra or "features" not in doc:
-                raise InvalidInput(
-                    f"body must be {{\"features\": [...]}}; got field(s) {sorted(doc)}")
-            doc = doc["features"]
+        query = scope.get("query_string", b"")
+        ctype = headers.get(b"content-type", b"")
+        if ctype.lower().startswith(b"multipart/form-data"):
+            asked = parse_predict_form(ctype, await self._body(receive, headers), query)
+        else:
+            asked = parse_predict_json(
+                parse_json(await self._body(receive, headers, json=True)), query)
         mv = self.models.get(name, version)
-        request = features_request(mv, doc)
+        request = predict_request(mv, asked)
         _timeout_header(headers, request)
         response = await mv.infer(request)
-        await _send(send, 200, orjson.dumps(features_result(mv, response)))
+        await _send(send, 200, orjson.dumps(predict_result(mv, asked, response)))
 
     def _json_too_large(self, size: int) -> str:
         return (

@@ -52,6 +52,20 @@ _BODIES: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
                                "parameters.binary_data_size"}},
         }},
     ),
+    "PredictRequest": (
+        [{"name": "top_k", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 1},
+          "description": "labels per image (image bodies)"}],
+        {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
+            "multipart/form-data": {"schema": {
+                "type": "object", "description": "every part with a filename is one encoded "
+                "image (PNG/JPEG), in order; an optional field top_k",
+                "properties": {"image": {"type": "array", "items": {
+                    "type": "string", "format": "binary"}},
+                               "top_k": {"type": "integer", "minimum": 1}}}},
+        }},
+    ),
 }
 
 
@@ -166,10 +180,17 @@ def openapi_document() -> dict[str, Any]:
                 "key": {"type": "string", "description": "shm_open name, e.g. /input0"},
                 "offset": {"type": "integer", "minimum": 0},
                 "byte_size": {"type": "integer", "minimum": 1}}},
-            "PredictRequest": {"type": "object", "required": ["features"], "properties": {
+            "PredictRequest": {"type": "object", "properties": {
                 "features": {"type": "array", "minItems": 1, "items": {
                     "oneOf": [{"type": "number"},
-                              {"type": "array", "items": {"type": "number"}}]}}}},
+                              {"type": "array", "items": {"type": "number"}}]},
+                    "description": "rows of numbers (one of features, images, image)"},
+                "images": {"type": "array", "minItems": 1, "items": {
+                    "type": "string", "format": "byte"},
+                    "description": "encoded PNG/JPEG files, base64"},
+                "image": {"type": "string", "format": "byte"},
+                "top_k": {"type": "integer", "minimum": 1,
+                          "description": "labels per image"}}},
             "LogSettings": {"type": "object", "additionalProperties": False, "properties": {
                 "log_info": {"type": "boolean"}, "log_warning": {"type": "boolean"},
                 "log_error": {"type": "boolean"},
@@ -183,7 +204,11 @@ def openapi_document() -> dict[str, Any]:
             "PredictResponse": {"type": "object", "properties": {
                 "model_name": {"type": "string"}, "model_version": {"type": "string"},
                 "result": {"type": "array", "items": {}},
-                "labels": {"type": "array", "items": {"type": "string"}}}},
+                "labels": {"type": "array", "items": {"type": ["string", "null"]}},
+                "predictions": {"type": "array", "items": {"type": "array", "items": {
+                    "type": "object", "properties": {"label": {"type": "string"},
+                                                     "probability": {"type": "number"}}}},
+                    "description": "image bodies: per image, the top labels, best first"}}},
         }},
     }
 
