@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.data.errors import ExportError
+from shipyard.errors import ExportError
 
 if TYPE_CHECKING:
     from shipyard.export.publish import Published

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from training_support import EXAMPLES, TITANIC, titanic_experiment
 
-from shipyard.data.errors import ConfigError
+from shipyard.errors import ConfigError
 from shipyard.training.config import Experiment, load_experiment
 from shipyard.training.models import build_estimator
 from shipyard.training.overrides import apply_overrides, parse_override

@@ -13,9 +13,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shipyard.data.errors import ConfigError
 from shipyard.data.features import DEFAULT_MISSING_VALUES, FeatureSpec, Preprocessing
 from shipyard.data.sources import SKLEARN_PREFIX, resolve_source
+from shipyard.errors import ConfigError
 from shipyard.repository.layout import MODEL_NAME_RE
 from shipyard.training.models import MODELS, models_for_task
 from shipyard.training.overrides import apply_overrides

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from shipyard.data.errors import ConfigError
 from shipyard.data.features import ColumnPlan
+from shipyard.errors import ConfigError
 from shipyard.export.onnx import OnnxInterface
 from shipyard.training.config import Experiment
 

@@ -19,11 +19,11 @@ import yaml
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from shipyard.data.errors import ConfigError, ExportError
 from shipyard.data.features import ColumnPlan, column_plans
 from shipyard.data.schema import infer_features, prepare_table
 from shipyard.data.sources import Table, load_table
 from shipyard.data.tabular import build_preprocessor
+from shipyard.errors import ConfigError, ExportError
 from shipyard.evaluation.metrics import mean_metrics
 from shipyard.evaluation.report import ReportData, write_report
 from shipyard.export.onnx import (
