@@ -83,7 +83,7 @@ def _describe(run: Run) -> str:
     test = ", ".join(f"{k} {v:.4f}" for k, v in run.metrics.get("test", {}).items()
                      if isinstance(v, float) and k in ("accuracy", "f1_macro", "roc_auc", "r2",
                                                         "mae", "rmse"))
-    head = exp.description.strip() or f"{exp.task} model ({exp.model.type})"
+    head = exp.description.strip() or f"{exp.task} model ({exp.model.label})"
     return (f"{head} Inputs: {inputs}. Outputs: {outputs}. Test split: {test}. "
             f"Trained by shipyard run {run.path.name}.")
 

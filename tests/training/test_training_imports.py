@@ -34,8 +34,9 @@ def _imports(path: Path) -> list[str]:
 
 
 def _files(*parts: str) -> list[Path]:
+    """The .py files of packages and modules under src/shipyard (missing ones: none yet)."""
     return [p for part in parts for p in ((SRC / part).rglob("*.py") if (SRC / part).is_dir()
-                                          else [SRC / part])]
+                                          else [SRC / part] if (SRC / part).is_file() else [])]
 
 
 def _offenders(files: list[Path], prefixes: tuple[str, ...]) -> list[str]:
@@ -64,3 +65,22 @@ def test_the_training_errors_have_one_home() -> None:
     src/ imports the old alias shipyard.data.errors."""
     assert not _offenders([SRC / "errors.py"], ("shipyard",))
     assert not _offenders(_files("."), ("shipyard.data.errors",))
+
+
+def test_nothing_below_training_imports_it() -> None:
+    """Floors: training -> {evaluation, export, data, models} -> errors; never the reverse."""
+    below = _files("data", "evaluation", "export", "models", "errors.py")
+    assert not _offenders(below, ("shipyard.training", "shipyard.api", "shipyard.cli"))
+
+
+def test_family_modules_load_only_when_their_family_runs() -> None:
+    """The dispatcher knows family modules by name; torch is imported only by the torch
+    trainer and the torch networks (training/torch*.py, models/)."""
+    modules = _imported("import shipyard.training.trainer, shipyard.training.config")
+    assert not {m for m in modules if m.split(".")[0] in ("sklearn", "torch", "matplotlib")
+                or m.startswith(("shipyard.training.sklearn", "shipyard.training.torch"))}
+    torch_home = [p for p in _files(*TRAINING_HALF, "models")
+                  if p.parent.name == "models" or p.name.startswith("torch")]
+    others = [p for p in _files(*TRAINING_HALF, "api.py", "_cli_train.py", "errors.py")
+              if p not in torch_home]
+    assert not _offenders(others, ("torch",))

@@ -35,7 +35,7 @@ from shipyard.export.onnx import (
     tensor_summary,
 )
 from shipyard.export.verify import check_agreement
-from shipyard.training.config import Experiment
+from shipyard.training.config import Experiment, SklearnModelSpec
 from shipyard.training.evaluate import importance_plot, score_split, split_plots
 from shipyard.training.models import MODELS, build_estimator
 from shipyard.training.progress import Steps
@@ -45,6 +45,13 @@ from shipyard.training.splits import make_split
 __all__ = ["prepare", "train"]
 
 log = logging.getLogger("shipyard.training")
+
+
+def _spec(exp: Experiment) -> SklearnModelSpec:
+    if not isinstance(exp.model, SklearnModelSpec):
+        raise ConfigError(f"model.family: {exp.model.family!r} experiments are not trained by "
+                          "the scikit-learn trainer")
+    return exp.model
 
 
 def _class_names(exp: Experiment, table: Table, classes: Sequence[Any]) -> list[str]:
@@ -95,9 +102,9 @@ def _export(
     interface: OnnxInterface, X_test: Any, metadata: Mapping[str, str],
 ) -> dict[str, Any]:
     record: dict[str, Any] = {"converted": False, "file": RUN_FILES["onnx"]}
-    if not MODELS[exp.model.type].exportable:
+    if not MODELS[_spec(exp).type].exportable:
         record["error"] = (
-            f"model {exp.model.type!r} cannot be exported to ONNX: skl2onnx does not convert "
+            f"model {_spec(exp).type!r} cannot be exported to ONNX: skl2onnx does not convert "
             f"{type(pipeline.named_steps['model']).__name__} (it fails on its tree format); "
             "choose gradient_boosting or random_forest to serve the model"
         )
@@ -140,7 +147,7 @@ def _versions() -> dict[str, str]:
 def prepare(exp: Experiment) -> Any:
     """The unfitted estimator of ``exp.model``; a bad ``model.params`` raises ConfigError before
     anything is written."""
-    return build_estimator(exp.model.type, exp.model.params, exp.task, seed=exp.seed,
+    return build_estimator(_spec(exp).type, _spec(exp).params, exp.task, seed=exp.seed,
                            epochs=exp.training.epochs, n_jobs=exp.training.n_jobs)
 
 
@@ -191,7 +198,7 @@ def _train(exp: Experiment, base_dir: Path, estimator: Any, run_dir: Path, steps
         metrics["validation"] = mean
         details["validation"] = {"method": f"{len(per_fold)}-fold mean", "std": std,
                                  "folds": per_fold}
-    with steps.step(f"fitting {exp.model.type} on {len(split.train)} rows", "fit"):
+    with steps.step(f"fitting {_spec(exp).type} on {len(split.train)} rows", "fit"):
         pipeline = _fit(new_pipeline(), X.iloc[split.train], y[split.train], caught)
     if classify:
         classes = list(pipeline.classes_)
@@ -221,7 +228,7 @@ def _train(exp: Experiment, base_dir: Path, estimator: Any, run_dir: Path, steps
     export: dict[str, Any] = {"converted": False, "error": "export.onnx is false"}
     if exp.export.onnx:
         metadata = {"shipyard.experiment": exp.name, "shipyard.task": exp.task,
-                    "shipyard.model": exp.model.type, "shipyard.run": run_dir.name,
+                    "shipyard.model": _spec(exp).type, "shipyard.run": run_dir.name,
                     "shipyard.columns": ",".join(p.name for p in plans),
                     "shipyard.class_names": ",".join(class_names),
                     "shipyard.missing": "FP32 inputs: NaN; BYTES inputs: '' (the graph does not "
@@ -231,7 +238,7 @@ def _train(exp: Experiment, base_dir: Path, estimator: Any, run_dir: Path, steps
             export = _export(run_dir, pipeline, plans, exp, interface, X.iloc[split.test],
                              metadata)
     info = {
-        "name": exp.name, "task": exp.task, "model": exp.model.type,
+        "name": exp.name, "task": exp.task, "model": _spec(exp).type,
         "estimator": type(pipeline.named_steps["model"]).__name__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data": {"source": table.source, "rows": len(table.frame),
@@ -270,14 +277,14 @@ def _report(exp: Experiment, run_dir: Path, info: dict[str, Any], metrics: dict[
                       f"fold mean), then a fit on all of them; {d['test']} test rows")
     else:
         split_text = f"{d['train']} train / {d['validation'] or 0} validation / {d['test']} test"
-    params = ", ".join(f"{k}={v!r}" for k, v in exp.model.params.items()) or "defaults"
+    params = ", ".join(f"{k}={v!r}" for k, v in _spec(exp).params.items()) or "defaults"
     facts = [
         ("task", exp.task), ("run", str(run_dir)), ("data", f"{d['source']} ({d['rows']} rows, "
                                                       f"{d['dropped_rows']} without target)"),
         ("target", f"`{exp.data.target}`" + (f" (classes: {', '.join(info['class_names'])})"
                                             if info["class_names"] else "")),
         ("split", f"{split_text}; seed {exp.seed}"),
-        ("model", f"{exp.model.type} ({info['estimator']}: {MODELS[exp.model.type].summary}); "
+        ("model", f"{_spec(exp).type} ({info['estimator']}: {MODELS[_spec(exp).type].summary}); "
                   f"{params}"),
         ("fit time", f"{info['timings_s'].get('fit', 0):.2f} s"),
     ]

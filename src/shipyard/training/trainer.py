@@ -1,7 +1,8 @@
 """One training run: the run directory and its log, around the trainer of the model's family.
 
-The family module (:mod:`shipyard.training.sklearn`) does the work: :func:`train_experiment` asks
-it to ``prepare`` the model (checks that need no data; nothing written yet), creates the run
+The module of the experiment's ``model.family`` does the work (see
+:mod:`shipyard.training.families`; imported only now): :func:`train_experiment` asks it to
+``prepare`` the model (checks that need no data; nothing written yet), creates the run
 directory, attaches ``train.log`` and hands both to its ``train``.
 """
 
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from shipyard.training.config import Experiment
+from shipyard.training.families import family_module
 from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, create_run_dir
 
@@ -45,14 +47,13 @@ def train_experiment(
 ) -> Run:
     """Run ``exp`` and return the finished :class:`Run`. A failed run leaves its directory
     with ``train.log`` saying why."""
-    from shipyard.training import sklearn as family
-
+    family = family_module(exp.model.family)
     prepared = family.prepare(exp)
     run_dir = create_run_dir(exp, output)
     with _run_log(run_dir):
         try:
             log.info("run %s: experiment %s (%s, %s)", run_dir, exp.name, exp.task,
-                     exp.model.type)
+                     exp.model.label)
             with Steps(show_progress) as steps:
                 return family.train(exp, base_dir, prepared, run_dir=run_dir, steps=steps,
                                     config_note=config_note)
