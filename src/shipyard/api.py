@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from shipyard.errors import ExportError
 
 if TYPE_CHECKING:
+    from shipyard.evaluation.scoring import Evaluation
     from shipyard.export.publish import Published
     from shipyard.training.config import Experiment
-    from shipyard.training.evaluate import Evaluation
     from shipyard.training.run import Run
 
 __all__ = ["evaluate", "publish", "train"]
@@ -59,7 +59,7 @@ def evaluate(run: str | Path | Run, *, data: str | Path | None = None,
              progress: bool = False) -> Evaluation:
     """Score a run's pipeline on ``data`` (every row; it needs the target column), or on the
     run's test split again. Results go to ``<run>/evaluations/<name>/``."""
-    from shipyard.training.evaluate import evaluate_run
+    from shipyard.training.trainer import evaluate_run
 
     return evaluate_run(_as_run(run), Path(data) if data is not None else None,
                         show_progress=progress)

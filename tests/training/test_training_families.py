@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from training_support import titanic_experiment
+from typer.testing import CliRunner
 
+from shipyard.cli import app
 from shipyard.errors import ConfigError
 from shipyard.training.config import (
     Experiment,
@@ -20,7 +23,7 @@ from shipyard.training.config import (
     TorchModelSpec,
     load_experiment,
 )
-from shipyard.training.families import FAMILIES, unavailable
+from shipyard.training.families import FAMILIES, family_evaluator, unavailable
 from shipyard.training.progress import Steps
 from shipyard.training.trainer import train_experiment
 
@@ -139,3 +142,24 @@ def test_prepare_fails_before_a_run_directory_exists(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"model\.params: \['n_estimator'\]"):
         train_experiment(exp, base, output=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_family_without_evaluate_is_refused(torch_trainer: types.SimpleNamespace) -> None:
+    with pytest.raises(ConfigError, match=r"^evaluate: runs of model family 'torch' cannot be "
+                       "evaluated again yet"):
+        family_evaluator("torch")
+    assert callable(family_evaluator("sklearn").evaluate)
+
+
+def test_cli_prints_the_refusal_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    monkeypatch.setitem(FAMILIES, "torch", replace(FAMILIES["torch"],
+                                                   module="shipyard.training.no_such_module"))
+    config = tmp_path / "experiment.yaml"
+    config.write_text(yaml.safe_dump(_with_model({"family": "torch", "architecture": "cnn"})),
+                      encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(config), "--quiet"])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert result.output.startswith(f"error: {config}: model.family: torch experiments arrive "
+                                    "with the image task")

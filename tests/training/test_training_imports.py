@@ -71,6 +71,19 @@ def test_nothing_below_training_imports_it() -> None:
     """Floors: training -> {evaluation, export, data, models} -> errors; never the reverse."""
     below = _files("data", "evaluation", "export", "models", "errors.py")
     assert not _offenders(below, ("shipyard.training", "shipyard.api", "shipyard.cli"))
+    modules = _imported("import shipyard.evaluation.scoring, shipyard.evaluation.report")
+    assert not {m for m in modules if m.startswith(("shipyard.training", "shipyard.data"))}
+
+
+def test_public_names_stay_importable() -> None:
+    """The lazy package exports point at the modules the names live in now."""
+    _imported("from shipyard.training import Evaluation, Experiment, Run, evaluate_run, "
+              "load_experiment, train_experiment, MODELS\n"
+              "from shipyard.evaluation import Evaluation, SplitScore, score_split, split_plots, "
+              "importance_plot\n"
+              "from shipyard.data import DataError\n"
+              "from shipyard.data.errors import ConfigError, DataError, ExperimentError\n"
+              "from shipyard import train, evaluate, publish")
 
 
 def test_family_modules_load_only_when_their_family_runs() -> None:

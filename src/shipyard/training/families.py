@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from shipyard.errors import ConfigError
 
 if TYPE_CHECKING:
+    from shipyard.evaluation.scoring import Evaluation
     from shipyard.training.config import Experiment
     from shipyard.training.progress import Steps
     from shipyard.training.run import Run
 
-__all__ = ["FAMILIES", "Family", "FamilyModule", "family_module", "unavailable"]
+__all__ = ["FAMILIES", "Family", "FamilyModule", "family_evaluator", "family_module",
+           "unavailable"]
 
 
 class FamilyModule(Protocol):
@@ -44,6 +46,13 @@ class FamilyModule(Protocol):
 
     def train(self, exp: Experiment, base_dir: Path, prepared: Any, *, run_dir: Path,
               steps: Steps, config_note: str = "") -> Run: ...
+
+
+class FamilyEvaluator(Protocol):
+    """A family module that can also evaluate its runs again."""
+
+    def evaluate(self, run: Run, data: Path | None = None, *, show_progress: bool = False
+                 ) -> Evaluation: ...
 
 
 @dataclass(frozen=True)
@@ -90,3 +99,11 @@ def family_module(family: str) -> FamilyModule:
         raise ConfigError(reason)
     return cast(FamilyModule, importlib.import_module(FAMILIES[family].module))
 
+
+def family_evaluator(family: str) -> FamilyEvaluator:
+    """The family's module, where it can evaluate a run again; ConfigError where it cannot."""
+    module = family_module(family)
+    if not callable(getattr(module, "evaluate", None)):
+        raise ConfigError(f"evaluate: runs of model family {family!r} cannot be evaluated again "
+                          "yet; read the run's metrics.json and report.md")
+    return cast(FamilyEvaluator, module)

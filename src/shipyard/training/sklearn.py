@@ -2,7 +2,8 @@
 
 :mod:`shipyard.training.trainer` calls :func:`prepare` before the run directory exists, then
 :func:`train` with the run directory, its log already attached. Everything the run produces goes
-into that directory (see :mod:`shipyard.training.run`).
+into that directory (see :mod:`shipyard.training.run`). :func:`evaluate` scores a finished run's
+pipeline again (``shipyard evaluate``); scoring and plotting are :mod:`shipyard.evaluation`'s.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from sklearn.pipeline import Pipeline
 from shipyard.data.features import ColumnPlan, column_plans
 from shipyard.data.schema import infer_features, prepare_table
 from shipyard.data.sources import Table, load_table
-from shipyard.data.tabular import build_preprocessor
+from shipyard.data.tabular import build_preprocessor, output_feature_names
 from shipyard.errors import ConfigError, ExportError
 from shipyard.evaluation.metrics import mean_metrics
 from shipyard.evaluation.report import ReportData, write_report
+from shipyard.evaluation.scoring import Evaluation, importance_plot, score_split, split_plots
 from shipyard.export.onnx import (
     OnnxInterface,
     default_opset,
@@ -36,13 +38,12 @@ from shipyard.export.onnx import (
 )
 from shipyard.export.verify import check_agreement
 from shipyard.training.config import Experiment, SklearnModelSpec
-from shipyard.training.evaluate import importance_plot, score_split, split_plots
 from shipyard.training.models import MODELS, build_estimator
 from shipyard.training.progress import Steps
-from shipyard.training.run import RUN_FILES, Run, write_json
+from shipyard.training.run import RUN_FILES, Run, unique_folder, write_json
 from shipyard.training.splits import make_split
 
-__all__ = ["prepare", "train"]
+__all__ = ["evaluate", "prepare", "train"]
 
 log = logging.getLogger("shipyard.training")
 
@@ -218,7 +219,10 @@ def _train(exp: Experiment, base_dir: Path, estimator: Any, run_dir: Path, steps
         with steps.step("plotting", "plots"):
             plots += split_plots(test, exp.task, classes, class_names, plots_dir, "test",
                                  run_dir)
-            importance = importance_plot(pipeline, plots_dir, run_dir, class_names)
+            importance = importance_plot(
+                pipeline.named_steps["model"],
+                output_feature_names(pipeline.named_steps["preprocess"]), plots_dir, run_dir,
+                class_names)
             if importance:
                 plots.append(importance)
     import joblib
@@ -295,3 +299,45 @@ def _report(exp: Experiment, run_dir: Path, info: dict[str, Any], metrics: dict[
         per_class=test_details.get("per_class"), plots=plots, columns=info["columns"],
         export=export, warnings=caught,
     )
+
+
+def evaluate(run: Run, data: Path | None = None, *, show_progress: bool = False) -> Evaluation:
+    """Score a run's pipeline on ``data`` (a CSV/Parquet file with the feature and target
+    columns, every row), or without ``data`` on the run's own test split again; the results go
+    to ``<run>/evaluations/<name>/``."""
+    exp = run.experiment
+    plans = run.plans
+    with Steps(show_progress) as steps:
+        with steps.step("loading data"):
+            source = str(data) if data is not None else exp.data.source
+            table = load_table(source, base_dir=Path.cwd(), file_format=exp.data.format,
+                               separator=exp.data.separator, encoding=exp.data.encoding)
+            prepared = prepare_table(
+                table, {p.name: p.type for p in plans}, exp.data.target, exp.task,
+                missing_values=exp.data.missing_values, strip=exp.data.strip,
+                check_classes=data is None)
+        assert prepared.y is not None
+        X, y, label = prepared.X, prepared.y, "data"
+        if data is None:
+            split = make_split(y, exp.split, classify=exp.task != "regression", seed=exp.seed)
+            X, y, label = X.iloc[split.test], y[split.test], "test"
+        pipeline = run.pipeline()
+        folder = unique_folder(run.path / "evaluations",
+                               Path(data).stem if data is not None else "test")
+        with steps.step(f"scoring {len(y)} rows"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            score = score_split(pipeline, X, y, exp.task, run.classes, run.class_names)
+        with steps.step("plotting"):
+            plots = split_plots(score, exp.task, run.classes, run.class_names,
+                                folder / "plots", label, folder)
+    write_json(folder / "metrics.json", {label: score.summary})
+    write_json(folder / "evaluation.json", {label: score.details})
+    write_report(folder / "report.md", ReportData(
+        title=f"{exp.name}: evaluation on {table.source if data is not None else 'the test split'}",
+        facts=[("run", str(run.path)), ("data", table.source), ("rows", str(len(y))),
+               ("dropped rows (no target)", str(prepared.dropped_rows))],
+        metrics={label: score.summary},
+        per_class=score.details.get("per_class"), per_class_split=label, plots=plots,
+        warnings=sorted({str(w.message) for w in caught}),
+    ))
+    return Evaluation(folder, score.summary, score.details, table.source)

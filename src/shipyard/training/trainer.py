@@ -1,9 +1,10 @@
-"""One training run: the run directory and its log, around the trainer of the model's family.
+"""Training and evaluating runs, each by the module of the experiment's model family.
 
 The module of the experiment's ``model.family`` does the work (see
 :mod:`shipyard.training.families`; imported only now): :func:`train_experiment` asks it to
 ``prepare`` the model (checks that need no data; nothing written yet), creates the run
-directory, attaches ``train.log`` and hands both to its ``train``.
+directory, attaches ``train.log`` and hands both to its ``train``. :func:`evaluate_run` hands a
+finished run to the family's ``evaluate``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipyard.training.config import Experiment
-from shipyard.training.families import family_module
+from shipyard.training.families import family_evaluator, family_module
 from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, create_run_dir
 
-__all__ = ["train_experiment"]
+if TYPE_CHECKING:
+    from shipyard.evaluation.scoring import Evaluation
+
+__all__ = ["evaluate_run", "train_experiment"]
 
 log = logging.getLogger("shipyard.training")
 
@@ -60,3 +65,10 @@ def train_experiment(
         except Exception as exc:  # the log of a failed run says why; the error goes on up
             log.error("run failed: %s", getattr(exc, "message", None) or repr(exc))
             raise
+
+
+def evaluate_run(run: Run, data: Path | None = None, *, show_progress: bool = False) -> Evaluation:
+    """Score a finished run on ``data`` (a file with the feature and target columns), or on its
+    own test split again; results go to ``<run>/evaluations/<name>/``."""
+    evaluator = family_evaluator(run.experiment.model.family)
+    return evaluator.evaluate(run, data, show_progress=show_progress)
