@@ -20,7 +20,8 @@ __all__ = ["register"]
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """ExperimentError -> ``error: <message>`` and exit status 2; a missing extra -> a hint."""
+    """Any :class:`shipyard.errors.ExperimentError` -> ``error: <message>`` and exit status 2;
+    a missing extra -> a hint."""
     try:
         yield
     except ModuleNotFoundError as exc:
@@ -28,7 +29,7 @@ def _user_errors() -> Iterator[None]:
                    "pip install 'shipyard[train]'", err=True)
         raise typer.Exit(2) from exc
     except Exception as exc:
-        from shipyard.data.errors import ExperimentError
+        from shipyard.errors import ExperimentError
 
         if isinstance(exc, ExperimentError):
             typer.echo(f"error: {exc.message}", err=True)

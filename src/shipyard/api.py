@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.data.errors import ExportError
+from shipyard.errors import ExportError
 
 if TYPE_CHECKING:
+    from shipyard.evaluation.scoring import Evaluation
     from shipyard.export.publish import Published
     from shipyard.training.config import Experiment
-    from shipyard.training.evaluate import Evaluation
     from shipyard.training.run import Run
 
 __all__ = ["evaluate", "publish", "train"]
@@ -59,7 +59,7 @@ def evaluate(run: str | Path | Run, *, data: str | Path | None = None,
              progress: bool = False) -> Evaluation:
     """Score a run's pipeline on ``data`` (every row; it needs the target column), or on the
     run's test split again. Results go to ``<run>/evaluations/<name>/``."""
-    from shipyard.training.evaluate import evaluate_run
+    from shipyard.training.trainer import evaluate_run
 
     return evaluate_run(_as_run(run), Path(data) if data is not None else None,
                         show_progress=progress)
@@ -83,7 +83,7 @@ def _describe(run: Run) -> str:
     test = ", ".join(f"{k} {v:.4f}" for k, v in run.metrics.get("test", {}).items()
                      if isinstance(v, float) and k in ("accuracy", "f1_macro", "roc_auc", "r2",
                                                         "mae", "rmse"))
-    head = exp.description.strip() or f"{exp.task} model ({exp.model.type})"
+    head = exp.description.strip() or f"{exp.task} model ({exp.model.label})"
     return (f"{head} Inputs: {inputs}. Outputs: {outputs}. Test split: {test}. "
             f"Trained by shipyard run {run.path.name}.")
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from training_support import EXAMPLES, TITANIC, titanic_experiment
 
-from shipyard.data.errors import ConfigError
+from shipyard.errors import ConfigError
 from shipyard.training.config import Experiment, load_experiment
 from shipyard.training.models import build_estimator
 from shipyard.training.overrides import apply_overrides, parse_override
@@ -31,7 +31,7 @@ def test_unknown_key_names_path_and_allowed_fields() -> None:
     with pytest.raises(ConfigError) as err:
         load_experiment(raw)
     text = err.value.message
-    assert "model.hyperparams: unknown field; allowed: ['type', 'params']" in text
+    assert "model.hyperparams: unknown field; allowed: ['family', 'type', 'params']" in text
     assert "features.age.imput: unknown field; allowed: ['type', 'impute'" in text
 
 

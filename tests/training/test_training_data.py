@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from training_support import TITANIC
 
-from shipyard.data.errors import DataError
 from shipyard.data.features import FeatureSpec, Preprocessing, column_plans
 from shipyard.data.schema import infer_features, prepare_table
 from shipyard.data.sources import load_table
 from shipyard.data.tabular import build_preprocessor
+from shipyard.errors import DataError
 
 MISSING = ["", "NA", "?"]
 TYPES = {"pclass": "categorical", "sex": "categorical", "age": "numeric", "embarked": "categorical"}

@@ -13,7 +13,7 @@ from sklearn.datasets import load_breast_cancer
 from training_support import SMS_SPAM, titanic_experiment
 
 from shipyard.api import publish, train
-from shipyard.data.errors import ExportError
+from shipyard.errors import ExportError
 from shipyard.export.verify import onnx_session
 
 

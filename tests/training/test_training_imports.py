@@ -1,13 +1,16 @@
-"""The two halves meet only at the model repository: neither imports the other."""
+"""Import floors: the two halves meet only at the model repository (neither imports the
+other), and inside the training half nothing imports upward (DESIGN.md section 2)."""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import ROOT
 
+SRC = ROOT / "src" / "shipyard"
 TRAINING_HALF = ["data", "training", "evaluation", "export"]
 
 
@@ -19,24 +22,78 @@ def _imported(code: str) -> set[str]:
     return set(out.split())
 
 
+def _imports(path: Path) -> list[str]:
+    """Every module an ``import`` statement in ``path`` names (lazy ones inside functions too)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.append(node.module or "")
+    return names
+
+
+def _files(*parts: str) -> list[Path]:
+    """The .py files of packages and modules under src/shipyard (missing ones: none yet)."""
+    return [p for part in parts for p in ((SRC / part).rglob("*.py") if (SRC / part).is_dir()
+                                          else [SRC / part] if (SRC / part).is_file() else [])]
+
+
+def _offenders(files: list[Path], prefixes: tuple[str, ...]) -> list[str]:
+    return [f"{p.relative_to(SRC)}: {n}" for p in files for n in _imports(p)
+            if n == "" or any(n == x or n.startswith(x + ".") for x in prefixes)]
+
+
 def test_serving_imports_nothing_of_the_training_half() -> None:
     modules = _imported("import shipyard.serving.server, shipyard.cli")
     leaked = {m for m in modules if m.split(".")[0] in ("sklearn", "pandas", "skl2onnx",
                                                          "matplotlib", "torch")
-              or any(m.startswith(f"shipyard.{p}") for p in TRAINING_HALF)}
+              or any(m.startswith(f"shipyard.{p}") for p in TRAINING_HALF)
+              or m == "shipyard.errors"}
     assert not leaked
 
 
 def test_training_half_never_imports_serving() -> None:
-    src = ROOT / "src" / "shipyard"
-    files = [*(p for part in TRAINING_HALF for p in (src / part).rglob("*.py")),
-             src / "api.py", src / "_cli_train.py"]
-    offenders = []
-    for path in files:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            offenders += [f"{path.name}: {n}" for n in names if n.startswith("shipyard.serving")]
-    assert not offenders
+    files = [*_files(*TRAINING_HALF), SRC / "api.py", SRC / "_cli_train.py", SRC / "errors.py"]
+    assert not _offenders(files, ("shipyard.serving",))
     modules = _imported("import shipyard.api, shipyard.training.trainer, shipyard.export.publish")
     assert not {m for m in modules if m.startswith("shipyard.serving")}
+
+
+def test_the_training_errors_have_one_home() -> None:
+    """shipyard.errors imports nothing of shipyard (every floor may import it), and nothing in
+    src/ imports the old alias shipyard.data.errors."""
+    assert not _offenders([SRC / "errors.py"], ("shipyard",))
+    assert not _offenders(_files("."), ("shipyard.data.errors",))
+
+
+def test_nothing_below_training_imports_it() -> None:
+    """Floors: training -> {evaluation, export, data, models} -> errors; never the reverse."""
+    below = _files("data", "evaluation", "export", "models", "errors.py")
+    assert not _offenders(below, ("shipyard.training", "shipyard.api", "shipyard.cli"))
+    modules = _imported("import shipyard.evaluation.scoring, shipyard.evaluation.report")
+    assert not {m for m in modules if m.startswith(("shipyard.training", "shipyard.data"))}
+
+
+def test_public_names_stay_importable() -> None:
+    """The lazy package exports point at the modules the names live in now."""
+    _imported("from shipyard.training import Evaluation, Experiment, Run, evaluate_run, "
+              "load_experiment, train_experiment, MODELS\n"
+              "from shipyard.evaluation import Evaluation, SplitScore, score_split, split_plots, "
+              "importance_plot\n"
+              "from shipyard.data import DataError\n"
+              "from shipyard.data.errors import ConfigError, DataError, ExperimentError\n"
+              "from shipyard import train, evaluate, publish")
+
+
+def test_family_modules_load_only_when_their_family_runs() -> None:
+    """The dispatcher knows family modules by name; torch is imported only by the torch
+    trainer and the torch networks (training/torch*.py, models/)."""
+    modules = _imported("import shipyard.training.trainer, shipyard.training.config")
+    assert not {m for m in modules if m.split(".")[0] in ("sklearn", "torch", "matplotlib")
+                or m.startswith(("shipyard.training.sklearn", "shipyard.training.torch"))}
+    torch_home = [p for p in _files(*TRAINING_HALF, "models")
+                  if p.parent.name == "models" or p.name.startswith("torch")]
+    others = [p for p in _files(*TRAINING_HALF, "api.py", "_cli_train.py", "errors.py")
+              if p not in torch_home]
+    assert not _offenders(others, ("torch",))

@@ -10,7 +10,7 @@ import yaml
 from training_support import titanic_experiment
 
 from shipyard.api import publish, train
-from shipyard.data.errors import ExportError
+from shipyard.errors import ExportError
 from shipyard.repository import publish as publish_module
 from shipyard.serving.config import load_model_config
 from shipyard.training.run import Run

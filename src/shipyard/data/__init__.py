@@ -26,7 +26,7 @@ _WHERE = {
     "FeatureSpec": "features",
     "Preprocessing": "features",
     "column_plans": "features",
-    "DataError": "errors",
+    "DataError": "shipyard.errors",
     "PreparedData": "schema",
     "infer_features": "schema",
     "prepare_table": "schema",

@@ -1,28 +1,12 @@
-"""Errors of the training half (data -> train -> evaluate -> export -> publish).
+"""Compatibility alias: the training half's errors live in :mod:`shipyard.errors`.
 
-Every message names the object, the bad value and the fix, so the CLI can print it as it is.
+Nothing in ``src/`` imports this module (tests/training/test_training_imports.py checks it);
+it stays only so that code written against the old place keeps working. Import from
+``shipyard.errors``.
 """
 
 from __future__ import annotations
 
+from shipyard.errors import ConfigError, DataError, ExperimentError, ExportError
+
 __all__ = ["ConfigError", "DataError", "ExperimentError", "ExportError"]
-
-
-class ExperimentError(Exception):
-    """Base class: something about an experiment that the user can fix."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class ConfigError(ExperimentError, ValueError):
-    """The experiment configuration (YAML, ``--set``) is invalid."""
-
-
-class DataError(ExperimentError, ValueError):
-    """The data cannot be read or does not match the experiment's schema."""
-
-
-class ExportError(ExperimentError):
-    """A fitted pipeline cannot be exported or published."""

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from shipyard.data.cleaning import as_category_strings, clean_cells
-from shipyard.data.errors import DataError
 from shipyard.data.features import FeatureSpec, FeatureType
 from shipyard.data.sources import Table
+from shipyard.errors import DataError
 
 __all__ = ["PreparedData", "Task", "infer_features", "prepare_table"]
 

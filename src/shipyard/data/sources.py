@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from shipyard.data.errors import DataError
+from shipyard.errors import DataError
 
 __all__ = ["SKLEARN_DATASETS", "SKLEARN_PREFIX", "Table", "load_table", "resolve_source"]
 

@@ -1,18 +1,24 @@
-"""Evaluation: metrics (scikit-learn underneath), PNG plots and the Markdown report."""
+"""Evaluation: metrics (scikit-learn underneath), scoring a fitted model on a split, PNG plots
+and the Markdown report. Plain data in and out: nothing here imports the training package."""
 
 from __future__ import annotations
 
 from shipyard._lazy import lazy_exports
 
 __all__ = [
+    "Evaluation",
     "ReportData",
+    "SplitScore",
     "classification_metrics",
     "confusion_matrix_plot",
     "feature_importance_plot",
+    "importance_plot",
     "regression_metrics",
     "render_report",
     "residuals_plot",
     "roc_curve_plot",
+    "score_split",
+    "split_plots",
     "write_report",
 ]
 
@@ -23,6 +29,11 @@ _WHERE = {
     "feature_importance_plot": "plots",
     "residuals_plot": "plots",
     "roc_curve_plot": "plots",
+    "Evaluation": "scoring",
+    "SplitScore": "scoring",
+    "importance_plot": "scoring",
+    "score_split": "scoring",
+    "split_plots": "scoring",
     "ReportData": "report",
     "render_report": "report",
     "write_report": "report",

@@ -17,8 +17,8 @@ import onnx
 import pandas as pd
 from onnx import TensorProto, helper, numpy_helper
 
-from shipyard.data.errors import ExportError
 from shipyard.data.features import ColumnPlan
+from shipyard.errors import ExportError
 
 __all__ = ["OnnxInterface", "default_opset", "onnx_feeds", "pipeline_to_onnx", "tensor_summary"]
 

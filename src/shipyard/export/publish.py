@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from shipyard.data.errors import ExportError
+from shipyard.errors import ExportError
 from shipyard.repository import (
     MODEL_NAME_RE,
     Published,

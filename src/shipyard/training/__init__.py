@@ -1,4 +1,5 @@
-"""Training: the experiment schema, the trainer, run directories and evaluation of runs.
+"""Training: the experiment schema, one trainer per model family, run directories, and
+evaluating runs again (scoring itself is :mod:`shipyard.evaluation`'s).
 
 Names are imported lazily, so ``import shipyard.training`` is cheap until one is used. Nothing
 here imports ``shipyard.serving``: the two halves meet only at the model repository on disk.
@@ -24,8 +25,8 @@ _WHERE = {
     "MODELS": "models",
     "Run": "run",
     "train_experiment": "trainer",
-    "Evaluation": "evaluate",
-    "evaluate_run": "evaluate",
+    "Evaluation": "shipyard.evaluation.scoring",
+    "evaluate_run": "trainer",
 }
 
 

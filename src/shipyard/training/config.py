@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shipyard.data.errors import ConfigError
 from shipyard.data.features import DEFAULT_MISSING_VALUES, FeatureSpec, Preprocessing
 from shipyard.data.sources import SKLEARN_PREFIX, resolve_source
+from shipyard.errors import ConfigError
 from shipyard.repository.layout import MODEL_NAME_RE
+from shipyard.training.families import unavailable
 from shipyard.training.models import MODELS, models_for_task
 from shipyard.training.overrides import apply_overrides
 
@@ -26,7 +27,9 @@ __all__ = [
     "ExportConfig",
     "ModelSpec",
     "OutputConfig",
+    "SklearnModelSpec",
     "SplitConfig",
+    "TorchModelSpec",
     "TrainingConfig",
     "format_errors",
     "load_experiment",
@@ -67,13 +70,40 @@ class DataConfig(_Strict):
     set's own names for sklearn: sources, else the values themselves."""
 
 
-class ModelSpec(_Strict):
-    """The estimator and its hyper-parameters."""
+class SklearnModelSpec(_Strict):
+    """A scikit-learn estimator and its hyper-parameters (``family: sklearn``, the default)."""
 
+    family: Literal["sklearn"] = "sklearn"
+    """Model family: scikit-learn (the default when ``family`` is left out)."""
     type: ModelType
-    """Model family; which estimator depends on the task (classifier or regressor)."""
+    """Which model; the estimator depends on the task (classifier or regressor)."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Constructor arguments of the scikit-learn estimator (checked against its parameters)."""
+
+    @property
+    def label(self) -> str:
+        """Short name for logs and reports."""
+        return self.type
+
+
+class TorchModelSpec(_Strict):
+    """A torch network of a known architecture and its options (``family: torch``)."""
+
+    family: Literal["torch"]
+    """Model family: torch."""
+    architecture: Literal["cnn"]
+    """The network (``cnn``: :mod:`shipyard.models.cnn`)."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Options of the architecture (its config's fields; checked by the torch trainer)."""
+
+    @property
+    def label(self) -> str:
+        """Short name for logs and reports."""
+        return f"torch {self.architecture}"
+
+
+ModelSpec = Annotated[SklearnModelSpec | TorchModelSpec, Field(discriminator="family")]
+"""The ``model`` section: one spec per family, chosen by ``family`` (default ``sklearn``)."""
 
 
 class SplitConfig(_Strict):
@@ -172,7 +202,7 @@ class Experiment(_Strict):
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     """Per-type defaults for imputation, scaling, encoding, TF-IDF."""
     model: ModelSpec
-    """The model and its hyper-parameters."""
+    """The model family, the model and its hyper-parameters."""
     split: SplitConfig = Field(default_factory=SplitConfig)
     """Train / validation / test split or k-fold."""
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -198,9 +228,20 @@ class Experiment(_Strict):
                     for k, s in v.items()}
         return v
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_family(cls, v: Any) -> Any:
+        if isinstance(v, Mapping) and "family" not in v:
+            return {"family": "sklearn", **v}
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
-        if self.model.type not in models_for_task(self.task):
+        reason = unavailable(self.model.family)
+        if reason is not None:
+            raise ValueError(reason)
+        if isinstance(self.model, SklearnModelSpec) and \
+                self.model.type not in models_for_task(self.task):
             raise ValueError(
                 f"model.type {self.model.type!r} does not support task {self.task!r}; models for "
                 f"{self.task}: {models_for_task(self.task)}"
@@ -228,11 +269,12 @@ class Experiment(_Strict):
     @property
     def is_tree_model(self) -> bool:
         """The model is a tree ensemble (numeric scaling defaults to none)."""
-        return MODELS[self.model.type].tree
+        return isinstance(self.model, SklearnModelSpec) and MODELS[self.model.type].tree
 
 
 def _unwrap(annotation: Any) -> Any:
-    """The pydantic model, or ``("dict", value type)``, inside an annotation (Optional too)."""
+    """The pydantic model, ``("dict", value type)`` or ``("union", {tag: model})`` inside an
+    annotation (Optional too)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = getattr(annotation, "__origin__", None)
@@ -246,20 +288,46 @@ def _unwrap(annotation: Any) -> Any:
     return None
 
 
-def _allowed_fields(loc: Sequence[Any]) -> list[str] | None:
-    """Field names allowed where ``loc`` points (for 'unknown field' messages)."""
+def _field_target(model: type[BaseModel], name: str) -> Any:
+    """What :func:`_unwrap` finds under field ``name`` of ``model``; a discriminated union of
+    models gives ``("union", {tag: model})``."""
+    field = model.model_fields.get(name)
+    if field is None:
+        return None
+    if isinstance(field.discriminator, str):
+        members = [a for a in get_args(field.annotation) if isinstance(a, type)
+                   and issubclass(a, BaseModel)]
+        return ("union", {get_args(m.model_fields[field.discriminator].annotation)[0]: m
+                          for m in members})
+    return _unwrap(field.annotation)
+
+
+def _walk(loc: Sequence[Any]) -> tuple[list[Any], list[str] | None]:
+    """``loc`` without the tags pydantic puts after a discriminated union (``model.sklearn.type``
+    is ``model.type`` to the user), and the field names allowed where its last part sits."""
     current: Any = Experiment
-    for part in loc[:-1]:
-        if isinstance(current, tuple):  # a dict level: the key is free, go to the value type
-            current = _unwrap(current[1])
+    parent: Any = None
+    clean: list[Any] = []
+    parts = list(loc)
+    i = 0
+    while i < len(parts):
+        part, parent = parts[i], current
+        clean.append(part)
+        if isinstance(current, tuple) and current[0] == "dict":
+            current = _unwrap(current[1])  # a dict level: the key is free, go to the value type
         elif isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            current = None if field is None else _unwrap(field.annotation)
-        if current is None:
-            return None
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return None
+            current = _field_target(current, str(part))
+        else:
+            current = None
+        if isinstance(current, tuple) and current[0] == "union":
+            members = current[1]
+            following = parts[i + 1] if i + 1 < len(parts) else None
+            current = members.get(following) if isinstance(following, str) else None
+            i += current is not None  # skip the tag
+        i += 1
+    if isinstance(parent, type) and issubclass(parent, BaseModel):
+        return clean, list(parent.model_fields)
+    return clean, None
 
 
 def format_errors(err: ValidationError, where: str, overridden: Sequence[str] = ()) -> str:
@@ -267,17 +335,22 @@ def format_errors(err: ValidationError, where: str, overridden: Sequence[str] = 
     under a path in ``overridden`` say they came from ``--set``."""
     lines = []
     for e in err.errors():
-        loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-",)))]
-        path = ".".join(str(p) for p in loc) or "(top level)"
+        loc, allowed = _walk([p for p in e["loc"]
+                              if not (isinstance(p, str) and p.startswith(("function-",)))])
+        got = e.get("input", ...)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            allowed = _allowed_fields(loc)
             msg = "unknown field" + (f"; allowed: {allowed}" if allowed else "")
         elif e["type"] == "missing":
             msg = "required field is missing"
+        elif e["type"] == "union_tag_invalid":  # model.family: the discriminator's own path
+            ctx = e.get("ctx", {})
+            loc = [*loc, str(ctx.get("discriminator", "")).strip("'")]
+            msg, got = f"must be one of {ctx.get('expected_tags')}", ctx.get("tag")
+        path = ".".join(str(p) for p in loc) or "(top level)"
         line = f"{path}: {msg}" if loc else msg  # whole-model checks name their fields
-        if e["type"] not in ("missing",) and "input" in e and not isinstance(e["input"], dict):
-            line += f" (got {e['input']!r})"
+        if e["type"] not in ("missing",) and got is not ... and not isinstance(got, dict):
+            line += f" (got {got!r})"
         if any(path == k or path.startswith(k + ".") or k.startswith(path + ".")
                for k in overridden):
             line += " [from --set]"

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.data.errors import ConfigError
+from shipyard.errors import ConfigError
 
 __all__ = ["MODELS", "ModelInfo", "build_estimator", "models_for_task"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from shipyard.data.errors import ConfigError
+from shipyard.errors import ConfigError
 
 __all__ = ["apply_overrides", "parse_override"]
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 
-from shipyard.data.errors import ConfigError
 from shipyard.data.features import ColumnPlan
+from shipyard.errors import ConfigError
 from shipyard.export.onnx import OnnxInterface
 from shipyard.training.config import Experiment
 
-__all__ = ["RUN_FILES", "Run", "create_run_dir", "write_json"]
+__all__ = ["RUN_FILES", "Run", "create_run_dir", "unique_folder", "write_json"]
 
 RUN_FILES = {
     "experiment": "experiment.yaml",
@@ -49,6 +49,16 @@ def write_json(path: Path, data: Any) -> None:
                     encoding="utf-8")
 
 
+def unique_folder(parent: Path, name: str) -> Path:
+    """A new folder ``parent/name``, or ``name-2``, ``name-3``... where that exists."""
+    candidate, n = parent / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{name}-{n}"
+    candidate.mkdir(parents=True)
+    return candidate
+
+
 def create_run_dir(experiment: Experiment, output: Path | None) -> Path:
     """``output`` itself (new or empty), or a new ``<output.dir>/<name>-<timestamp>``."""
     if output is not None:
@@ -59,12 +69,7 @@ def create_run_dir(experiment: Experiment, output: Path | None) -> Path:
         return output.resolve()
     parent = Path(experiment.output.dir).expanduser()
     name = experiment.output.run_name or f"{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    candidate, n = parent / name, 1
-    while candidate.exists():
-        n += 1
-        candidate = parent / f"{name}-{n}"
-    candidate.mkdir(parents=True)
-    return candidate.resolve()
+    return unique_folder(parent, name).resolve()
 
 
 @dataclass

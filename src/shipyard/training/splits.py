@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from shipyard.data.errors import DataError
+from shipyard.errors import DataError
 from shipyard.training.config import SplitConfig
 
 __all__ = ["Split", "make_split"]

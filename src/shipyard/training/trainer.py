@@ -1,149 +1,36 @@
-"""One training run: data -> schema check -> split -> fit -> evaluate -> export -> report.
+"""Training and evaluating runs, each by the module of the experiment's model family.
 
-Everything the run produces goes into its run directory (see :mod:`shipyard.training.run`).
+The module of the experiment's ``model.family`` does the work (see
+:mod:`shipyard.training.families`; imported only now): :func:`train_experiment` asks it to
+``prepare`` the model (checks that need no data; nothing written yet), creates the run
+directory, attaches ``train.log`` and hands both to its ``train``. :func:`evaluate_run` hands a
+finished run to the family's ``evaluate``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-import time
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-import yaml
-from sklearn.base import clone
-from sklearn.pipeline import Pipeline
-
-from shipyard.data.errors import ConfigError, ExportError
-from shipyard.data.features import ColumnPlan, column_plans
-from shipyard.data.schema import infer_features, prepare_table
-from shipyard.data.sources import Table, load_table
-from shipyard.data.tabular import build_preprocessor
-from shipyard.evaluation.metrics import mean_metrics
-from shipyard.evaluation.report import ReportData, write_report
-from shipyard.export.onnx import (
-    OnnxInterface,
-    default_opset,
-    pipeline_to_onnx,
-    tensor_summary,
-)
-from shipyard.export.verify import check_agreement
 from shipyard.training.config import Experiment
-from shipyard.training.evaluate import importance_plot, score_split, split_plots
-from shipyard.training.models import MODELS, build_estimator
+from shipyard.training.families import family_evaluator, family_module
 from shipyard.training.progress import Steps
-from shipyard.training.run import RUN_FILES, Run, create_run_dir, write_json
-from shipyard.training.splits import make_split
+from shipyard.training.run import RUN_FILES, Run, create_run_dir
 
-__all__ = ["train_experiment"]
+if TYPE_CHECKING:
+    from shipyard.evaluation.scoring import Evaluation
+
+__all__ = ["evaluate_run", "train_experiment"]
 
 log = logging.getLogger("shipyard.training")
 
 
-def _class_names(exp: Experiment, table: Table, classes: Sequence[Any]) -> list[str]:
-    names = []
-    for c in classes:
-        if str(c) in exp.data.class_names:
-            names.append(exp.data.class_names[str(c)])
-        else:
-            names.append(table.class_names.get(c, str(c)))
-    return names
-
-
-def _interface(
-    exp: Experiment, classes: Sequence[Any], class_names: Sequence[str]
-) -> OnnxInterface:
-    cfg = exp.export
-    if exp.task == "regression":
-        return OnnxInterface(cfg.input, cfg.input_name, tuple(cfg.outputs or ["prediction"]))
-    outputs = tuple(cfg.outputs or ["label", "probabilities"])
-    index = len(classes) - 1
-    if cfg.score_class is not None:
-        keys = [str(n) for n in class_names]
-        values = [str(c) for c in classes]
-        if cfg.score_class in keys:
-            index = keys.index(cfg.score_class)
-        elif cfg.score_class in values:
-            index = values.index(cfg.score_class)
-        else:
-            raise ConfigError(f"export.score_class: {cfg.score_class!r} is not a class; classes: "
-                              f"{keys}")
-    return OnnxInterface(cfg.input, cfg.input_name, outputs, index)
-
-
-def _fit(pipeline: Pipeline, X: Any, y: np.ndarray, caught: list[str]) -> Pipeline:
-    with warnings.catch_warnings(record=True) as records:
-        warnings.simplefilter("always")
-        pipeline.fit(X, y)
-    for w in records:
-        text = f"{w.category.__name__}: {w.message}"
-        if text not in caught:
-            caught.append(text)
-            log.warning("%s", text)
-    return pipeline
-
-
-def _export(
-    run_dir: Path, pipeline: Pipeline, plans: list[ColumnPlan], exp: Experiment,
-    interface: OnnxInterface, X_test: Any, metadata: Mapping[str, str],
-) -> dict[str, Any]:
-    record: dict[str, Any] = {"converted": False, "file": RUN_FILES["onnx"]}
-    if not MODELS[exp.model.type].exportable:
-        record["error"] = (
-            f"model {exp.model.type!r} cannot be exported to ONNX: skl2onnx does not convert "
-            f"{type(pipeline.named_steps['model']).__name__} (it fails on its tree format); "
-            "choose gradient_boosting or random_forest to serve the model"
-        )
-        log.warning("%s", record["error"])
-        return record
-    try:
-        model = pipeline_to_onnx(pipeline, plans, classify=exp.task != "regression",
-                                 interface=interface, opset=exp.export.opset, metadata=metadata,
-                                 doc=exp.description)
-    except ExportError as exc:
-        record["error"] = exc.message
-        log.warning("%s", exc.message)
-        return record
-    data = model.SerializeToString()
-    (run_dir / RUN_FILES["onnx"]).write_bytes(data)
-    record.update(converted=True, bytes=len(data), opset=default_opset(model),
-                  **tensor_summary(model))
-    record["agreement"] = check_agreement(
-        data, pipeline, X_test, plans, interface, classify=exp.task != "regression",
-        tolerance=exp.export.tolerance)
-    if not record["agreement"]["passed"]:
-        log.warning("ONNX Runtime and scikit-learn disagree on the test split: %s",
-                    record["agreement"])
-    return record
-
-
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import pandas
-    import skl2onnx
-    import sklearn
-
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__,
-            "skl2onnx": skl2onnx.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
-
-
-def train_experiment(
-    exp: Experiment, base_dir: Path, *, output: Path | None = None, show_progress: bool = False,
-    config_note: str = "",
-) -> Run:
-    """Run ``exp`` and return the finished :class:`Run`. A failed run leaves its directory
-    with ``train.log`` saying why."""
-    estimator = build_estimator(exp.model.type, exp.model.params, exp.task, seed=exp.seed,
-                                epochs=exp.training.epochs, n_jobs=exp.training.n_jobs)
-    run_dir = create_run_dir(exp, output)
+@contextmanager
+def _run_log(run_dir: Path) -> Iterator[None]:
+    """The ``shipyard`` loggers also write to ``<run>/train.log`` (INFO and up) meanwhile."""
     handler = logging.FileHandler(run_dir / RUN_FILES["log"], encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     package_log = logging.getLogger("shipyard")
@@ -152,152 +39,36 @@ def train_experiment(
     if package_log.getEffectiveLevel() > logging.INFO:
         package_log.setLevel(logging.INFO)
     try:
-        log.info("run %s: experiment %s (%s, %s)", run_dir, exp.name, exp.task, exp.model.type)
-        with Steps(show_progress) as steps:
-            return _train(exp, base_dir, estimator, run_dir, steps, config_note)
-    except Exception as exc:  # the log of a failed run says why; the error goes on up
-        log.error("run failed: %s", getattr(exc, "message", None) or repr(exc))
-        raise
+        yield
     finally:
         package_log.removeHandler(handler)
         package_log.setLevel(previous_level)
         handler.close()
 
 
-def _train(exp: Experiment, base_dir: Path, estimator: Any, run_dir: Path, steps: Steps,
-           config_note: str) -> Run:
-    classify = exp.task != "regression"
-    caught: list[str] = []
-    with steps.step(f"loading {exp.data.source}", "load"):
-        table = load_table(exp.data.source, base_dir=base_dir, file_format=exp.data.format,
-                           separator=exp.data.separator, encoding=exp.data.encoding)
-    features = exp.features or infer_features(table, exp.data.target, exp.exclude)
-    exp = exp.model_copy(update={"features": features, "exclude": []})
-    plans = column_plans(features, exp.preprocessing, tree_model=exp.is_tree_model)
-    with steps.step(f"checking {len(table.frame)} rows x {len(plans)} features", "schema"):
-        prepared = prepare_table(table, {p.name: p.type for p in plans}, exp.data.target,
-                                 exp.task, missing_values=exp.data.missing_values,
-                                 strip=exp.data.strip)
-    X, y = prepared.X, prepared.y
-    assert y is not None
-    if prepared.dropped_rows:
-        caught.append(f"{prepared.dropped_rows} row(s) without a target were left out")
-    split = make_split(y, exp.split, classify=classify, seed=exp.seed)
-
-    def new_pipeline() -> Pipeline:
-        pre = build_preprocessor(plans, text=exp.preprocessing.text,
-                                 n_jobs=exp.preprocessing.n_jobs)
-        return Pipeline([("preprocess", pre), ("model", clone(estimator))])
-
-    classes = list(prepared.classes)
-    class_names = _class_names(exp, table, classes)
-    metrics: dict[str, dict[str, float | None]] = {}
-    details: dict[str, Any] = {}
-    if split.folds:
-        per_fold = []
-        for i, (fit_rows, val_rows) in enumerate(split.folds, 1):
-            with steps.step(f"cross-validation fold {i}/{len(split.folds)}", f"fold{i}"):
-                fold = _fit(new_pipeline(), X.iloc[fit_rows], y[fit_rows], caught)
-                per_fold.append(score_split(fold, X.iloc[val_rows], y[val_rows], exp.task,
-                                            classes, class_names).summary)
-        mean, std = mean_metrics(per_fold)
-        metrics["validation"] = mean
-        details["validation"] = {"method": f"{len(per_fold)}-fold mean", "std": std,
-                                 "folds": per_fold}
-    with steps.step(f"fitting {exp.model.type} on {len(split.train)} rows", "fit"):
-        pipeline = _fit(new_pipeline(), X.iloc[split.train], y[split.train], caught)
-    if classify:
-        classes = list(pipeline.classes_)
-        class_names = _class_names(exp, table, classes)
-    plots_dir = run_dir / "plots"
-    plots: list[tuple[str, str]] = []
-    with steps.step("evaluating", "evaluate"):
-        if split.validation is not None:
-            val = score_split(pipeline, X.iloc[split.validation], y[split.validation],
-                              exp.task, classes, class_names)
-            metrics["validation"], details["validation"] = val.summary, val.details
-        metrics.setdefault("validation", {})
-        test = score_split(pipeline, X.iloc[split.test], y[split.test], exp.task, classes,
-                           class_names)
-        metrics["test"], details["test"] = test.summary, test.details
-    if exp.output.plots:
-        with steps.step("plotting", "plots"):
-            plots += split_plots(test, exp.task, classes, class_names, plots_dir, "test",
-                                 run_dir)
-            importance = importance_plot(pipeline, plots_dir, run_dir, class_names)
-            if importance:
-                plots.append(importance)
-    import joblib
-
-    joblib.dump(pipeline, run_dir / RUN_FILES["pipeline"])
-    interface = _interface(exp, classes, class_names)
-    export: dict[str, Any] = {"converted": False, "error": "export.onnx is false"}
-    if exp.export.onnx:
-        metadata = {"shipyard.experiment": exp.name, "shipyard.task": exp.task,
-                    "shipyard.model": exp.model.type, "shipyard.run": run_dir.name,
-                    "shipyard.columns": ",".join(p.name for p in plans),
-                    "shipyard.class_names": ",".join(class_names),
-                    "shipyard.missing": "FP32 inputs: NaN; BYTES inputs: '' (the graph does not "
-                                        "strip text or map other missing markers)",
-                    "shipyard.missing_values": json.dumps(exp.data.missing_values)}
-        with steps.step("exporting to ONNX and checking it", "export"):
-            export = _export(run_dir, pipeline, plans, exp, interface, X.iloc[split.test],
-                             metadata)
-    info = {
-        "name": exp.name, "task": exp.task, "model": exp.model.type,
-        "estimator": type(pipeline.named_steps["model"]).__name__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "data": {"source": table.source, "rows": len(table.frame),
-                 "dropped_rows": prepared.dropped_rows, "train": len(split.train),
-                 "validation": None if split.validation is None else len(split.validation),
-                 "test": len(split.test), "folds": len(split.folds) or None},
-        "classes": [c.item() if isinstance(c, np.generic) else c for c in classes],
-        "class_names": class_names,
-        "columns": [vars(p) for p in plans],
-        "interface": {"input": interface.input, "input_name": interface.input_name,
-                      "outputs": list(interface.outputs), "score_index": interface.score_index},
-        "versions": _versions(), "timings_s": steps.timings, "warnings": caught,
-    }
-    header = "# The experiment as run by shipyard (overrides applied, features resolved).\n"
-    if config_note:
-        header += f"# {config_note}\n"
-    (run_dir / RUN_FILES["experiment"]).write_text(
-        header + yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    write_json(run_dir / RUN_FILES["metrics"], {"test": metrics["test"],
-                                                "validation": metrics["validation"]})
-    write_json(run_dir / RUN_FILES["evaluation"], details)
-    write_json(run_dir / RUN_FILES["export"], export)
-    write_json(run_dir / RUN_FILES["run"], info)
-    write_report(run_dir / RUN_FILES["report"], _report(exp, run_dir, info, metrics, details,
-                                                        plots, export, caught))
-    log.info("test metrics: %s", metrics["test"])
-    return Run.load(run_dir)
+def train_experiment(
+    exp: Experiment, base_dir: Path, *, output: Path | None = None, show_progress: bool = False,
+    config_note: str = "",
+) -> Run:
+    """Run ``exp`` and return the finished :class:`Run`. A failed run leaves its directory
+    with ``train.log`` saying why."""
+    family = family_module(exp.model.family)
+    prepared = family.prepare(exp)
+    run_dir = create_run_dir(exp, output)
+    with _run_log(run_dir):
+        try:
+            log.info("run %s: experiment %s (%s, %s)", run_dir, exp.name, exp.task,
+                     exp.model.label)
+            with Steps(show_progress) as steps:
+                return family.train(exp, base_dir, prepared, run_dir=run_dir, steps=steps,
+                                    config_note=config_note)
+        except Exception as exc:  # the log of a failed run says why; the error goes on up
+            log.error("run failed: %s", getattr(exc, "message", None) or repr(exc))
+            raise
 
 
-def _report(exp: Experiment, run_dir: Path, info: dict[str, Any], metrics: dict[str, Any],
-            details: dict[str, Any], plots: list[tuple[str, str]], export: dict[str, Any],
-            caught: list[str]) -> ReportData:
-    d = info["data"]
-    if d["folds"]:
-        split_text = (f"{d['folds']}-fold cross-validation on {d['train']} rows (validation = "
-                      f"fold mean), then a fit on all of them; {d['test']} test rows")
-    else:
-        split_text = f"{d['train']} train / {d['validation'] or 0} validation / {d['test']} test"
-    params = ", ".join(f"{k}={v!r}" for k, v in exp.model.params.items()) or "defaults"
-    facts = [
-        ("task", exp.task), ("run", str(run_dir)), ("data", f"{d['source']} ({d['rows']} rows, "
-                                                      f"{d['dropped_rows']} without target)"),
-        ("target", f"`{exp.data.target}`" + (f" (classes: {', '.join(info['class_names'])})"
-                                            if info["class_names"] else "")),
-        ("split", f"{split_text}; seed {exp.seed}"),
-        ("model", f"{exp.model.type} ({info['estimator']}: {MODELS[exp.model.type].summary}); "
-                  f"{params}"),
-        ("fit time", f"{info['timings_s'].get('fit', 0):.2f} s"),
-    ]
-    test_details = details.get("test", {})
-    return ReportData(
-        title=f"{exp.name}: {exp.task} report", description=exp.description, facts=facts,
-        metrics={"validation": metrics["validation"], "test": metrics["test"]},
-        per_class=test_details.get("per_class"), plots=plots, columns=info["columns"],
-        export=export, warnings=caught,
-    )
+def evaluate_run(run: Run, data: Path | None = None, *, show_progress: bool = False) -> Evaluation:
+    """Score a finished run on ``data`` (a file with the feature and target columns), or on its
+    own test split again; results go to ``<run>/evaluations/<name>/``."""
+    evaluator = family_evaluator(run.experiment.model.family)
+    return evaluator.evaluate(run, data, show_progress=show_progress)

@@ -1,8 +1,13 @@
-"""Scoring a fitted pipeline on a split, its plots, and ``shipyard evaluate RUN [--data FILE]``."""
+"""Scoring a fitted model on a split, the plots of a split and of the model's feature importance,
+and the result of ``shipyard evaluate RUN``.
+
+Plain data in, plain data out: a model with ``predict`` (and ``predict_proba``), arrays, names
+and folders. Nothing here knows runs, experiments or training (training imports evaluation,
+never the reverse); the trainers and the family's ``evaluate`` write the files.
+"""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,9 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shipyard.data.schema import prepare_table
-from shipyard.data.sources import load_table
-from shipyard.data.tabular import output_feature_names
 from shipyard.evaluation.metrics import classification_metrics, regression_metrics
 from shipyard.evaluation.plots import (
     confusion_matrix_plot,
@@ -21,13 +23,8 @@ from shipyard.evaluation.plots import (
     residuals_plot,
     roc_curve_plot,
 )
-from shipyard.evaluation.report import ReportData, write_report
-from shipyard.training.progress import Steps
-from shipyard.training.run import Run, write_json
-from shipyard.training.splits import make_split
 
-__all__ = ["Evaluation", "SplitScore", "evaluate_run", "importance_plot", "score_split",
-           "split_plots"]
+__all__ = ["Evaluation", "SplitScore", "importance_plot", "score_split", "split_plots"]
 
 
 @dataclass
@@ -47,15 +44,16 @@ class SplitScore:
 
 
 def score_split(
-    pipeline: Any, X: pd.DataFrame, y: np.ndarray, task: str, classes: Sequence[Any],
+    model: Any, X: pd.DataFrame | np.ndarray, y: np.ndarray, task: str, classes: Sequence[Any],
     class_names: Sequence[str],
 ) -> SplitScore:
-    """Predict ``X`` and compute the metrics against ``y``."""
-    y_pred = pipeline.predict(X)
+    """Predict ``X`` with ``model`` (``predict``, and ``predict_proba`` where it has one) and
+    compute the metrics against ``y``."""
+    y_pred = model.predict(X)
     if task == "regression":
         summary, details = regression_metrics(y, y_pred)
         return SplitScore(summary, details, y, y_pred)
-    proba = pipeline.predict_proba(X) if hasattr(pipeline, "predict_proba") else None
+    proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
     summary, details = classification_metrics(y, y_pred, proba, classes, class_names)
     return SplitScore(summary, details, y, y_pred, proba)
 
@@ -96,15 +94,16 @@ def _importances(model: Any, positive: str | None) -> tuple[np.ndarray, str] | N
 
 
 def importance_plot(
-    pipeline: Any, plots_dir: Path, relative_to: Path, class_names: Sequence[str] = ()
+    model: Any, names: Sequence[str], plots_dir: Path, relative_to: Path,
+    class_names: Sequence[str] = (),
 ) -> tuple[str, str] | None:
-    """Feature importance of the fitted model where it has one (trees, linear models)."""
+    """Feature importance of a fitted estimator where it has one (trees: impurity, linear
+    models: coefficients); ``names`` are the features it was fitted on, in order."""
     positive = class_names[1] if len(class_names) == 2 else None
-    found = _importances(pipeline.named_steps["model"], positive)
+    found = _importances(model, positive)
     if found is None:
         return None
     values, xlabel = found
-    names = output_feature_names(pipeline.named_steps["preprocess"])
     if len(names) != len(values):
         return None
     path = feature_importance_plot(names, values, plots_dir / "feature_importance.png",
@@ -115,7 +114,7 @@ def importance_plot(
 
 @dataclass
 class Evaluation:
-    """The result of :func:`evaluate_run`."""
+    """The result of evaluating a run (``shipyard evaluate RUN``)."""
 
     path: Path
     """Folder with metrics.json, evaluation.json, report.md and plots."""
@@ -125,53 +124,3 @@ class Evaluation:
     """Per class, confusion matrix, residual summary."""
     data: str = ""
     """What was evaluated."""
-
-
-def _new_folder(parent: Path, name: str) -> Path:
-    candidate, n = parent / name, 1
-    while candidate.exists():
-        n += 1
-        candidate = parent / f"{name}-{n}"
-    candidate.mkdir(parents=True)
-    return candidate
-
-
-def evaluate_run(run: Run, data: Path | None = None, *, show_progress: bool = False) -> Evaluation:
-    """Score a run's pipeline on ``data`` (a CSV/Parquet file with the feature and target
-    columns, every row), or without ``data`` on the run's own test split again."""
-    exp = run.experiment
-    plans = run.plans
-    with Steps(show_progress) as steps:
-        with steps.step("loading data"):
-            source = str(data) if data is not None else exp.data.source
-            table = load_table(source, base_dir=Path.cwd(), file_format=exp.data.format,
-                               separator=exp.data.separator, encoding=exp.data.encoding)
-            prepared = prepare_table(
-                table, {p.name: p.type for p in plans}, exp.data.target, exp.task,
-                missing_values=exp.data.missing_values, strip=exp.data.strip,
-                check_classes=data is None)
-        assert prepared.y is not None
-        X, y, label = prepared.X, prepared.y, "data"
-        if data is None:
-            split = make_split(y, exp.split, classify=exp.task != "regression", seed=exp.seed)
-            X, y, label = X.iloc[split.test], y[split.test], "test"
-        pipeline = run.pipeline()
-        folder = _new_folder(run.path / "evaluations",
-                             Path(data).stem if data is not None else "test")
-        with steps.step(f"scoring {len(y)} rows"), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            score = score_split(pipeline, X, y, exp.task, run.classes, run.class_names)
-        with steps.step("plotting"):
-            plots = split_plots(score, exp.task, run.classes, run.class_names,
-                                folder / "plots", label, folder)
-    write_json(folder / "metrics.json", {label: score.summary})
-    write_json(folder / "evaluation.json", {label: score.details})
-    write_report(folder / "report.md", ReportData(
-        title=f"{exp.name}: evaluation on {table.source if data is not None else 'the test split'}",
-        facts=[("run", str(run.path)), ("data", table.source), ("rows", str(len(y))),
-               ("dropped rows (no target)", str(prepared.dropped_rows))],
-        metrics={label: score.summary},
-        per_class=score.details.get("per_class"), per_class_split=label, plots=plots,
-        warnings=sorted({str(w.message) for w in caught}),
-    ))
-    return Evaluation(folder, score.summary, score.details, table.source)
