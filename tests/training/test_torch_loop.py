@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from shipyard.data.errors import ConfigError
+from shipyard.data.errors import ConfigError, ExperimentError
 from shipyard.training.torch import History, TorchTraining, evaluate, fit, predict
 
 CLASSES = 3
@@ -253,6 +253,27 @@ def test_resume_refuses_a_changed_config_and_fresh_runs_refuse_old_checkpoints(
             tmp_path, progress=False, resume=True)
     more = fit(mlp(), (x, y), None, cfg(epochs=2), tmp_path, progress=False, resume=True)
     assert more.epoch == [1, 2]  # epochs may grow when the schedule does not depend on it
+    done = mlp(seed=3)
+    again = fit(done, (x, y), None, cfg(epochs=2), tmp_path, progress=False, resume=True)
+    assert again.epoch == [1, 2] and again.train_loss == more.train_loss  # nothing to run
+    last = torch.load(tmp_path / "checkpoints" / "epoch-0002.pt", weights_only=True)
+    assert same(weights(done), last["model"])
+
+
+class NaNModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, CLASSES)
+        self.scale = nn.Parameter(torch.tensor(float("nan")))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * self.scale
+
+
+def test_a_diverged_loss_stops_with_a_hint(tmp_path: Path) -> None:
+    x, y = blobs()
+    with pytest.raises(ExperimentError, match=r"training loss became nan in epoch 1; lower "):
+        fit(NaNModel(), (x, y), None, cfg(), tmp_path, progress=False)
 
 
 def test_seed_decides_the_weights(tmp_path: Path) -> None:
@@ -337,3 +358,15 @@ def test_importing_the_module_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_progress_on_a_terminal_draws_a_bar_per_epoch(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich takes stderr for a terminal
+    monkeypatch.setenv("COLUMNS", "120")
+    x, y = blobs()
+    fit(mlp(), (x, y), (x, y), cfg(epochs=2), tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert "━" in err and "epoch 1/2" in err and "epoch 2/2" in err
+    assert "8/8" in err and "| val " in err and "/s" in err

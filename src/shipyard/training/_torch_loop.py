@@ -60,7 +60,7 @@ class Display:
                 )
 
                 self._progress = Progress(
-                    TextColumn("epoch {task.fields[epoch]}"), BarColumn(bar_width=30),
+                    TextColumn("epoch {task.fields[epoch]}"), BarColumn(bar_width=20),
                     MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                     TimeElapsedColumn(), console=console, auto_refresh=False)
             else:
@@ -82,18 +82,20 @@ class Display:
             self._progress.refresh()
         self._next = time.perf_counter() + REFRESH_S
 
-    def batch(self, done: int, seen: int, loss_sum: torch.Tensor, correct: torch.Tensor,
-              started: float) -> None:
-        """After a batch: redraw at most every REFRESH_S (the only per-batch host sync)."""
+    def batch(self, losses: list[torch.Tensor], corrects: list[torch.Tensor],
+              sizes: list[int], started: float) -> None:
+        """After a batch: redraw at most every REFRESH_S (the only host sync within an
+        epoch, and only on a terminal)."""
         if self._progress is None:
             return
         now = time.perf_counter()
         if now < self._next:
             return
         self._next = now + REFRESH_S
-        stats = (f"loss {loss_sum.item() / seen:.4f}  acc {correct.item() / seen:.3f}  "
+        loss, correct, seen = _totals(losses, corrects, sizes)
+        stats = (f"loss {loss:.4f}  acc {correct / seen:.3f}  "
                  f"{seen / max(now - started, 1e-9):,.0f}/s")
-        self._progress.update(self._task, completed=done, stats=stats)
+        self._progress.update(self._task, completed=len(sizes), stats=stats)
         self._progress.refresh()
 
     def end(self, done: int, line: str, stats: str) -> None:
@@ -112,6 +114,14 @@ def _summary(history: History, i: int, best: bool) -> str:
     parts_.append(f"lr {history.lr[i]:.3g}  {history.samples_per_s[i]:,.0f} samples/s  "
                   f"{history.seconds[i]:.1f} s" + ("  *best" if best else ""))
     return "  ".join(parts_)
+
+
+def _short(history: History, i: int, best: bool) -> str:
+    """The finished epoch on its progress bar (narrow terminals)."""
+    text = f"loss {history.train_loss[i]:.4f} acc {history.train_accuracy[i]:.3f}"
+    if history.val_loss[i] is not None:
+        text += f" | val {history.val_loss[i]:.4f} {history.val_accuracy[i]:.3f}"
+    return text + f" | {history.samples_per_s[i]:,.0f}/s" + (" *" if best else "")
 
 
 class _Step:
@@ -158,23 +168,33 @@ def _train_epoch(step: _Step, data: Any, epoch: int, display: Display,
                  device: torch.device) -> tuple[float, float, float, int]:
     """(mean loss, accuracy, lr of the last batch, samples) of one training epoch."""
     step.net.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
+    losses: list[torch.Tensor] = []  # per batch, on the device; summed once at the end
+    corrects: list[torch.Tensor] = []
+    sizes: list[int] = []
     lr = step.optimizer.param_groups[0]["lr"]
     started = time.perf_counter()
     display.start(epoch, len(data))
-    for done, (x, y) in enumerate(data.epoch(epoch), 1):
+    for x, y in data.epoch(epoch):
         if augment is not None:
             x = augment(x)
         lr = step.optimizer.param_groups[0]["lr"]
         loss, logits = step(x, y)
-        n = y.shape[0]
-        seen += n
-        loss_sum += loss.float() * n
-        correct += (logits.argmax(1) == y).sum()
-        display.batch(done, seen, loss_sum, correct, started)
-    return loss_sum.item() / seen, correct.item() / seen, float(lr), seen
+        losses.append(loss)
+        corrects.append((logits.argmax(1) == y).sum())
+        sizes.append(y.shape[0])
+        display.batch(losses, corrects, sizes, started)
+    loss_sum, correct, seen = _totals(losses, corrects, sizes)
+    return loss_sum, correct / seen, float(lr), seen
+
+
+def _totals(losses: list[torch.Tensor], corrects: list[torch.Tensor],
+            sizes: list[int]) -> tuple[float, float, int]:
+    """(mean loss, correct count, samples) of the batches so far: one host sync."""
+    weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+    totals = torch.stack([torch.dot(torch.stack(losses).float(), weights),
+                          torch.stack(corrects).sum().float()]).tolist()
+    seen = sum(sizes)
+    return totals[0] / seen, totals[1], seen
 
 
 def _scores(net: Any, data: Any, device: torch.device,
@@ -306,8 +326,8 @@ def fit(model: torch.nn.Module, train_data: Any, val_data: Any, cfg: TorchTraini
             parts.prune(folder, cfg.keep_checkpoints)
             history.write(run_dir / HISTORY_FILE)
             i = len(history.epoch) - 1
-            line = f"epoch {epoch}/{cfg.epochs}  " + _summary(history, i, improved)
-            display.end(len(train), line, line.split("  ", 1)[1])
+            display.end(len(train), f"epoch {epoch}/{cfg.epochs}  "
+                        + _summary(history, i, improved), _short(history, i, improved))
             if stop:
                 log.info("early stopping: %s has not improved for %d epochs (best %s at "
                          "epoch %s)", monitor, best.bad_epochs, best.value, best.epoch)

@@ -173,6 +173,7 @@ class TensorBatches:
         self.y = _labels(y, "labels").to(device)
         self.batch_size, self.shuffle, self.seed, self.device = batch_size, shuffle, seed, device
         self.samples = len(self.x)
+        self.channels_last = channels_last and self.x.dim() == 4
 
     def __len__(self) -> int:
         return math.ceil(self.samples / self.batch_size)
@@ -187,7 +188,10 @@ class TensorBatches:
         order = torch.randperm(n, generator=gen).to(self.device)
         for i in range(0, n, bs):
             idx = order[i:i + bs]
-            yield self.x[idx], self.y[idx]
+            x = self.x[idx]
+            if self.channels_last:  # a gather need not keep the layout; no-op when it did
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.y[idx]
 
 
 def _to_device(value: Any, device: torch.device, non_blocking: bool,

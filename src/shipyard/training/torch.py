@@ -162,8 +162,10 @@ class TorchTraining(_Strict):
     compile: bool = False
     """Train through ``torch.compile(model)`` (the first batches compile for a while)."""
     deterministic: bool = True
-    """On CUDA: cudnn deterministic algorithms, no cudnn benchmark (reproducible, a little
-    slower); false lets cudnn pick the fastest convolution algorithms."""
+    """On CUDA: cudnn deterministic algorithms, no cudnn benchmark (reproducible
+    convolutions, a little slower); false lets cudnn pick the fastest algorithms. Ops that
+    accumulate with atomics on CUDA (an embedding's backward, index_add) stay
+    nondeterministic either way; on CPU runs repeat bit for bit."""
     seed: int = Field(0, ge=0)
     """Seeds python's random, numpy and torch, the shuffling and the DataLoader workers."""
     num_workers: int = Field(0, ge=0)
