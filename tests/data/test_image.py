@@ -149,6 +149,8 @@ def test_idx_folder_half_a_pair(tmp_path: Path) -> None:
     lab.unlink()
     with pytest.raises(ConfigError, match="no matching labels"):
         load_image_source(f"idx:{tmp_path}", size=2, cache=False)
+    with pytest.raises(ConfigError, match="is one file; give idx:IMAGES,LABELS"):
+        load_image_source(f"idx:{tmp_path / 'train-images-idx3-ubyte'}", size=2, cache=False)
 
 
 # --- bad sources ---------------------------------------------------------------------------

@@ -47,6 +47,8 @@ def test_default_architecture_and_parameter_count() -> None:
     assert [c.out_channels for c in convs] == [32, 64, 128]
     assert all(c.bias is None for c in convs)  # batch norm follows every conv
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 3
+    dropouts = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts == [0.25, 0.3]  # after the last block, after the hidden layer
     # convs 320 + 18.6k + 74k (with BN), flatten 128*3*3 -> 256 -> 10
     expected = (9 * 32 + 64) + (9 * 32 * 64 + 128) + (9 * 64 * 128 + 256) + \
         (1152 * 256 + 256) + (256 * 10 + 10)
@@ -116,14 +118,14 @@ def test_tiny_model_overfits_64_images() -> None:
     first = None
     for _ in range(40):
         loss = nn.functional.cross_entropy(model(x), y)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.item()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     model.eval()
     with torch.no_grad():
         accuracy = float((model(x).argmax(1) == y).float().mean())
-    assert accuracy == 1.0 and float(loss) < first / 10
+    assert accuracy == 1.0 and loss.item() < first / 10
 
 
 def test_onnx_export_with_dynamic_batch(tmp_path: Path) -> None:

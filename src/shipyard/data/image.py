@@ -305,6 +305,9 @@ def _stats(files: Sequence[Path]) -> list[Any]:
 # --- IDX -----------------------------------------------------------------------------------
 
 def _idx_folder(folder: Path) -> dict[str, tuple[Path, Path]]:
+    if folder.is_file():
+        raise ConfigError(f"IDX source {folder} is one file; give idx:IMAGES,LABELS (both files "
+                          "of the pair) or idx:FOLDER holding them")
     if not folder.is_dir():
         hint = (" (install the Debian package dataset-fashion-mnist for Fashion-MNIST)"
                 if "fashion" in str(folder).lower() else "")
