@@ -44,14 +44,15 @@ def test_output_shape(cfg: CNNConfig, shape: tuple[int, int, int], classes: int)
 def test_default_architecture_and_parameter_count() -> None:
     model = build_cnn(CNNConfig(), 1, 28, 28, 10)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    assert [c.out_channels for c in convs] == [32, 64, 128]
+    assert [c.out_channels for c in convs] == [32, 64, 64, 128, 128]
     assert all(c.bias is None for c in convs)  # batch norm follows every conv
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 3
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 5
     dropouts = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
     assert dropouts == [0.25, 0.3]  # after the last block, after the hidden layer
-    # convs 320 + 18.6k + 74k (with BN), flatten 128*3*3 -> 256 -> 10
-    expected = (9 * 32 + 64) + (9 * 32 * 64 + 128) + (9 * 64 * 128 + 256) + \
-        (1152 * 256 + 256) + (256 * 10 + 10)
+    # convs (weights + BN scale and shift), flatten 128*3*3 -> 256 -> 10
+    expected = (9 * 32 + 64) + (9 * 32 * 64 + 128) + (9 * 64 * 64 + 128) + \
+        (9 * 64 * 128 + 256) + (9 * 128 * 128 + 256) + (1152 * 256 + 256) + (256 * 10 + 10)
+    assert expected == 575_338
     assert count_parameters(model) == expected
     assert 100_000 < expected < 1_000_000
     # global pooling makes the head independent of the image size
