@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: libb64 for Triton's perf_analyzer (shipped inside the
-# tritonclient wheel) and a Java runtime for the PMML runtime (JPMML runs on the JVM). Installs
-# only what is missing; needs root (CI runs as root). Extra packages may be named as arguments
-# (make bench adds wrk, the light C load generator of the benchmarks).
+# tritonclient wheel), a Java runtime for the PMML runtime (JPMML runs on the JVM) and Fashion-MNIST
+# (dataset-fashion-mnist: the IDX files under /usr/share/datasets/fashion-mnist that the image
+# data tests read). Installs only what is missing; needs root (CI runs as root). Extra packages
+# may be named as arguments (make bench adds wrk, the light C load generator of the benchmarks).
 set -euo pipefail
 missing=()
-for pkg in libb64-0d default-jre-headless "$@"; do
+for pkg in libb64-0d default-jre-headless dataset-fashion-mnist "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

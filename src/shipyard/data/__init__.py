@@ -1,4 +1,6 @@
-"""Tabular data: reading tables, cleaning cells, the schema check and the preprocessing pipeline.
+"""Training data. Tabular: reading tables, cleaning cells, the schema check and the preprocessing
+pipeline. Images: IDX files, class folders and sklearn:digits as cached ``ImageSet`` arrays
+(``image``), a torch loader over them (``image_loader``) and batch augmentation (``augment``).
 
 Names are imported lazily, so ``import shipyard.data`` costs nothing until one is used.
 """
@@ -8,16 +10,21 @@ from __future__ import annotations
 from shipyard._lazy import lazy_exports
 
 __all__ = [
+    "Augment",
+    "AugmentConfig",
     "ColumnPlan",
     "DataError",
     "FeatureSpec",
+    "ImageSet",
     "PreparedData",
     "Preprocessing",
     "Table",
     "build_preprocessor",
     "column_plans",
     "infer_features",
+    "load_image_source",
     "load_table",
+    "make_image_loader",
     "prepare_table",
 ]
 
@@ -33,6 +40,11 @@ _WHERE = {
     "Table": "sources",
     "load_table": "sources",
     "build_preprocessor": "tabular",
+    "ImageSet": "image",
+    "load_image_source": "image",
+    "make_image_loader": "image_loader",
+    "Augment": "augment",
+    "AugmentConfig": "augment",
 }
 
 
