@@ -90,7 +90,7 @@ def train(
         verdict = "agree" if agreement.get("passed") else "DISAGREE"
         diff = agreement.get("max_abs_diff")
         typer.echo(f"ONNX: {run.onnx_path} ({export.get('bytes', 0) / 1024:.1f} KiB); ONNX "
-                   f"Runtime and scikit-learn {verdict} on the test split (max abs diff "
+                   f"Runtime and {export.get('reference', 'scikit-learn')} {verdict} on the test split (max abs diff "
                    f"{'n/a' if diff is None else f'{diff:.2e}'})")
     else:
         typer.echo(f"ONNX: not exported: {export.get('error')}")

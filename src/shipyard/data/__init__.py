@@ -44,7 +44,7 @@ _WHERE = {
     "load_image_source": "image",
     "make_image_loader": "image_loader",
     "Augment": "augment",
-    "AugmentConfig": "augment",
+    "AugmentConfig": "augment_config",
 }
 
 

@@ -1,4 +1,5 @@
-"""PNG plots: confusion matrix, ROC curve, residuals, feature importance.
+"""PNG plots: confusion matrix, ROC curve, residuals, feature importance, and the most
+confidently wrong images of an image classifier.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot state, no GUI backend), with
 scikit-learn's display classes where one exists.
@@ -15,7 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PredictionErrorDisplay, RocCurveDisplay
 
-__all__ = ["confusion_matrix_plot", "feature_importance_plot", "residuals_plot", "roc_curve_plot"]
+__all__ = ["confusion_matrix_plot", "feature_importance_plot", "residuals_plot", "roc_curve_plot",
+           "wrong_predictions_plot"]
 
 _DPI = 110
 
@@ -108,3 +110,36 @@ def feature_importance_plot(
     ax.set_title(title)
     ax.tick_params(axis="y", labelsize=8)
     return _save(fig, path)
+
+
+def wrong_predictions_plot(
+    images: np.ndarray, y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str],
+    path: Path, title: str, *, top: int = 25,
+) -> tuple[Path, list[int]]:
+    """A grid of the ``top`` wrongly predicted images with the highest predicted probability,
+    each captioned with its true and predicted class; ``images`` are ``uint8`` ``[N, H, W, C]``.
+    Returns the file and the row numbers shown (most confident first; a figure saying so when
+    none is wrong)."""
+    y_pred = proba.argmax(1)
+    confidence = proba.max(1)
+    wrong = np.flatnonzero(y_pred != y_true)
+    shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:top]
+    cols = max(1, min(5, len(shown)))
+    rows = max(1, -(-len(shown) // cols))
+    fig = _figure(2.0 * cols + 0.4, 2.25 * rows + 0.6)
+    if not len(shown):
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no wrong predictions", ha="center", va="center")
+    for k, i in enumerate(shown):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        image = images[i]
+        if image.shape[-1] == 1:
+            ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(image)
+        ax.set_title(f"true: {class_names[int(y_true[i])]}\npred: "
+                     f"{class_names[int(y_pred[i])]} ({confidence[i]:.2f})", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, path), [int(i) for i in shown]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReportData", "render_report", "write_report"]
+__all__ = ["ReportData", "markdown_table", "render_report", "write_report"]
 
 
 @dataclass
@@ -34,6 +34,8 @@ class ReportData:
     """``export.json`` content."""
     warnings: list[str] = field(default_factory=list)
     """Warnings raised while fitting (convergence and the like)."""
+    notes: list[str] = field(default_factory=list)
+    """Further Markdown lines after the export section (a torch run's training table)."""
 
 
 def _fmt(value: Any) -> str:
@@ -51,6 +53,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return lines
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """A Markdown table's lines (numbers formatted as in the metrics tables)."""
+    return _table(header, rows)
 
 
 def _column_rows(columns: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
@@ -78,8 +85,9 @@ def _export_lines(export: Mapping[str, Any]) -> list[str]:
     if not export.get("converted"):
         reason = export.get("error") or "export disabled (export.onnx: false)"
         return [*lines, f"**Not exported.** {reason}", ""]
-    lines.append(f"`model.onnx` ({export.get('bytes', 0) / 1024:.1f} KiB, opset "
-                 f"{export.get('opset')}): the whole pipeline, preprocessing included.")
+    lines.append(f"`{export.get('file') or 'model.onnx'}` ({export.get('bytes', 0) / 1024:.1f} "
+                 f"KiB, opset {export.get('opset')}): "
+                 + (export.get("summary") or "the whole pipeline, preprocessing included."))
     lines.append("")
     rows = [[f"input `{t['name']}`", t["datatype"], t["shape"]] for t in export.get("inputs", [])]
     rows += [[f"output `{t['name']}`", t["datatype"], t["shape"]]
@@ -90,7 +98,8 @@ def _export_lines(export: Mapping[str, Any]) -> list[str]:
     agreement = export.get("agreement") or {}
     if agreement:
         verdict = "**passed**" if agreement.get("passed") else "**FAILED**"
-        parts = [f"ONNX Runtime vs scikit-learn on the {agreement.get('split')} split "
+        parts = [f"ONNX Runtime vs {export.get('reference', 'scikit-learn')} on the "
+                 f"{agreement.get('split')} split "
                  f"({agreement.get('rows')} rows): {verdict}"]
         if "labels_identical" in agreement:
             parts.append(f"labels identical: {agreement['labels_identical']} "
@@ -137,6 +146,8 @@ def render_report(data: ReportData) -> str:
         out.append("")
     if data.export is not None:
         out += _export_lines(data.export)
+    if data.notes:
+        out += [*data.notes, ""]
     if data.warnings:
         out += ["## Warnings", ""] + [f"- {w}" for w in data.warnings] + [""]
     return "\n".join(out)

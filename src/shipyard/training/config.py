@@ -8,31 +8,42 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeAlias
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shipyard.data.augment_config import AugmentConfig
+from shipyard.data.image import IDX_PREFIX
 from shipyard.data.features import DEFAULT_MISSING_VALUES, FeatureSpec, Preprocessing
 from shipyard.data.sources import SKLEARN_PREFIX, resolve_source
 from shipyard.errors import ConfigError
 from shipyard.repository.layout import MODEL_NAME_RE
+from shipyard.training._config_errors import format_errors
 from shipyard.training.families import unavailable
 from shipyard.training.models import MODELS, models_for_task
 from shipyard.training.overrides import apply_overrides
+from shipyard.training.torch import TorchTraining
 
 __all__ = [
+    "AnyExperiment",
     "DataConfig",
     "Experiment",
     "ExportConfig",
+    "ImageDataConfig",
+    "ImageExperiment",
+    "ImageExportConfig",
+    "NormalizeConfig",
     "ModelSpec",
     "OutputConfig",
     "SklearnModelSpec",
     "SplitConfig",
     "TorchModelSpec",
     "TrainingConfig",
+    "experiment_class",
     "format_errors",
     "load_experiment",
+    "parse_experiment",
 ]
 
 ModelType = Literal[
@@ -180,6 +191,13 @@ class OutputConfig(_Strict):
     """Draw the PNG plots (on small tables the slowest step)."""
 
 
+def _model_name(v: str) -> str:
+    if not MODEL_NAME_RE.match(v):
+        raise ValueError("must start with a letter or digit and hold only letters, digits, "
+                         "'_', '.', '-' (it becomes a model folder name)")
+    return v
+
+
 class Experiment(_Strict):
     """A whole experiment. See ``examples/*/experiment.yaml``."""
 
@@ -215,10 +233,7 @@ class Experiment(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not MODEL_NAME_RE.match(v):
-            raise ValueError("must start with a letter or digit and hold only letters, digits, "
-                             "'_', '.', '-' (it becomes a model folder name)")
-        return v
+        return _model_name(v)
 
     @field_validator("features", mode="before")
     @classmethod
@@ -240,6 +255,10 @@ class Experiment(_Strict):
         reason = unavailable(self.model.family)
         if reason is not None:
             raise ValueError(reason)
+        if isinstance(self.model, TorchModelSpec):
+            raise ValueError("model.family: torch experiments are image experiments "
+                             "(ImageExperiment, with an image data section); read them with "
+                             "load_experiment or parse_experiment")
         if isinstance(self.model, SklearnModelSpec) and \
                 self.model.type not in models_for_task(self.task):
             raise ValueError(
@@ -272,103 +291,206 @@ class Experiment(_Strict):
         return isinstance(self.model, SklearnModelSpec) and MODELS[self.model.type].tree
 
 
-def _unwrap(annotation: Any) -> Any:
-    """The pydantic model, ``("dict", value type)`` or ``("union", {tag: model})`` inside an
-    annotation (Optional too)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = getattr(annotation, "__origin__", None)
-    args: tuple[Any, ...] = getattr(annotation, "__args__", ())
-    if origin is dict and len(args) == 2:
-        return ("dict", args[1])
-    for arg in args:
-        found = _unwrap(arg)
-        if found is not None:
-            return found
-    return None
+# --- image experiments (model.family: torch) -------------------------------------------------
+
+def _per_channel(value: Any) -> Any:
+    return [value] if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
-def _field_target(model: type[BaseModel], name: str) -> Any:
-    """What :func:`_unwrap` finds under field ``name`` of ``model``; a discriminated union of
-    models gives ``("union", {tag: model})``."""
-    field = model.model_fields.get(name)
-    if field is None:
-        return None
-    if isinstance(field.discriminator, str):
-        members = [a for a in get_args(field.annotation) if isinstance(a, type)
-                   and issubclass(a, BaseModel)]
-        return ("union", {get_args(m.model_fields[field.discriminator].annotation)[0]: m
-                          for m in members})
-    return _unwrap(field.annotation)
+class NormalizeConfig(_Strict):
+    """``(pixel / 255 - mean) / std`` per channel, after scaling pixels to [0, 1]."""
+
+    mean: list[float] = Field(min_length=1, max_length=3)
+    """One mean per channel, or one for all (a single number is a list of one)."""
+    std: list[Annotated[float, Field(gt=0)]] = Field(min_length=1, max_length=3)
+    """One standard deviation per channel, or one for all; each > 0."""
+
+    @field_validator("mean", "std", mode="before")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _per_channel(v)
 
 
-def _walk(loc: Sequence[Any]) -> tuple[list[Any], list[str] | None]:
-    """``loc`` without the tags pydantic puts after a discriminated union (``model.sklearn.type``
-    is ``model.type`` to the user), and the field names allowed where its last part sits."""
-    current: Any = Experiment
-    parent: Any = None
-    clean: list[Any] = []
-    parts = list(loc)
-    i = 0
-    while i < len(parts):
-        part, parent = parts[i], current
-        clean.append(part)
-        if isinstance(current, tuple) and current[0] == "dict":
-            current = _unwrap(current[1])  # a dict level: the key is free, go to the value type
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            current = _field_target(current, str(part))
-        else:
-            current = None
-        if isinstance(current, tuple) and current[0] == "union":
-            members = current[1]
-            following = parts[i + 1] if i + 1 < len(parts) else None
-            current = members.get(following) if isinstance(following, str) else None
-            i += current is not None  # skip the tag
-        i += 1
-    if isinstance(parent, type) and issubclass(parent, BaseModel):
-        return clean, list(parent.model_fields)
-    return clean, None
+class ImageDataConfig(_Strict):
+    """Where the images come from, their size, and how they are split (``family: torch``)."""
+
+    source: str
+    """``idx:FOLDER`` or ``idx:IMAGES,LABELS`` (MNIST-style IDX files), a folder with one
+    subfolder of PNG/JPEG files per class (optionally inside ``train/``, ``val/``, ``test/``),
+    or ``sklearn:digits``. A relative path is taken from the experiment file's folder (in
+    ``--set`` from the current folder)."""
+    size: list[int]
+    """``[height, width]`` every image is resized to, or one integer for a square."""
+    channels: Literal[1, 3] = 1
+    """1 = grey (colour images are converted), 3 = RGB (grey images are repeated)."""
+    interpolation: Literal["bilinear", "nearest", "bicubic"] = "bilinear"
+    """How images are resized (the serving ``resize`` step does the same)."""
+    normalize: NormalizeConfig | None = None
+    """Per-channel mean and std applied after scaling to [0, 1]; null = pixels in [0, 1]."""
+    class_names: list[str] | None = None
+    """Display names of the classes in label order; default: the source's own (folder names,
+    Fashion-MNIST's names, digits)."""
+    validation_size: float = Field(0.1, ge=0, lt=1)
+    """Fraction of the training images held out for validation (stratified, seeded) when the
+    source has no ``val`` split; 0 = no validation."""
+    test_size: float = Field(0.2, gt=0, lt=1)
+    """Fraction of the images held out for the test metrics when the source has no ``test``
+    split (taken first, then validation from the rest)."""
+    stratify: bool = True
+    """Keep class proportions in every part that is split off."""
+    limit: int | None = Field(None, ge=10)
+    """At most this many images of each split the source gives (a stratified, seeded sample),
+    for quick trials; null = all."""
+    cache: bool = True
+    """Keep decoded arrays under the image cache ($SHIPYARD_CACHE_DIR, default
+    ~/.cache/shipyard/images) so the next run skips decoding."""
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _square(cls, v: Any) -> Any:
+        return [v, v] if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: list[int]) -> list[int]:
+        if len(v) != 2 or any(d < 1 or d > 4096 for d in v):
+            raise ValueError("must be [height, width], two integers from 1 to 4096, or one "
+                             "integer for a square")
+        return v
+
+    @model_validator(mode="after")
+    def _normalize_channels(self) -> ImageDataConfig:
+        norm = self.normalize
+        if norm is not None:
+            for name, values in (("mean", norm.mean), ("std", norm.std)):
+                if len(values) not in (1, self.channels):
+                    raise ValueError(
+                        f"data.normalize.{name}: {len(values)} values for {self.channels} "
+                        f"channel(s); give one per channel or one for all")
+        if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"data.class_names: {self.class_names} names a class twice")
+        return self
 
 
-def format_errors(err: ValidationError, where: str, overridden: Sequence[str] = ()) -> str:
-    """One line per problem: dotted path, message, the bad value, what is allowed; problems
-    under a path in ``overridden`` say they came from ``--set``."""
-    lines = []
-    for e in err.errors():
-        loc, allowed = _walk([p for p in e["loc"]
-                              if not (isinstance(p, str) and p.startswith(("function-",)))])
-        got = e.get("input", ...)
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field" + (f"; allowed: {allowed}" if allowed else "")
-        elif e["type"] == "missing":
-            msg = "required field is missing"
-        elif e["type"] == "union_tag_invalid":  # model.family: the discriminator's own path
-            ctx = e.get("ctx", {})
-            loc = [*loc, str(ctx.get("discriminator", "")).strip("'")]
-            msg, got = f"must be one of {ctx.get('expected_tags')}", ctx.get("tag")
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        line = f"{path}: {msg}" if loc else msg  # whole-model checks name their fields
-        if e["type"] not in ("missing",) and got is not ... and not isinstance(got, dict):
-            line += f" (got {got!r})"
-        if any(path == k or path.startswith(k + ".") or k.startswith(path + ".")
-               for k in overridden):
-            line += " [from --set]"
-        lines.append(line)
-    return f"{where}: " + "\n  ".join(lines) if len(lines) == 1 else \
-        f"{where}: {len(lines)} problems\n  " + "\n  ".join(lines)
+class ImageExportConfig(_Strict):
+    """The ONNX file (and torch program) ``shipyard publish`` puts into a model repository."""
+
+    onnx: bool = True
+    """Export ``model.onnx``: input ``image`` FP32 [N, C, H, W], output ``logits``
+    [N, classes]."""
+    opset: int = Field(18, ge=18, le=23)
+    """ONNX opset of the default domain (torch's dynamo exporter writes 18 and up)."""
+    tolerance: float = Field(1e-4, gt=0)
+    """Largest absolute difference of the logits allowed between ONNX Runtime and torch on
+    the test split."""
+    normalize: Literal["steps", "graph"] = "steps"
+    """steps: ``data.normalize`` stays a declared preprocessing step (the graph takes pixels
+    in [0, 1]; training and serving run the same transforms); graph: the graph normalises
+    itself (it takes pixels in [0, 1] either way)."""
+    torch_program: bool = True
+    """Also write ``model.pt2`` (``torch.export``, dynamic batch) for the server's torch
+    runtime."""
+    max_batch_size: int = Field(256, ge=0)
+    """max_batch_size written into the published config.yaml (and the exported batch
+    range's upper end, when > 0)."""
+
+
+class ImageExperiment(_Strict):
+    """An image classification experiment (``model.family: torch``). See
+    ``examples/fashion_mnist/experiment.yaml``."""
+
+    name: str
+    """Experiment name; also the default model name when publishing (letters, digits, _ . -)."""
+    task: Literal["binary", "multiclass"] = "multiclass"
+    """Classification: two classes or several (the same metrics either way)."""
+    description: str = ""
+    """Free text for the report and the published config.yaml."""
+    seed: int = Field(0, ge=0)
+    """Seed of the splits and samples; also training.seed unless that is given."""
+    data: ImageDataConfig
+    """The images, their size and channels, normalisation and splits."""
+    model: TorchModelSpec
+    """``family: torch``, ``architecture: cnn``; ``params`` are :class:`CNNConfig`'s fields."""
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    """Random changes to training batches (off for validation, test and export)."""
+    training: TorchTraining = Field(default_factory=TorchTraining)
+    """Epochs, batch size, optimizer, schedule, early stopping, device, precision."""
+    export: ImageExportConfig = Field(default_factory=ImageExportConfig)
+    """ONNX export, its agreement check and the served interface."""
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    """Where the run directory is written."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _model_name(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _training_seed(cls, v: Any) -> Any:
+        if isinstance(v, Mapping) and isinstance(v.get("training", {}), Mapping):
+            training = dict(v.get("training") or {})
+            if "seed" not in training and isinstance(v.get("seed", 0), int):
+                training["seed"] = v.get("seed", 0)
+            return {**v, "training": training}
+        return v
+
+    @model_validator(mode="after")
+    def _available(self) -> ImageExperiment:
+        reason = unavailable(self.model.family)
+        if reason is not None:
+            raise ValueError(reason)
+        return self
+
+    @property
+    def is_tree_model(self) -> bool:
+        """Never (the tabular trainer's question)."""
+        return False
+
+
+AnyExperiment: TypeAlias = Experiment | ImageExperiment
+"""A tabular (scikit-learn) or an image (torch) experiment."""
+
+
+def _family(raw: Mapping[str, Any]) -> str:
+    model = raw.get("model")
+    family = model.get("family", "sklearn") if isinstance(model, Mapping) else "sklearn"
+    return family if isinstance(family, str) else "sklearn"
+
+
+def experiment_class(raw: Mapping[str, Any]) -> type[Experiment] | type[ImageExperiment]:
+    """The schema of a raw experiment document: :class:`ImageExperiment` for ``model.family:
+    torch``, else :class:`Experiment`."""
+    return ImageExperiment if _family(raw) == "torch" else Experiment
+
+
+def parse_experiment(raw: Mapping[str, Any], where: str = "experiment",
+                     overridden: Sequence[str] = ()) -> AnyExperiment:
+    """Validate a raw document with the schema of its family; ConfigError with one line per
+    problem (a family that cannot run here is the one line)."""
+    reason = unavailable(_family(raw))
+    if reason is not None and _family(raw) in ("sklearn", "torch"):
+        raise ConfigError(f"{where}: {reason}")
+    cls = experiment_class(raw)
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, where, overridden, root=cls)) from exc
+
+
 
 
 def load_experiment(
-    source: str | Path | Mapping[str, Any] | Experiment,
+    source: str | Path | Mapping[str, Any] | AnyExperiment,
     overrides: Sequence[str] | Mapping[str, Any] = (),
-) -> tuple[Experiment, Path]:
+) -> tuple[AnyExperiment, Path]:
     """The validated experiment and the folder its relative paths are resolved against.
 
-    ``source`` is a YAML path, a mapping or an Experiment. A relative ``data.source`` is
+    ``source`` is a YAML path, a mapping or an experiment. A relative ``data.source`` is
     resolved against the YAML file's folder (the current folder for mappings and overrides).
+    ``model.family: torch`` makes it an :class:`ImageExperiment`, else an :class:`Experiment`.
     """
-    if isinstance(source, Experiment):
+    if isinstance(source, Experiment | ImageExperiment):
         raw: dict[str, Any] = source.model_dump(mode="json", exclude_unset=True)
         base_dir, where = Path.cwd(), "experiment"
     elif isinstance(source, Mapping):
@@ -390,19 +512,21 @@ def load_experiment(
     raw = _resolve_data_source(raw, base_dir)
     raw = apply_overrides(raw, overrides)
     raw = _resolve_data_source(raw, Path.cwd())
-    try:
-        experiment = Experiment.model_validate(raw)
-    except ValidationError as exc:
-        keys = [str(k) for k in overrides] if isinstance(overrides, Mapping) else \
-            [o.partition("=")[0].strip() for o in overrides]
-        raise ConfigError(format_errors(exc, where, keys)) from exc
-    return experiment, base_dir
+    keys = [str(k) for k in overrides] if isinstance(overrides, Mapping) else \
+        [o.partition("=")[0].strip() for o in overrides]
+    return parse_experiment(raw, where, keys), base_dir
 
 
 def _resolve_data_source(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("source"), str):
         src = data["source"]
-        if not src.startswith(SKLEARN_PREFIX) and not Path(src).expanduser().is_absolute():
+        if src.startswith(IDX_PREFIX):  # idx:FOLDER or idx:IMAGES,LABELS: each path
+            parts = [p.strip() for p in src[len(IDX_PREFIX):].split(",")]
+            resolved = IDX_PREFIX + ",".join(
+                p if not p or Path(p).expanduser().is_absolute() else resolve_source(p, base_dir)
+                for p in parts)
+            raw = {**raw, "data": {**data, "source": resolved}}
+        elif not src.startswith(SKLEARN_PREFIX) and not Path(src).expanduser().is_absolute():
             raw = {**raw, "data": {**data, "source": resolve_source(src, base_dir)}}
     return raw

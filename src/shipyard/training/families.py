@@ -31,7 +31,7 @@ from shipyard.errors import ConfigError
 
 if TYPE_CHECKING:
     from shipyard.evaluation.scoring import Evaluation
-    from shipyard.training.config import Experiment
+    from shipyard.training.config import AnyExperiment
     from shipyard.training.progress import Steps
     from shipyard.training.run import Run
 
@@ -42,9 +42,9 @@ __all__ = ["FAMILIES", "Family", "FamilyModule", "family_evaluator", "family_mod
 class FamilyModule(Protocol):
     """What :func:`family_module` returns (a module with these functions)."""
 
-    def prepare(self, exp: Experiment) -> Any: ...
+    def prepare(self, exp: AnyExperiment) -> Any: ...
 
-    def train(self, exp: Experiment, base_dir: Path, prepared: Any, *, run_dir: Path,
+    def train(self, exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path,
               steps: Steps, config_note: str = "") -> Run: ...
 
 

@@ -39,6 +39,19 @@ class Steps:
             self._progress = None
 
     @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Take the live display off the terminal meanwhile (for a step that draws its own,
+        such as the torch loop's epoch bars: rich shows one live display at a time)."""
+        progress = self._progress
+        if progress is not None:
+            progress.stop()
+        try:
+            yield
+        finally:
+            if progress is not None:
+                progress.start()
+
+    @contextmanager
     def step(self, text: str, key: str | None = None) -> Iterator[None]:
         """Time and show one step; ``key`` names it in :attr:`timings`."""
         log.info("%s ...", text)

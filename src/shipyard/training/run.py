@@ -11,6 +11,14 @@
     <run>/run.json           data, split sizes, classes, columns, versions, timings, warnings
     <run>/report.md          the report, with the plots under plots/
     <run>/train.log          the log of the run
+
+A torch (image) run has no pipeline.joblib; instead::
+
+    <run>/model_state.pt     the network's weights (state_dict; the experiment rebuilds it)
+    <run>/model.pt2          the network as a torch.export program (the torch runtime's file)
+    <run>/serving.json       what publishing needs: files, tensors, class names, preprocess steps
+    <run>/history.json       per-epoch losses, accuracies, seconds, images/s; curves.png
+    <run>/checkpoints/       the last epoch's and the best epoch's checkpoints (--resume)
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import yaml
 from shipyard.data.features import ColumnPlan
 from shipyard.errors import ConfigError
 from shipyard.export.onnx import OnnxInterface
-from shipyard.training.config import Experiment
+from shipyard.training.config import AnyExperiment, parse_experiment
 
 __all__ = ["RUN_FILES", "Run", "create_run_dir", "unique_folder", "write_json"]
 
@@ -40,6 +48,11 @@ RUN_FILES = {
     "run": "run.json",
     "report": "report.md",
     "log": "train.log",
+    "weights": "model_state.pt",
+    "program": "model.pt2",
+    "serving": "serving.json",
+    "history": "history.json",
+    "curves": "curves.png",
 }
 
 
@@ -59,7 +72,7 @@ def unique_folder(parent: Path, name: str) -> Path:
     return candidate
 
 
-def create_run_dir(experiment: Experiment, output: Path | None) -> Path:
+def create_run_dir(experiment: AnyExperiment, output: Path | None) -> Path:
     """``output`` itself (new or empty), or a new ``<output.dir>/<name>-<timestamp>``."""
     if output is not None:
         if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -78,8 +91,8 @@ class Run:
 
     path: Path
     """The run directory."""
-    experiment: Experiment
-    """The experiment as it was run."""
+    experiment: AnyExperiment
+    """The experiment as it was run (tabular or image)."""
     metrics: dict[str, dict[str, float | None]]
     """``metrics.json``: validation and test scalars."""
     info: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +108,7 @@ class Run:
             raise ConfigError(f"run {str(root)!r}: not a run directory (no {RUN_FILES['run']}); "
                               "give the folder that 'shipyard train' printed")
         raw = yaml.safe_load((root / RUN_FILES["experiment"]).read_text(encoding="utf-8"))
-        experiment = Experiment.model_validate(raw)
+        experiment = parse_experiment(raw, str(root / RUN_FILES["experiment"]))
 
         def read(key: str) -> Any:
             file = root / RUN_FILES[key]

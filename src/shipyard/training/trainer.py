@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipyard.training.config import Experiment
+from shipyard.training.config import AnyExperiment
 from shipyard.training.families import family_evaluator, family_module
 from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, create_run_dir
@@ -47,7 +47,7 @@ def _run_log(run_dir: Path) -> Iterator[None]:
 
 
 def train_experiment(
-    exp: Experiment, base_dir: Path, *, output: Path | None = None, show_progress: bool = False,
+    exp: AnyExperiment, base_dir: Path, *, output: Path | None = None, show_progress: bool = False,
     config_note: str = "",
 ) -> Run:
     """Run ``exp`` and return the finished :class:`Run`. A failed run leaves its directory
