@@ -70,6 +70,9 @@ def train(
         "data.source=other.csv --set model.params.C=0.5 (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue an interrupted torch run (its directory) from its newest "
+        "checkpoint, with the same experiment.")] = None,
 ) -> None:
     """Train an experiment into a new run directory.
 
@@ -79,7 +82,7 @@ def train(
 
     with _user_errors():
         run = api.train(config, overrides=overrides or [], output=output,
-                        progress=_progress(quiet))
+                        progress=_progress(quiet), resume=resume)
     if as_json:
         typer.echo(json.dumps(run.metrics, indent=2))
         return
@@ -90,7 +93,8 @@ def train(
         verdict = "agree" if agreement.get("passed") else "DISAGREE"
         diff = agreement.get("max_abs_diff")
         typer.echo(f"ONNX: {run.onnx_path} ({export.get('bytes', 0) / 1024:.1f} KiB); ONNX "
-                   f"Runtime and {export.get('reference', 'scikit-learn')} {verdict} on the test split (max abs diff "
+                   f"Runtime and {export.get('reference', 'scikit-learn')} {verdict} on the test "
+                   f"split (max abs diff "
                    f"{'n/a' if diff is None else f'{diff:.2e}'})")
     else:
         typer.echo(f"ONNX: not exported: {export.get('error')}")

@@ -28,11 +28,13 @@ def train(
     overrides: Sequence[str] | Mapping[str, Any] = (),
     output: str | Path | None = None,
     progress: bool = False,
+    resume: str | Path | None = None,
 ) -> Run:
     """Run an experiment (a YAML path, a mapping or an Experiment) and return its run.
 
     ``overrides`` are ``"key.path=value"`` strings or a ``{"key.path": value}`` mapping;
-    ``output`` is the run directory (default ``<output.dir>/<name>-<timestamp>``).
+    ``output`` is the run directory (default ``<output.dir>/<name>-<timestamp>``);
+    ``resume`` is an interrupted torch run's directory to continue from its last checkpoint.
     """
     from shipyard.training.config import load_experiment
     from shipyard.training.trainer import train_experiment
@@ -46,7 +48,8 @@ def train(
         shown = [f"{k}={v}" for k, v in items] if items is not None else list(overrides)
         note += f" with --set {' --set '.join(shown)}"
     return train_experiment(experiment, base_dir, output=Path(output) if output else None,
-                            show_progress=progress, config_note=note.strip())
+                            show_progress=progress, config_note=note.strip(),
+                            resume=Path(resume) if resume is not None else None)
 
 
 def _as_run(run: str | Path | Run) -> Run:

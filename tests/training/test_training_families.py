@@ -1,5 +1,5 @@
 """The experiment's model is a choice by family (sklearn, torch), and training dispatches to the
-family's module; torch is refused until its module exists."""
+family's module; a family whose module is missing is refused in one line."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from shipyard.cli import app
 from shipyard.errors import ConfigError
 from shipyard.training.config import (
     Experiment,
+    ImageExperiment,
     SklearnModelSpec,
     TorchModelSpec,
     load_experiment,
@@ -34,6 +35,12 @@ def _with_model(model: Any) -> dict[str, Any]:
     raw = titanic_experiment()
     raw["model"] = model
     return raw
+
+
+def _image(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A minimal torch (image) experiment."""
+    return {"name": "digits", "data": {"source": "sklearn:digits", "size": 8},
+            "model": {"family": "torch", "architecture": "cnn", "params": params or {}}}
 
 
 def _refusal(raw: dict[str, Any], overrides: list[str] | None = None) -> str:
@@ -91,10 +98,16 @@ def test_torch_is_refused_while_its_trainer_is_missing(monkeypatch: pytest.Monke
         "['sklearn', 'torch']"
 
 
-def test_torch_is_refused_today() -> None:
-    if importlib.util.find_spec(TORCH_MODULE) is not None:
-        pytest.skip(f"{TORCH_MODULE} exists: torch experiments are no longer refused")
-    assert "image task" in _refusal(_with_model({"family": "torch", "architecture": "cnn"}))
+def test_torch_is_available_with_its_trainer() -> None:
+    """shipyard.training.torch_experiment exists, so torch experiments load (as image
+    experiments); one with a tabular data section says what the image section lacks."""
+    assert importlib.util.find_spec(TORCH_MODULE) is not None
+    assert unavailable("torch") is None
+    exp, _ = load_experiment(_image())
+    assert isinstance(exp, ImageExperiment) and isinstance(exp.model, TorchModelSpec)
+    message = _refusal(_with_model({"family": "torch", "architecture": "cnn"}))
+    assert "data.size: required field is missing" in message
+    assert "data.target: unknown field; allowed: ['source', 'size', 'channels'" in message
 
 
 def test_family_errors_keep_dotted_paths() -> None:
@@ -108,23 +121,23 @@ def test_family_errors_keep_dotted_paths() -> None:
 
 
 def test_torch_spec_validates(torch_trainer: types.SimpleNamespace) -> None:
-    exp, _ = load_experiment(_with_model({"family": "torch", "architecture": "cnn",
-                                          "params": {"channels": [8, 16]}}))
+    exp, _ = load_experiment(_image({"channels": [8, 16]}))
     assert isinstance(exp.model, TorchModelSpec)
     assert (exp.model.label, exp.model.params, exp.is_tree_model) == \
         ("torch cnn", {"channels": [8, 16]}, False)
-    message = _refusal(_with_model({"family": "torch", "architecture": "vit", "layers": 3}))
+    raw = _image()
+    raw["model"] = {"family": "torch", "architecture": "vit", "layers": 3}
+    message = _refusal(raw)
     assert "model.architecture: Input should be 'cnn' (got 'vit')" in message
     assert "model.layers: unknown field; allowed: ['family', 'architecture', 'params']" in message
-    assert "model.architecture: required field is missing" in _refusal(
-        _with_model({"family": "torch"}))
+    raw["model"] = {"family": "torch"}
+    assert "model.architecture: required field is missing" in _refusal(raw)
 
 
 def test_training_dispatches_to_the_family_module(
     torch_trainer: types.SimpleNamespace, tmp_path: Path
 ) -> None:
-    exp, base = load_experiment(_with_model({"family": "torch", "architecture": "cnn",
-                                             "params": {"width": 4}}))
+    exp, base = load_experiment(_image({"width": 4}))
     result = train_experiment(exp, base, output=tmp_path / "run", config_note="note")
     assert result == "the run"
     assert torch_trainer.prepare == [exp]
@@ -132,7 +145,7 @@ def test_training_dispatches_to_the_family_module(
     assert (seen, seen_base, prepared, run_dir, note) == \
         (exp, base, {"built": {"width": 4}}, (tmp_path / "run").resolve(), "note")
     log = (run_dir / "train.log").read_text(encoding="utf-8")
-    assert "experiment titanic-tiny (binary, torch cnn)" in log and "fitting" in log
+    assert "experiment digits (multiclass, torch cnn)" in log and "fitting" in log
 
 
 def test_prepare_fails_before_a_run_directory_exists(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ class ServedImageModel(nn.Module):
 
     def forward(self, image: torch.Tensor) -> Any:
         if self.normalize:
-            image = (image - self.mean) / self.std
+            mean, std = self.get_buffer("mean"), self.get_buffer("std")
+            image = (image - mean) / std
         logits = self.net(image)
         return {OUTPUT_NAME: logits} if self.named else logits
 
@@ -68,7 +69,7 @@ def _quiet() -> Iterator[None]:
 
 def _batch_dim(max_batch_size: int) -> Any:
     return torch.export.Dim("batch", min=1, max=max(max_batch_size, 2) if max_batch_size else
-                            int(2**31 - 2))
+                            (2**31 - 2))
 
 
 def _torch_logits(model: nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:

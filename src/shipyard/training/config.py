@@ -14,8 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shipyard.data.augment_config import AugmentConfig
-from shipyard.data.image import IDX_PREFIX
 from shipyard.data.features import DEFAULT_MISSING_VALUES, FeatureSpec, Preprocessing
+from shipyard.data.image import IDX_PREFIX
 from shipyard.data.sources import SKLEARN_PREFIX, resolve_source
 from shipyard.errors import ConfigError
 from shipyard.repository.layout import MODEL_NAME_RE
@@ -33,8 +33,8 @@ __all__ = [
     "ImageDataConfig",
     "ImageExperiment",
     "ImageExportConfig",
-    "NormalizeConfig",
     "ModelSpec",
+    "NormalizeConfig",
     "OutputConfig",
     "SklearnModelSpec",
     "SplitConfig",

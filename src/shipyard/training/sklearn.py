@@ -306,6 +306,9 @@ def evaluate(run: Run, data: Path | None = None, *, show_progress: bool = False)
     columns, every row), or without ``data`` on the run's own test split again; the results go
     to ``<run>/evaluations/<name>/``."""
     exp = run.experiment
+    if not isinstance(exp, Experiment):
+        raise ConfigError(f"evaluate: run {str(run.path)!r} is a {exp.model.family} run, not a "
+                          "scikit-learn one")
     plans = run.plans
     with Steps(show_progress) as steps:
         with steps.step("loading data"):

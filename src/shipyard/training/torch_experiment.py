@@ -409,7 +409,8 @@ def evaluate(run: Run, data: Path | None = None, *, show_progress: bool = False)
     write_json(folder / "metrics.json", {label: score.summary})
     write_json(folder / "evaluation.json", {label: score.details})
     write_report(folder / "report.md", ReportData(
-        title=f"{exp.name}: evaluation on {images.source if data is not None else 'the test split'}",
+        title=f"{exp.name}: evaluation on "
+              f"{images.source if data is not None else 'the test split'}",
         facts=[("run", str(run.path)), ("data", images.source), ("images", str(len(images)))],
         metrics={label: score.summary}, per_class=score.details.get("per_class"),
         per_class_split=label, plots=plots))

@@ -9,14 +9,16 @@ finished run to the family's ``evaluate``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from shipyard.errors import ConfigError
 from shipyard.training.config import AnyExperiment
-from shipyard.training.families import family_evaluator, family_module
+from shipyard.training.families import FamilyModule, family_evaluator, family_module
 from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, create_run_dir
 
@@ -46,22 +48,41 @@ def _run_log(run_dir: Path) -> Iterator[None]:
         handler.close()
 
 
+def _resume_dir(family: FamilyModule, name: str, resume: Path, output: Path | None) -> Path:
+    if output is not None:
+        raise ConfigError("--resume continues the run in its own folder; leave out --output")
+    if "resume" not in inspect.signature(family.train).parameters:
+        raise ConfigError(f"--resume: runs of model family {name!r} cannot be resumed (they "
+                          "keep no checkpoints); train into a new run directory")
+    checkpoints = resume / "checkpoints"
+    if not checkpoints.is_dir() or not any(checkpoints.glob("epoch-*.pt")):
+        raise ConfigError(f"--resume: {str(resume)!r} holds no checkpoints/epoch-*.pt; give the "
+                          "run directory of an interrupted torch run")
+    return resume.resolve()
+
+
 def train_experiment(
     exp: AnyExperiment, base_dir: Path, *, output: Path | None = None, show_progress: bool = False,
-    config_note: str = "",
+    config_note: str = "", resume: Path | None = None,
 ) -> Run:
     """Run ``exp`` and return the finished :class:`Run`. A failed run leaves its directory
-    with ``train.log`` saying why."""
+    with ``train.log`` saying why. ``resume``: continue that run directory's fit from its
+    newest checkpoint (torch runs; the experiment must match the checkpoint's training)."""
     family = family_module(exp.model.family)
     prepared = family.prepare(exp)
-    run_dir = create_run_dir(exp, output)
+    extra: dict[str, Any] = {}
+    if resume is not None:
+        run_dir = _resume_dir(family, exp.model.family, resume, output)
+        extra["resume"] = True
+    else:
+        run_dir = create_run_dir(exp, output)
     with _run_log(run_dir):
         try:
             log.info("run %s: experiment %s (%s, %s)", run_dir, exp.name, exp.task,
                      exp.model.label)
             with Steps(show_progress) as steps:
                 return family.train(exp, base_dir, prepared, run_dir=run_dir, steps=steps,
-                                    config_note=config_note)
+                                    config_note=config_note, **extra)
         except Exception as exc:  # the log of a failed run says why; the error goes on up
             log.error("run failed: %s", getattr(exc, "message", None) or repr(exc))
             raise
