@@ -88,12 +88,17 @@ def test_public_names_stay_importable() -> None:
 
 def test_family_modules_load_only_when_their_family_runs() -> None:
     """The dispatcher knows family modules by name; torch is imported only by the torch
-    trainer and the torch networks (training/torch*.py, models/)."""
+    trainer, the torch loop and export, the torch networks (training/torch*.py, _torch*.py,
+    export/torch_export.py, models/) and the torch side of the image data (data/augment.py,
+    data/image_loader.py). The experiment schema names
+    TorchTraining (shipyard.training.torch, which imports no torch until fit runs)."""
     modules = _imported("import shipyard.training.trainer, shipyard.training.config")
     assert not {m for m in modules if m.split(".")[0] in ("sklearn", "torch", "matplotlib")
-                or m.startswith(("shipyard.training.sklearn", "shipyard.training.torch"))}
+                or m.startswith(("shipyard.training.sklearn", "shipyard.training.torch_",
+                                 "shipyard.training._torch"))}
     torch_home = [p for p in _files(*TRAINING_HALF, "models")
-                  if p.parent.name == "models" or p.name.startswith("torch")]
+                  if p.parent.name == "models" or p.name.startswith(("torch", "_torch"))
+                  or p.relative_to(SRC).as_posix() in ("data/augment.py", "data/image_loader.py")]
     others = [p for p in _files(*TRAINING_HALF, "api.py", "_cli_train.py", "errors.py")
               if p not in torch_home]
     assert not _offenders(others, ("torch",))

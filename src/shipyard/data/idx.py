@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shipyard.data.errors import DataError
+from shipyard.errors import DataError
 
 __all__ = ["IDX_DTYPES", "read_idx"]
 

@@ -51,8 +51,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from shipyard.data.errors import ConfigError, DataError
 from shipyard.data.idx import read_idx
+from shipyard.errors import ConfigError, DataError
 from shipyard.transforms import Resize, StepConfigError, TransformError, apply_steps, build_steps
 
 __all__ = [

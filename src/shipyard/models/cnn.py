@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from shipyard.data.errors import ConfigError
+from shipyard.errors import ConfigError
 
 __all__ = ["CNNConfig", "ConvBlockConfig", "HeadConfig", "build_cnn", "count_parameters"]
 

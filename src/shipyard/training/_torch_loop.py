@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shipyard.data.errors import ConfigError, ExperimentError
+from shipyard.errors import ConfigError, ExperimentError
 from shipyard.training import _torch_parts as parts
 from shipyard.training._torch_curves import curves_plot
 from shipyard.training.torch import (

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shipyard.data.errors import ConfigError, DataError, ExperimentError
+from shipyard.errors import ConfigError, DataError, ExperimentError
 from shipyard.training.torch import OptimizerConfig, ScheduleConfig, TorchTraining
 
 # --- device and precision ------------------------------------------------------------------

@@ -184,7 +184,7 @@ class TorchTraining(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            from shipyard.data.errors import ConfigError
+            from shipyard.errors import ConfigError
             from shipyard.training.config import format_errors
 
             raise ConfigError(format_errors(exc, where)) from exc
