@@ -100,6 +100,11 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
     from shipyard.training.run import RUN_FILES
 
     loaded = _as_run(run)
+    if loaded.experiment.model.family == "torch":
+        raise ExportError(
+            f"publish: run {str(loaded.path)!r} is a torch image run; publishing those (image "
+            "preprocess steps in config.yaml) is not implemented yet. Its serving.json holds "
+            "the files, tensors, labels and steps a config.yaml needs")
     export = loaded.export
     if not export.get("converted") or not loaded.onnx_path.is_file():
         reason = export.get("error") or "no model.onnx in the run"

@@ -4,14 +4,18 @@ A family module is imported only when an experiment of its family runs, so sciki
 loads torch and the reverse. It provides :class:`FamilyModule`'s functions:
 
 ``prepare(exp) -> Any``
-    Checks that need no data (``model.params`` against the estimator or architecture) and
+    ``exp`` is the schema of its family (:func:`~shipyard.training.config.experiment_class`:
+    :class:`Experiment` for sklearn, :class:`ImageExperiment` for torch). Checks that need no
+    data (``model.params`` against the estimator or architecture) and
     builds what ``train`` needs; raises :class:`~shipyard.errors.ConfigError` naming the
     dotted path. Called before the run directory exists, so a bad config leaves nothing behind.
 ``train(exp, base_dir, prepared, *, run_dir, steps, config_note) -> Run``
     The run itself, into ``run_dir`` (created, empty, with ``train.log`` attached to the
     ``shipyard`` loggers); ``base_dir`` resolves relative data paths, ``steps`` times and shows
     each step, ``config_note`` is one line for the header of the run's ``experiment.yaml``.
-    Returns ``Run.load(run_dir)``.
+    Returns ``Run.load(run_dir)``. A family whose ``train`` also takes ``resume: bool``
+    can continue an interrupted run (``shipyard train EXP --resume RUN_DIR``: ``run_dir`` is
+    then that run's folder, with its checkpoints); the others refuse ``--resume``.
 ``evaluate(run, data, *, show_progress) -> Evaluation`` (optional)
     ``shipyard evaluate RUN [--data FILE]``; a family without it is refused with a ConfigError.
 
@@ -71,7 +75,7 @@ FAMILIES: dict[str, Family] = {
     "torch": Family("shipyard.training.torch_experiment",
                     "torch experiments arrive with the image task (this shipyard has no torch "
                     "trainer yet); use a scikit-learn model (leave out family, or family: "
-                    "sklearn)"),
+                    "sklearn)"),  # the message of an installation without the torch trainer
 }
 
 
