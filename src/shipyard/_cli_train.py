@@ -132,7 +132,14 @@ def publish(
     model: Annotated[str | None, typer.Option(
         "--model", help="Model name (folder); default: the experiment name.")] = None,
     force: Annotated[bool, typer.Option(
-        "--force", help="Publish even if ONNX Runtime and scikit-learn disagreed.")] = False,
+        "--force", help="Publish even if ONNX Runtime and scikit-learn (or torch) disagreed."
+    )] = False,
+    input: Annotated[str, typer.Option(
+        "--input", help="Image runs: what the served model takes: bytes (encoded PNG/JPEG, "
+        "decoded on the server), uint8 (NHWC pixels) or fp32 (the graph's NCHW tensor).")
+    ] = "bytes",
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Image runs: onnx (model.onnx) or torch (model.pt2).")] = "onnx",
 ) -> None:
     """Publish a run's ONNX model as the next version in a model repository.
 
@@ -141,7 +148,8 @@ def publish(
     from shipyard import api
 
     with _user_errors():
-        published = api.publish(run, repo, model=model, force=force)
+        published = api.publish(run, repo, model=model, force=force, input=input,
+                                backend=backend)
     typer.echo(f"published {published.model} version {published.version}: {published.path}")
 
 

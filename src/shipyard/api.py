@@ -92,19 +92,42 @@ def _describe(run: Run) -> str:
 
 
 def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None,
-            force: bool = False) -> Published:
-    """Write the run's ``model.onnx`` as the next version of ``model`` (default: the
-    experiment name) in the model repository ``repo``; atomic. Refuses a run whose ONNX model
-    disagreed with scikit-learn unless ``force``."""
-    from shipyard.export.publish import publish_model
+            force: bool = False, input: str = "bytes", backend: str = "onnx") -> Published:
+    """Write the run's model as the next version of ``model`` (default: the experiment name)
+    in the model repository ``repo``; atomic. Refuses a run whose ONNX model disagreed with
+    its reference (scikit-learn, torch) on the test split unless ``force``.
+
+    A torch image run is published with its image steps: ``input`` bytes (encoded PNG/JPEG,
+    decoded and resized on the server), uint8 (raw NHWC pixels) or fp32 (the graph's NCHW
+    tensor); ``backend`` onnx (``model.onnx``) or torch (``model.pt2``)."""
+    from shipyard.export.publish import publish_image_run, publish_model
     from shipyard.training.run import RUN_FILES
 
     loaded = _as_run(run)
+    extra = {name: (loaded.path / RUN_FILES[key]).read_bytes()
+             for key, name in (("metrics", "metrics.json"), ("export", "export.json"),
+                               ("experiment", "experiment.yaml"))
+             if (loaded.path / RUN_FILES[key]).is_file()}
     if loaded.experiment.model.family == "torch":
-        raise ExportError(
-            f"publish: run {str(loaded.path)!r} is a torch image run; publishing those (image "
-            "preprocess steps in config.yaml) is not implemented yet. Its serving.json holds "
-            "the files, tensors, labels and steps a config.yaml needs")
+        from shipyard.training.torch_experiment import serving_config
+
+        serving = serving_config(loaded)
+        agreement = loaded.export.get("agreement") or {}
+        if backend == "onnx" and not agreement.get("passed") and not force:
+            raise ExportError(
+                f"publish: in run {str(loaded.path)!r} ONNX Runtime and torch disagree on the "
+                f"test split ({agreement}); publish with --backend torch, or pass --force")
+        names = serving.get("class_names") or []
+        head = loaded.experiment.description.strip() or "image classifier"
+        inputs = {"bytes": "one encoded PNG/JPEG per row (BYTES 'image' [N, 1])",
+                  "uint8": "UINT8 pixels 'image' [N, H, W, C]",
+                  "fp32": "FP32 'image' [N, C, H, W]"}.get(input, input)
+        description = (f"{head} Input: {inputs}. Outputs: the top classes of {len(names)} "
+                       f"({', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''})"
+                       f". Trained by shipyard run {loaded.path.name}.")
+        return publish_image_run(
+            loaded.path, serving, Path(repo), model or loaded.experiment.name,
+            description=description, input_kind=input, backend=backend, extra_files=extra)
     export = loaded.export
     if not export.get("converted") or not loaded.onnx_path.is_file():
         reason = export.get("error") or "no model.onnx in the run"
@@ -120,10 +143,6 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
     labels = {}
     if loaded.experiment.task != "regression" and "probabilities" in loaded.interface.outputs:
         labels["probabilities"] = loaded.class_names
-    extra = {name: (loaded.path / RUN_FILES[key]).read_bytes()
-             for key, name in (("metrics", "metrics.json"), ("export", "export.json"),
-                               ("experiment", "experiment.yaml"))
-             if (loaded.path / RUN_FILES[key]).is_file()}
     return publish_model(
         loaded.onnx_path, Path(repo), model or loaded.experiment.name,
         description=_describe(loaded), labels=labels,

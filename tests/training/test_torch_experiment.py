@@ -139,15 +139,6 @@ def test_serving_json_holds_what_publish_needs(digits_run: Run) -> None:
                                 "max_batch_size": 8})
 
 
-def test_publish_refuses_image_runs_in_one_line_for_now(digits_run: Run, tmp_path: Path
-                                                        ) -> None:
-    result = CliRunner().invoke(app, ["publish", str(digits_run.path), "--repo",
-                                      str(tmp_path / "models")])
-    assert result.exit_code == 2 and result.output.strip().count("\n") == 0, result.output
-    assert "torch image run" in result.output and "serving.json" in result.output
-    assert not (tmp_path / "models").exists()
-
-
 def test_evaluate_scores_the_run_again(digits_run: Run) -> None:
     result = evaluate_run(digits_run)
     assert result.metrics == digits_run.metrics["test"]

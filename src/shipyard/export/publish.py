@@ -26,7 +26,8 @@ from shipyard.repository import (
 from shipyard.repository.config import DynamicBatching, VersionPolicy
 from shipyard.repository.layout import NAME_RULE
 
-__all__ = ["Published", "next_version", "publish_model"]
+__all__ = ["IMAGE_INPUTS", "Published", "image_model_config", "next_version", "publish_image_run",
+           "publish_model"]
 
 
 def _config(
@@ -59,6 +60,20 @@ def _config(
     return config
 
 
+def _read_existing(config_path: Path) -> dict[str, Any] | None:
+    """The model's current ``config.yaml`` (None when it has none)."""
+    if not config_path.exists():
+        return None
+    try:
+        loaded = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ExportError(f"{config_path}: cannot read the existing config: {exc}; fix or "
+                          "remove it") from exc
+    if not isinstance(loaded, dict):
+        raise ExportError(f"{config_path}: expected a mapping; fix or remove it")
+    return loaded
+
+
 def publish_model(
     model_file: Path,
     repository: Path,
@@ -82,22 +97,93 @@ def publish_model(
         raise ExportError(f"publish: model file {str(model_file)!r} not found")
     if repository.exists() and not repository.is_dir():
         raise ExportError(f"--repo: {str(repository)!r} exists and is not a folder")
-    model_dir = repository / model
-    config_path = model_dir / "config.yaml"
-    existing: dict[str, Any] | None = None
-    if config_path.exists():
-        try:
-            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ExportError(f"{config_path}: cannot read the existing config: {exc}; fix or "
-                              "remove it") from exc
-        if not isinstance(loaded, dict):
-            raise ExportError(f"{config_path}: expected a mapping; fix or remove it")
-        existing = loaded
+    config_path = repository / model / "config.yaml"
+    existing = _read_existing(config_path)
     config = _config(existing, description=description, labels=labels or {},
                      max_batch_size=max_batch_size, inputs=inputs or [], outputs=outputs or [],
                      path=config_path)
     files = {model_file.name: model_file.read_bytes(), **(extra_files or {})}
+    try:
+        return publish_version(repository, model, files, config)
+    except PublishError as exc:
+        raise ExportError(exc.message) from exc
+
+
+#: what a published image model takes (``shipyard publish --input``)
+IMAGE_INPUTS = ("bytes", "uint8", "fp32")
+_DECODE_STEPS = ("image_decode", "resize", "center_crop")
+
+
+def image_model_config(
+    serving: Mapping[str, Any], existing: dict[str, Any] | None, *, description: str,
+    input_kind: str = "bytes", backend: str = "onnx",
+) -> dict[str, Any]:
+    """The ``config.yaml`` of a torch image run (its ``serving.json``) served as ``input_kind``:
+
+    - ``bytes``: one BYTES ``image`` per row, encoded PNG/JPEG of any size; the server decodes,
+      resizes, scales and normalises it with the steps training used;
+    - ``uint8``: raw pixels, UINT8 ``[N, H, W, C]`` (FORMAT_NHWC) at the trained size; the
+      server scales, normalises and transposes them;
+    - ``fp32``: the graph's own input, FP32 ``[N, C, H, W]`` (FORMAT_NCHW), already scaled to
+      [0, 1] (and normalised, where normalisation is a step rather than inside the graph).
+
+    Every kind answers the top classes (softmax, top_k, labels steps). An existing config keeps
+    its serving settings (batching, instances, version policy)."""
+    if input_kind not in IMAGE_INPUTS:
+        raise ExportError(f"--input: {input_kind!r} is not one of {list(IMAGE_INPUTS)}")
+    if existing is None:
+        config: dict[str, Any] = {
+            "max_batch_size": int(serving["max_batch_size"]),
+            "dynamic_batching": DynamicBatching().model_dump(),
+            "instances": 1,
+            "version_policy": VersionPolicy(latest=1).model_dump(exclude_defaults=True),
+        }
+    else:
+        config = {k: v for k, v in existing.items()
+                  if k not in ("inputs", "outputs", "preprocess", "postprocess", "labels")}
+    config["description"] = description
+    config["backend"] = backend
+    steps = list(serving["preprocess"])
+    image = serving["image"]
+    height, width = image["size"]
+    if input_kind == "bytes":
+        config["preprocess"] = steps
+    elif input_kind == "uint8":
+        config["preprocess"] = [s for s in steps if next(iter(s)) not in _DECODE_STEPS]
+        config["inputs"] = [{"name": "image", "datatype": "UINT8",
+                             "shape": [height, width, image["channels"]],
+                             "format": "FORMAT_NHWC"}]
+    else:
+        config["inputs"] = [dict(t) for t in serving["inputs"]]
+    config["postprocess"] = list(serving["postprocess"])
+    return config
+
+
+def publish_image_run(
+    run_dir: Path, serving: Mapping[str, Any], repository: Path, model: str, *,
+    description: str, input_kind: str = "bytes", backend: str = "onnx",
+    extra_files: Mapping[str, bytes] | None = None,
+) -> Published:
+    """Publish a torch image run (``serving`` = its ``serving.json``) as the next version of
+    ``model``: ``model.onnx`` (backend onnx) or ``model.pt2`` (backend torch) and a
+    ``config.yaml`` from :func:`image_model_config`."""
+    if not MODEL_NAME_RE.match(model):
+        raise ExportError(f"--model: {model!r} is not a valid model name ({NAME_RULE})")
+    if backend not in ("onnx", "torch"):
+        raise ExportError(f"--backend: {backend!r} is not one of ['onnx', 'torch']")
+    name = serving.get("model_file" if backend == "onnx" else "torch_file")
+    if not name or not (run_dir / name).is_file():
+        raise ExportError(f"publish: run {str(run_dir)!r} has no {backend} model file "
+                          f"({name or 'none was exported'}); "
+                          + ("publish with --backend torch" if backend == "onnx"
+                             else "publish with --backend onnx"))
+    if repository.exists() and not repository.is_dir():
+        raise ExportError(f"--repo: {str(repository)!r} exists and is not a folder")
+    config_path = repository / model / "config.yaml"
+    existing = _read_existing(config_path)
+    config = image_model_config(serving, existing, description=description,
+                                input_kind=input_kind, backend=backend)
+    files = {name: (run_dir / name).read_bytes(), **(extra_files or {})}
     try:
         return publish_version(repository, model, files, config)
     except PublishError as exc:

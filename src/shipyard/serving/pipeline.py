@@ -69,7 +69,7 @@ class Pipeline:
     # -- what the client sees -------------------------------------------------------------------
 
     def _outside_inputs(self, config: ModelConfig) -> list[TensorSpec]:
-        takes = steps_input_spec(self.pre) or self._inner_spec()
+        takes = steps_input_spec(self.pre) or self._declared_spec(config) or self._inner_spec()
         try:
             makes = steps_output_spec(self.pre, takes, where="preprocess")
         except StepConfigError as exc:
@@ -93,6 +93,17 @@ class Pipeline:
         if takes == ("BYTES", (-1,)):  # one item per row: Triton's dims [1] (perf_analyzer's)
             return [TensorSpec(name, "BYTES", (-1, 1))]
         return [_spec(name, takes)]
+
+    @staticmethod
+    def _declared_spec(config: ModelConfig) -> Spec | None:
+        """The one input ``config.yaml`` declares (batch dimension added where the model
+        batches), for steps that take whatever comes (e.g. UINT8 pixels into ``to_dtype``)."""
+        if config.inputs is None or len(config.inputs) != 1:
+            return None
+        declared = config.inputs[0]
+        shape = tuple(declared.shape)
+        batched = config.max_batch_size is None or config.max_batch_size > 0
+        return (declared.datatype, (-1, *shape) if batched else shape)
 
     def _inner_spec(self) -> Spec:
         if len(self.inner_inputs) != 1:
