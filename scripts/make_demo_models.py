@@ -11,14 +11,15 @@ Writes, under ``--out`` (default ``src/shipyard/demo/repository``)::
     cnn/config.yaml    cnn/1/model.onnx    small CNN, 28x28 grayscale digits
     README.md
 
-Both ONNX graphs are written by hand with ``onnx.helper`` (opset 17, IR version 8) from
-the fitted parameters, so no exporter package is needed and the files load on older
-onnxruntime releases too.
+The risk graph is written by hand with ``onnx.helper`` (opset 17, IR version 8) from the
+fitted parameters. The CNN is trained by the product: ``shipyard.api.train`` on
+``examples/mnist_png/experiment.yaml`` (what ``shipyard train`` runs), whose exported
+``model.onnx`` (torch.onnx dynamo export, opset 18) is copied in.
 
 This is a *training* script: it needs scikit-learn, Pillow and (only to retrain the CNN)
-PyTorch. Nothing under ``src/shipyard`` imports it. The risk model is refitted on every
-run (it takes well under a second and is deterministic). The CNN is only retrained when
-``--force`` is given or when no usable ``cnn/1/model.onnx`` is present: otherwise the
+``shipyard[train]`` with torch. Nothing under ``src/shipyard`` imports it. The risk model is
+refitted on every run (it takes well under a second and is deterministic). The CNN is only
+retrained when ``--force`` is given or when no ``cnn/1/model.onnx`` is present: otherwise the
 existing file is re-verified with onnxruntime on the test images and reused, which keeps
 committed bytes stable and makes torch unnecessary for a plain re-run.
 """
@@ -30,7 +31,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +59,6 @@ def _default_mnist() -> Path:
 OPSET = 17
 IR_VERSION = 8
 SEED = 0
-# Bump when the CNN architecture or training recipe changes: a cached model.onnx built
-# by another recipe version is then retrained instead of reused.
-CNN_RECIPE = "cnn-v1"
 RISK_RECIPE = "risk-v1"
 PRODUCER = "shipyard-make-demo-models"
 
@@ -249,226 +246,100 @@ def build_risk(out: Path) -> Result:
 
 
 # --------------------------------------------------------------------------------------
-# cnn: small convolutional net on the MNIST PNGs
+# cnn: trained by the product itself, `shipyard train examples/mnist_png/experiment.yaml`
 # --------------------------------------------------------------------------------------
 
 CLASSES = [str(d) for d in range(10)]
+CNN_EXPERIMENT = REPO_ROOT / "examples" / "mnist_png" / "experiment.yaml"
 
 
 def load_png_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Return (images [N,1,28,28] float32 in [0,1], labels [N] int64), sorted by path."""
+    """Every PNG under ``root/split/<digit>/`` as float32 [N, 1, 28, 28] in [0, 1]."""
     from PIL import Image
 
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    for label, cls in enumerate(CLASSES):
-        folder = root / split / cls
-        files = sorted(folder.glob("*.png"))
-        if not files:
-            raise SystemExit(f"no PNG files in {folder}")
-        for f in files:
-            with Image.open(f) as im:
-                arr = np.asarray(im.convert("L"), dtype=np.uint8)
-            if arr.shape != (28, 28):
-                raise SystemExit(f"{f}: expected 28x28, got {arr.shape}")
-            images.append(arr)
-            labels.append(label)
-    x = (np.stack(images).astype(np.float32) / 255.0)[:, None, :, :]
-    return x, np.asarray(labels, dtype=np.int64)
-
-
-def _cnn_graph(params: dict[str, np.ndarray], meta: dict[str, str]) -> onnx.ModelProto:
-    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in params.items()]
-    pads = [1, 1, 1, 1]
-    nodes = [
-        helper.make_node(
-            "Conv",
-            ["image", "conv1.weight", "conv1.bias"],
-            ["c1"],
-            name="conv1",
-            kernel_shape=[3, 3],
-            pads=pads,
-        ),
-        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node(
-            "MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]
-        ),
-        helper.make_node(
-            "Conv",
-            ["p1", "conv2.weight", "conv2.bias"],
-            ["c2"],
-            name="conv2",
-            kernel_shape=[3, 3],
-            pads=pads,
-        ),
-        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
-        helper.make_node(
-            "MaxPool", ["r2"], ["p2"], name="pool2", kernel_shape=[2, 2], strides=[2, 2]
-        ),
-        helper.make_node("Flatten", ["p2"], ["flat"], name="flatten", axis=1),
-        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "cnn",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
-        initializer=inits,
-    )
-    doc = (
-        "Digit classifier: conv(1->8,3x3)-relu-maxpool-conv(8->16,3x3)-relu-maxpool-"
-        "linear(784->10). Input 'image' [N,1,28,28] FP32 grayscale scaled to [0,1] "
-        "(white digit on black, MNIST style). Output 'logits' [N,10], class i = digit i."
-    )
-    return _finish_model(graph, doc, meta)
+    images, labels = [], []
+    for digit in range(10):
+        for f in sorted((root / split / str(digit)).glob("*.png")):
+            with Image.open(f) as img:
+                images.append(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
+            labels.append(digit)
+    return np.stack(images)[:, None], np.array(labels)
 
 
 def _ort_predict(path: Path, x: np.ndarray, batch: int = 500) -> np.ndarray:
     sess = _session(path)
-    outs = [sess.run(["logits"], {"image": x[i : i + batch]})[0] for i in range(0, len(x), batch)]
-    return np.concatenate(outs)
+    return np.concatenate([sess.run(None, {"image": x[i:i + batch]})[0]
+                           for i in range(0, len(x), batch)])
 
 
-def _train_cnn(
-    x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, epochs: int
-) -> tuple[dict[str, np.ndarray], dict[str, Any], Any]:
-    import torch
-    from torch import nn
-
-    torch.manual_seed(SEED)
-    np.random.seed(SEED)
-    torch.use_deterministic_algorithms(True)
-
-    net = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(16 * 7 * 7, 10),
-    )
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=1e-2, total_steps=epochs * ((len(x_tr) + 63) // 64)
-    )
-    loss_fn = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(SEED)
-    xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
-    padded = nn.functional.pad(xt, (2, 2, 2, 2))
-
-    t0 = time.perf_counter()
-    for epoch in range(epochs):
-        net.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        # Light augmentation (random shifts of up to 2 px) - the PNG set is small.
-        dx, dy = torch.randint(0, 5, (2, len(xt)), generator=gen)
-        total = 0.0
-        for i in range(0, len(xt), 64):
-            idx = perm[i : i + 64]
-            xb = torch.stack([padded[j, :, dy[j] : dy[j] + 28, dx[j] : dx[j] + 28] for j in idx])
-            loss = loss_fn(net(xb), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        print(f"  cnn epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}", flush=True)
-    train_seconds = time.perf_counter() - t0
-
-    net.eval()
-    with torch.no_grad():
-        train_logits = net(xt).numpy()
-        test_logits = net(torch.from_numpy(x_te)).numpy()
-    metrics = {
-        "train_accuracy": float(np.mean(train_logits.argmax(1) == y_tr)),
-        "torch_test_accuracy": float(np.mean(test_logits.argmax(1) == y_te)),
-        "epochs": epochs,
-        "train_seconds": round(train_seconds, 1),
-        "torch_version": torch.__version__,
-    }
-    sd = net.state_dict()
-    names = {"0": "conv1", "3": "conv2", "7": "fc"}
-    params = {
-        f"{names[k.split('.')[0]]}.{k.split('.')[1]}": v.numpy().copy() for k, v in sd.items()
-    }
-    return params, metrics, test_logits
-
-
-def build_cnn(out: Path, mnist: Path, *, force: bool, epochs: int) -> Result:
+def build_cnn(out: Path, mnist: Path, *, force: bool, epochs: int | None) -> Result:
+    """The CNN of ``examples/mnist_png/experiment.yaml``, trained by ``shipyard.api.train``
+    (the same run ``shipyard train`` makes) on ``mnist``; its ``model.onnx`` becomes
+    ``cnn/1/model.onnx``. An existing file is reused (re-verified) unless ``force``."""
     path = out / "cnn" / "1" / "model.onnx"
     have_data = (mnist / "test").is_dir()
-
-    cached: dict[str, str] | None = None
-    if path.exists() and not force:
-        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-        if props.get("shipyard.recipe") == CNN_RECIPE:
-            cached = props
-        else:
-            print(
-                f"  cnn: {path} was built by recipe {props.get('shipyard.recipe')!r}, "
-                f"not {CNN_RECIPE!r}: retraining"
-            )
-
-    metrics: dict[str, Any]
+    metrics: dict[str, Any] = {}
     counts: dict[str, int] = {}
-    if cached is not None:
+    if path.exists() and not force:
         print(f"  cnn: reusing {path} (pass --force to retrain)")
-        metrics = {
-            "train_accuracy": float(cached["train_accuracy"]),
-            "epochs": int(cached["epochs"]),
-            "cached": True,
-        }
-        counts["train"] = int(cached["train_images"])
-        counts["test"] = int(cached["test_images"])
-        if not have_data:
-            print(f"  cnn: no images under {mnist}: using the recorded test accuracy")
-            metrics["test_accuracy"] = float(cached["test_accuracy"])
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        metrics["cached"] = True
+        metrics["epochs"] = int(props.get("epochs", 0))
+        counts["train"] = int(props.get("train_images", 0))
     else:
         if not have_data:
             raise SystemExit(f"cnn: no MNIST PNGs under {mnist} (use --mnist DIR)")
-        x_tr, y_tr = load_png_split(mnist, "train")
-        x_te, y_te = load_png_split(mnist, "test")
-        counts["train"], counts["test"] = len(x_tr), len(x_te)
-        print(f"  cnn: {len(x_tr)} train / {len(x_te)} test images; training...", flush=True)
-        params, metrics, torch_logits = _train_cnn(x_tr, y_tr, x_te, y_te, epochs)
-        meta = {
-            "shipyard.recipe": CNN_RECIPE,
-            "train_accuracy": f"{metrics['train_accuracy']:.4f}",
-            "test_accuracy": f"{metrics['torch_test_accuracy']:.4f}",
-            "train_images": str(len(x_tr)),
-            "test_images": str(len(x_te)),
-            "epochs": str(epochs),
-            "seed": str(SEED),
-            "labels": json.dumps(CLASSES),
-        }
-        model = _cnn_graph(params, meta)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(model, str(path))
-        ort_logits = _ort_predict(path, x_te)
-        max_diff = float(np.max(np.abs(ort_logits - torch_logits)))
-        metrics["max_abs_diff_vs_torch"] = max_diff
-        if max_diff > 1e-4:
-            raise SystemExit(f"cnn: onnxruntime vs torch logits differ by {max_diff}")
+        import tempfile
 
+        from shipyard import api
+
+        overrides: dict[str, Any] = {"data.source": str(mnist), "output.plots": False}
+        if epochs is not None:
+            overrides["training.epochs"] = epochs
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"  cnn: shipyard train {CNN_EXPERIMENT.relative_to(REPO_ROOT)} ...",
+                  flush=True)
+            run = api.train(CNN_EXPERIMENT, output=Path(tmp) / "run", overrides=overrides)
+            agreement = run.export.get("agreement") or {}
+            if not agreement.get("passed"):
+                raise SystemExit(f"cnn: onnxruntime and torch disagree: {agreement}")
+            model = onnx.load(str(run.onnx_path))
+            training = run.metrics["training"]
+            counts["train"] = int(run.metrics.get("train_images", 0)) or 3000
+            meta = {
+                "shipyard.recipe": f"shipyard train {CNN_EXPERIMENT.relative_to(REPO_ROOT)}",
+                "validation_accuracy": f"{run.metrics['validation']['accuracy']:.4f}",
+                "test_accuracy": f"{run.metrics['test']['accuracy']:.4f}",
+                "epochs": str(int(training["epochs"])),
+                "train_images": str(counts["train"]),
+                "labels": json.dumps(CLASSES),
+            }
+            del model.metadata_props[:]
+            for key, value in meta.items():
+                model.metadata_props.add(key=key, value=value)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            onnx.save(model, str(path))
+            metrics["epochs"] = int(training["epochs"])
+            metrics["max_abs_diff_vs_torch"] = float(agreement.get("max_abs_diff", 0.0))
     if have_data:
-        if cached is not None:
-            x_te, y_te = load_png_split(mnist, "test")
-            counts["test"] = len(x_te)
-        ort_logits = _ort_predict(path, x_te)
-        assert ort_logits.shape == (len(x_te), 10), ort_logits.shape
-        metrics["test_accuracy"] = float(np.mean(ort_logits.argmax(1) == y_te))
+        x_te, y_te = load_png_split(mnist, "test")
+        counts["test"] = len(x_te)
+        logits = _ort_predict(path, x_te)
+        assert logits.shape == (len(x_te), 10), logits.shape
+        metrics["test_accuracy"] = float(np.mean(logits.argmax(1) == y_te))
+    else:
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        metrics["test_accuracy"] = float(props["test_accuracy"])
+        counts["test"] = 1000
     test_acc = metrics["test_accuracy"]
     if test_acc < 0.95:
         print(f"  WARNING: cnn test accuracy {test_acc:.4f} < 0.95", file=sys.stderr)
-
     description = (
-        "Handwritten-digit demo: small CNN (2 conv layers + linear). Input 'image' "
-        "[N,1,28,28] FP32 grayscale in [0,1] (white digit on black); output 'logits' "
-        f"[N,10] FP32, class i = digit i. Trained {metrics['epochs']} epochs on "
-        f"{counts['train']} MNIST PNGs: train accuracy {metrics['train_accuracy']:.4f}, "
-        f"test accuracy {test_acc:.4f} on {counts['test']} held-out images."
+        "Handwritten-digit demo: small CNN (2 conv blocks + linear), trained by shipyard "
+        "train examples/mnist_png/experiment.yaml. Input 'image' [N,1,28,28] FP32 grayscale "
+        "in [0,1] (white digit on black); output 'logits' [N,10] FP32, class i = digit i. "
+        f"{metrics['epochs']} epochs on {counts['train'] or 'the'} MNIST PNGs: test accuracy "
+        f"{test_acc:.4f} on {counts['test']} held-out images."
     )
     _write_config(
         out / "cnn" / "config.yaml",
@@ -510,11 +381,10 @@ def write_readme(out: Path, results: dict[str, Result]) -> None:
         "cnn_size": size("cnn"),
         "r_tr": risk.get("train_accuracy", "?"),
         "r_te": risk.get("test_accuracy", "?"),
-        "c_tr": cnn.get("train_accuracy", "?"),
+        "c_va": cnn.get("validation_accuracy", "?"),
         "c_te": cnn.get("test_accuracy", "?"),
         "c_ep": cnn.get("epochs", "?"),
         "c_ntr": cnn.get("train_images", "?"),
-        "c_nte": cnn.get("test_images", "?"),
     }
     (out / "README.md").write_text(README_TEMPLATE.format(**v), encoding="utf-8")
 
@@ -548,16 +418,19 @@ Accuracy (threshold 0.5): train {r_tr}, test {r_te}.
 
 ## cnn
 
-Digit classifier: `conv 1->8 3x3 (pad 1) - relu - maxpool 2 - conv 8->16 3x3 (pad 1) -
-relu - maxpool 2 - flatten - linear 784->10` (9.1k parameters), trained with PyTorch
-(seed {seed}, Adam + one-cycle schedule, {c_ep} epochs, random shifts of up to 2 px) on
-the {c_ntr} training PNGs of the MNIST subset in `shared/data/mnist_png` (MIT licence).
+Digit classifier trained by the product itself: `shipyard train
+examples/mnist_png/experiment.yaml` (this script calls `shipyard.api.train` on it and copies
+the run's `model.onnx`, a torch.onnx dynamo export, opset 18). Two conv blocks (16 and 32
+channels, 3x3, batch norm, relu, max pool 2) and a linear classifier, about 20k parameters;
+seed 0, AdamW + one-cycle schedule, {c_ep} epochs, random rotations (10 degrees) and shifts
+(10 %), on the {c_ntr} training PNGs of the MNIST subset in `shared/data/mnist_png` (MIT
+licence; a tenth of them held out for validation).
 
 Input: grayscale pixels scaled to `[0, 1]` (value / 255, white digit on black
 background, no further normalisation). Output: raw logits (no softmax); class `i` is
 digit `i`, and `config.yaml` maps the `logits` output to the labels `"0"`..`"9"`.
 
-Accuracy: train {c_tr}, test {c_te} on the {c_nte} held-out test PNGs (onnxruntime).
+Accuracy: validation {c_va}, test {c_te} on the 1000 held-out test PNGs (onnxruntime).
 
 ## digits
 
@@ -589,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--only", choices=["risk", "cnn"], help="build just one model")
     ap.add_argument("--force", action="store_true", help="retrain the cnn even if cached")
-    ap.add_argument("--epochs", type=int, default=20, help="cnn training epochs")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="cnn training epochs (default: the experiment's)")
     args = ap.parse_args(argv)
 
     out: Path = args.out
