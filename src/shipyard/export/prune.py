@@ -152,7 +152,7 @@ def channel_groups(model: nn.Module) -> list[ChannelGroup]:
                     f"features[{i}].shortcut[0]", projection,
                     shortcut_norm if isinstance(shortcut_norm, nn.BatchNorm2d) else None,
                     tied="projection of a residual block (added to the block's last conv)"))
-            elif block_input is not None:
+            elif block_input is not None and block_input.tied is None:
                 block_input.tied = f"read by the identity shortcut of features[{i}]"
     linear = next((m for m in head if isinstance(m, nn.Linear)), None)
     if prev is not None:
@@ -163,9 +163,10 @@ def channel_groups(model: nn.Module) -> list[ChannelGroup]:
     return groups
 
 
-def _keep(conv: nn.Conv2d, amount: float, min_channels: int) -> torch.Tensor:
+def _keep(conv: nn.Conv2d, amount: float, min_channels: int, multiple_of: int) -> torch.Tensor:
     channels = conv.out_channels
-    n_keep = max(min(min_channels, channels), channels - round(amount * channels))
+    n_keep = max(min_channels, channels - round(amount * channels))
+    n_keep = min(channels, -(-n_keep // multiple_of) * multiple_of)
     norms = conv.weight.detach().abs().flatten(1).sum(1)
     keep = torch.argsort(norms, descending=True, stable=True)[:n_keep]
     return torch.sort(keep).values
@@ -206,14 +207,18 @@ def _cut_in(group: ChannelGroup, keep: torch.Tensor, channels: int) -> None:
 
 
 def prune_channels(model: nn.Module, amount: float, example_input: torch.Tensor, *,
-                   min_channels: int = 4, fine_tune: FineTune | None = None,
+                   min_channels: int = 4, multiple_of: int = 8,
+                   fine_tune: FineTune | None = None,
                    skip: Sequence[str] = ()) -> nn.Module:
     """A smaller copy of ``model`` (a :func:`~shipyard.models.cnn.build_cnn` CNN) with the
     ``amount`` fraction (in [0, 1)) of each prunable conv's output channels removed, lowest
     filter L1 norm first, and every layer reading them cut to match; ``model`` is unchanged.
 
-    Each conv keeps at least ``min_channels`` (>= 1). ``skip``: names (as in
-    :func:`channel_groups`, e.g. ``"features[0].body[0]"``) of convs to leave whole.
+    Each conv keeps at least ``min_channels`` (>= 1), and a multiple of ``multiple_of``
+    channels (rounded up, at most all of them): ONNX Runtime's CPU kernels run channel counts
+    that are multiples of 8 much faster (default CNN at -40%: 19/38/77 channels ran 1.25x
+    the unpruned model, 24/40/80 ran 1.55x); ``multiple_of=1`` prunes exactly. ``skip``:
+    names (as in :func:`channel_groups`, e.g. ``"features[0].body[0]"``) of convs to leave whole.
     ``example_input`` (a batch the model takes) checks that the pruned model runs and gives
     the same output shape. ``amount=0`` returns an exact copy. ``fine_tune(pruned)``, when
     given, is called last (e.g. one epoch of :func:`shipyard.training.torch.fit`). The copy
@@ -222,11 +227,25 @@ def prune_channels(model: nn.Module, amount: float, example_input: torch.Tensor,
     if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
         raise ConfigError(f"prune_channels min_channels must be an integer >= 1, got "
                           f"{min_channels!r}")
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
+        raise ConfigError(f"prune_channels multiple_of must be an integer >= 1, got "
+                          f"{multiple_of!r}")
     if not isinstance(example_input, torch.Tensor):
         raise ConfigError("prune_channels example_input must be a torch.Tensor batch the "
                           "model takes, e.g. torch.zeros(1, 1, 28, 28); got "
                           f"{type(example_input).__name__}")
     _cnn_parts(model)
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            expected = model(example_input)
+    except RuntimeError as exc:
+        raise ConfigError(f"prune_channels: the model does not run on example_input "
+                          f"{list(example_input.shape)}: {str(exc)[:300]}; give a batch of "
+                          "the model's input") from exc
+    finally:
+        model.train(training)
     pruned = copy.deepcopy(model)
     groups = channel_groups(pruned)
     names = {g.name for g in groups}
@@ -234,7 +253,7 @@ def prune_channels(model: nn.Module, amount: float, example_input: torch.Tensor,
     if unknown:
         raise ConfigError(f"prune_channels skip names {unknown} are not convs of the model; "
                           f"they are {sorted(names)}")
-    plan = [(g, _keep(g.conv, amount, min_channels)) for g in groups
+    plan = [(g, _keep(g.conv, amount, min_channels, multiple_of)) for g in groups
             if g.tied is None and g.name not in skip]
     for group, keep in plan:
         channels = group.conv.out_channels
@@ -242,17 +261,9 @@ def prune_channels(model: nn.Module, amount: float, example_input: torch.Tensor,
             continue
         _cut_out(group, keep)
         _cut_in(group, keep, channels)
-    training = model.training
-    model.eval()
     pruned.eval()
-    try:
-        with torch.no_grad():
-            expected, got = model(example_input), pruned(example_input)
-    except RuntimeError as exc:
-        raise ConfigError(f"prune_channels: the pruned model does not run on example_input "
-                          f"{list(example_input.shape)}: {exc}") from exc
-    finally:
-        model.train(training)
+    with torch.no_grad():
+        got = pruned(example_input)
     if got.shape != expected.shape:
         raise ConfigError(f"prune_channels: the pruned model's output has shape "
                           f"{list(got.shape)}, the model's {list(expected.shape)}")

@@ -362,6 +362,9 @@ def quantize_onnx(
                                           or not 0 <= max_accuracy_drop <= 100):
         raise ConfigError("max_accuracy_drop must be a number of points in [0, 100], got "
                           f"{max_accuracy_drop!r}")
+    _check_int("calibration_batch_size", calibration_batch_size, 1)
+    if calibration_batches is not None:
+        _check_int("calibration_batches", calibration_batches, 1)
     session = ort_session(src)
     name = _input_name(session, input_name)
     reader: ArrayCalibrationReader | None = None
