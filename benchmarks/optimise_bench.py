@@ -217,7 +217,8 @@ def main() -> None:
         f"with `training.torch.fit` (AdamW, one-cycle to 3e-3, batch 128, hflip); narrower "
         f"widths {args.narrow_epochs} epochs. Static INT8 = `quantize_onnx(method='static')`: "
         "`quant_pre_process`, QDQ, uint8 activations, int8 per-channel weights, min-max "
-        "calibration on 512 training images in 16 batches of 32.",
+        "calibration on 512 training images in 16 batches of 32. This run: "
+        + "; ".join(line for line in log if line.startswith(("width", "channel"))) + ".",
         "",
         "### Default CNN: every variant",
         "",
