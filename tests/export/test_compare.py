@@ -6,11 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Digits
+from export_support import Digits, trained_digits
 
 from shipyard.errors import ConfigError
 from shipyard.export.compare import compare_onnx
 from shipyard.export.quantize import onnx_predict, quantize_onnx
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    return trained_digits(tmp_path_factory)
 
 
 def test_compare_measures_every_variant(digits: Digits, tmp_path: Path) -> None:

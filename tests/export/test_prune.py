@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import Digits, tiny_cnn
+from export_support import Digits, tiny_cnn, trained_digits
 from torch import nn
 
 from shipyard.errors import ConfigError
@@ -17,6 +17,11 @@ from shipyard.export._torch_onnx import export_image_classifier
 from shipyard.export.prune import channel_groups, prune_channels, prune_unstructured, sparsity
 from shipyard.export.quantize import onnx_predict
 from shipyard.models.cnn import count_parameters
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    return trained_digits(tmp_path_factory)
 
 
 def weights(model: nn.Module) -> list[torch.Tensor]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from conftest import Digits
+from export_support import Digits, trained_digits
 
 from shipyard.errors import ConfigError, ExportError
 from shipyard.export import quantize
@@ -19,6 +19,11 @@ from shipyard.export.quantize import (
     ort_session,
     quantize_onnx,
 )
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    return trained_digits(tmp_path_factory)
 
 
 def op_types(path: Path) -> set[str]:

@@ -1,4 +1,8 @@
-"""A tiny CNN trained on scikit-learn's 8x8 digits, and its ONNX file, shared by the tests."""
+"""Helpers of tests/export: a tiny CNN builder and the trained-digits bundle (not tests).
+
+Not a conftest.py: a second ``conftest`` module would shadow tests/conftest.py for the
+``from conftest import ...`` of other test folders. Each test module defines its ``digits`` fixture
+with :func:`trained_digits`."""
 
 from __future__ import annotations
 
@@ -32,9 +36,14 @@ def tiny_cnn(seed: int = 0, in_channels: int = 1, **fields: object) -> nn.Module
     return build_cnn(cfg, in_channels, 8, 8, 10)
 
 
-@pytest.fixture(scope="session")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
-    """The tiny CNN after 15 epochs on 1500 digits (about 95% on the other 297)."""
+_TRAINED: list[Digits] = []
+
+
+def trained_digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    """The tiny CNN after 15 epochs on 1500 digits (about 95% on the other 297), trained once
+    per session (each test module's ``digits`` fixture calls this)."""
+    if _TRAINED:
+        return _TRAINED[0]
     images = load_image_source("sklearn:digits", size=8, channels=1,
                                cache_dir=tmp_path_factory.mktemp("cache"))["all"]
     x = to_tensor(images.images, [0.5], [0.5])
@@ -54,4 +63,5 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
     model.eval()
     path = export_image_classifier(model, torch.from_numpy(x[:2]),
                                    tmp_path_factory.mktemp("digits") / "model.onnx")
-    return Digits(model, path, x[train], x[test], y[test])
+    _TRAINED.append(Digits(model, path, x[train], x[test], y[test]))
+    return _TRAINED[0]
