@@ -39,10 +39,10 @@ from doc_sections import write_section
 
 from shipyard.data.augment import Augment, AugmentConfig
 from shipyard.data.image import load_image_source, to_tensor
-from shipyard.export._torch_onnx import export_image_classifier
 from shipyard.export.compare import Comparison, compare_onnx
 from shipyard.export.prune import prune_channels, prune_unstructured, sparsity
 from shipyard.export.quantize import QuantizeResult, quantize_onnx
+from shipyard.export.torch_export import save_onnx
 from shipyard.models.cnn import CNNConfig, ConvBlockConfig, HeadConfig, build_cnn, count_parameters
 from shipyard.training.torch import TorchTraining, fit
 
@@ -162,12 +162,12 @@ def main() -> None:
     quant: dict[str, QuantizeResult] = {}
     files: dict[str, Path] = {}
     for w in widths:
-        fp32 = export_image_classifier(models[w], example, out / f"w{w}.onnx")
+        fp32 = save_onnx(models[w], example, out / f"w{w}.onnx")
         files[f"w{w}"] = fp32
         quant[f"w{w}"] = quantize_onnx(fp32, out / f"w{w}.int8.onnx", calibration=calib,
                                        test=(x_test, y_test))
-    files["unstructured"] = export_image_classifier(unstructured, example, out / "unstr.onnx")
-    files["pruned"] = export_image_classifier(pruned, example, out / "pruned.onnx")
+    files["unstructured"] = save_onnx(unstructured, example, out / "unstr.onnx")
+    files["pruned"] = save_onnx(pruned, example, out / "pruned.onnx")
     quant["dynamic"] = quantize_onnx(files["w1.0"], out / "w1.dyn.onnx", method="dynamic")
     quant["pruned"] = quantize_onnx(files["pruned"], out / "pruned.int8.onnx",
                                     calibration=calib)

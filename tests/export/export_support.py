@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from shipyard.data.image import load_image_source, to_tensor
-from shipyard.export._torch_onnx import export_image_classifier
+from shipyard.export.torch_export import save_onnx
 from shipyard.models.cnn import CNNConfig, build_cnn
 
 
@@ -61,7 +61,7 @@ def trained_digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
             loss.backward()
             opt.step()
     model.eval()
-    path = export_image_classifier(model, torch.from_numpy(x[:2]),
-                                   tmp_path_factory.mktemp("digits") / "model.onnx")
+    path = save_onnx(model, torch.from_numpy(x[:2]),
+                     tmp_path_factory.mktemp("digits") / "model.onnx")
     _TRAINED.append(Digits(model, path, x[train], x[test], y[test]))
     return _TRAINED[0]

@@ -13,9 +13,9 @@ from export_support import Digits, tiny_cnn, trained_digits
 from torch import nn
 
 from shipyard.errors import ConfigError
-from shipyard.export._torch_onnx import export_image_classifier
 from shipyard.export.prune import channel_groups, prune_channels, prune_unstructured, sparsity
 from shipyard.export.quantize import onnx_predict
+from shipyard.export.torch_export import save_onnx
 from shipyard.models.cnn import count_parameters
 
 
@@ -93,7 +93,7 @@ def test_channel_pruning_shrinks_and_keeps_the_output_shape(digits: Digits,
         out = pruned(example)
     assert out.shape == (4, 10)
     # the pruned model exports and ONNX Runtime agrees with torch
-    path = export_image_classifier(pruned, example, tmp_path / "pruned.onnx")
+    path = save_onnx(pruned, example, tmp_path / "pruned.onnx")
     x = digits.x_test[:50]
     with torch.no_grad():
         expected = pruned(torch.from_numpy(x)).numpy()

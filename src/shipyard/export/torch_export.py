@@ -9,6 +9,8 @@ Runtime (and the reloaded ``torch.export`` program) with torch on the test split
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
@@ -22,7 +24,8 @@ from torch import nn
 
 from shipyard.errors import ExportError
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServedImageModel", "export_image_classifier"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServedImageModel", "export_image_classifier",
+           "onnx_model", "save_onnx"]
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
@@ -72,6 +75,43 @@ def _batch_dim(max_batch_size: int) -> Any:
                             (2**31 - 2))
 
 
+def onnx_model(module: nn.Module, example: torch.Tensor, *, opset: int = 18,
+               max_batch_size: int = 0) -> Any:
+    """``module`` (in eval mode, taking ``image`` [N, C, H, W]) as an ONNX ModelProto with
+    output ``logits``: the dynamo exporter, one file's worth (no external data), the batch
+    dimension dynamic up to ``max_batch_size`` (0: any)."""
+    training = module.training
+    module.eval()
+    try:
+        with _quiet(), contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
+            program = torch.onnx.export(
+                module, (example,), dynamo=True, external_data=False, opset_version=opset,
+                verbose=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: _batch_dim(max_batch_size)},))  # by position: any arg name
+    finally:
+        module.train(training)
+    if program is None:
+        raise ExportError("torch.onnx.export returned no program")
+    return program.model_proto
+
+
+def save_onnx(module: nn.Module, example: torch.Tensor, path: str | Path, *,
+              opset: int = 18) -> Path:
+    """:func:`onnx_model` of ``module`` written to ``path`` (what the optimisation steps start
+    from); a failed export raises ExportError naming the module."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        model = onnx_model(module, example, opset=opset)
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"torch.onnx.export of {type(module).__name__} failed: "
+                          f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 def _torch_logits(model: nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:
     out = []
     with torch.inference_mode():
@@ -109,15 +149,7 @@ def export_image_classifier(
     classes = int(expected.shape[1])
     if onnx_file is not None:
         try:
-            with _quiet():
-                program = torch.onnx.export(
-                    served, example, dynamo=True, external_data=False, opset_version=opset,
-                    verbose=False,
-                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                    dynamic_shapes={INPUT_NAME: {0: _batch_dim(max_batch_size)}})
-                if program is None:
-                    raise ExportError("torch.onnx.export returned no program")
-                model = program.model_proto
+            model = onnx_model(served, example[0], opset=opset, max_batch_size=max_batch_size)
             import onnx
 
             if metadata:
