@@ -1,17 +1,27 @@
-"""Export: the fitted pipeline as one ONNX graph, its agreement check, and publishing."""
+"""Export: the fitted pipeline as one ONNX graph, its agreement check, publishing, and the
+optimisations (INT8 quantisation, pruning, their comparison)."""
 
 from __future__ import annotations
 
 from shipyard._lazy import lazy_exports
 
 __all__ = [
+    "AccuracyCheck",
+    "ArrayCalibrationReader",
+    "Comparison",
     "OnnxInterface",
     "Published",
+    "QuantizeResult",
     "check_agreement",
+    "compare_onnx",
     "next_version",
     "onnx_feeds",
     "pipeline_to_onnx",
+    "prune_channels",
+    "prune_unstructured",
     "publish_model",
+    "quantize_onnx",
+    "sparsity",
 ]
 
 _WHERE = {
@@ -22,6 +32,15 @@ _WHERE = {
     "Published": "publish",
     "next_version": "publish",
     "publish_model": "publish",
+    "AccuracyCheck": "quantize",
+    "ArrayCalibrationReader": "quantize",
+    "QuantizeResult": "quantize",
+    "quantize_onnx": "quantize",
+    "prune_channels": "prune",
+    "prune_unstructured": "prune",
+    "sparsity": "prune",
+    "Comparison": "compare",
+    "compare_onnx": "compare",
 }
 
 
