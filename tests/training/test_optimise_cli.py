@@ -146,6 +146,8 @@ def test_bad_options_are_one_line(optimised: tuple[Run, Any], tmp_path: Path) ->
     _one_line_exit_2(["optimise", path, "--prune", "1.5"], "--prune", "1.5", "[0, 1)")
     _one_line_exit_2(["optimise", path, "--unstructured", "-0.1"], "--unstructured")
     _one_line_exit_2(["optimise", path, "--calibration", "0"], "--calibration")
+    _one_line_exit_2(["optimise", path, "--threads", "0"], "--threads")
+    _one_line_exit_2(["optimise", path, "--fine-tune-epochs", "-1"], "--fine-tune-epochs")
     _one_line_exit_2(["publish", path, "--repo", str(tmp_path / "m"), "--variant", "int4"],
                      "'int4'", "int8")
 

@@ -153,6 +153,15 @@ def optimise_run(
     unstructured_amount = _fraction("--unstructured", unstructured, allow_none=True)
     calibration = _count("--calibration", calibration, 1)
     fine_tune_epochs = _count("--fine-tune-epochs", fine_tune_epochs, 0)
+    latency_runs = _count("latency_runs", latency_runs, 1)
+    if not threads:
+        raise ConfigError("--threads: give at least one ONNX Runtime thread count, e.g. 1")
+    for t in threads:
+        if t is not None:
+            _count("--threads", t, 1)
+    if not (run.path / RUN_FILES["weights"]).is_file():
+        raise ConfigError(f"optimise: run {str(run.path)!r} has no {RUN_FILES['weights']} (the "
+                          "weights); train the run again")
     source = run.onnx_path
     if not source.is_file():
         raise ConfigError(f"optimise: run {str(run.path)!r} has no model.onnx "
