@@ -1,4 +1,4 @@
-"""``shipyard train / evaluate / publish``: thin commands over :mod:`shipyard.api`.
+"""``shipyard train / evaluate / optimise / publish``: thin commands over :mod:`shipyard.api`.
 
 Registered on the main typer app by :func:`register`; the training stack is imported only when
 one of these commands runs, so ``shipyard serve`` never loads it.
@@ -140,6 +140,9 @@ def publish(
     ] = "bytes",
     backend: Annotated[str, typer.Option(
         "--backend", help="Image runs: onnx (model.onnx) or torch (model.pt2).")] = "onnx",
+    variant: Annotated[str, typer.Option(
+        "--variant", help="Image runs: fp32 (the run's model) or a variant 'shipyard optimise' "
+        "wrote: int8, pruned, pruned-int8.")] = "fp32",
 ) -> None:
     """Publish a run's ONNX model as the next version in a model repository.
 
@@ -149,16 +152,90 @@ def publish(
 
     with _user_errors():
         published = api.publish(run, repo, model=model, force=force, input=input,
-                                backend=backend)
+                                backend=backend, variant=variant)
     typer.echo(f"published {published.model} version {published.version}: {published.path}")
 
 
+def _comparison_table(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cmp = result.comparison
+    base = cmp.row(cmp.baseline)
+    table = Table(title=f"optimised variants of {result.run.name} (test split, {cmp.samples} "
+                  "images)", title_justify="left")
+    table.add_column("variant", no_wrap=True, min_width=12)
+    for col in ("acc", "Δ pts", "params", "KiB"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for t in cmp.threads:
+        label = "" if len(cmp.threads) == 1 else (" dflt" if t == "default" else f" {t}thr")
+        table.add_column(f"b1 ms{label}", justify="right", no_wrap=True)
+        table.add_column(f"b{cmp.batch_size} img/s{label}", justify="right", no_wrap=True)
+        table.add_column("x fp32", justify="right", no_wrap=True)
+    for r in cmp.rows:
+        acc = "n/a" if r.accuracy is None else f"{100 * r.accuracy:.1f}%"
+        drop = ("" if r is base or r.accuracy is None or base.accuracy is None
+                else f"{100 * (r.accuracy - base.accuracy):+.1f}")
+        cells = [r.name, acc, drop, f"{result.variants[r.name].get('parameters', 0):,}",
+                 f"{r.bytes / 1024:.1f}"]
+        for t in cmp.threads:
+            cells += [f"{r.latency_ms[t]:.3f}", f"{r.throughput[t]:,.0f}",
+                      f"{r.throughput[t] / base.throughput[t]:.2f}"]
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def optimise(
+    run: Annotated[Path, typer.Argument(help="Torch image run directory written by 'shipyard "
+                                        "train'.")],
+    int8: Annotated[bool, typer.Option(
+        "--int8/--no-int8", help="Write INT8 variants (static, calibrated; dynamic if static "
+        "fails).")] = True,
+    calibration: Annotated[int, typer.Option(
+        "--calibration", help="Training images to calibrate INT8 ranges on.")] = 256,
+    prune: Annotated[float, typer.Option(
+        "--prune", help="Fraction of each conv's channels to remove (structured; 0 = no "
+        "pruned variants).")] = 0.5,
+    fine_tune_epochs: Annotated[int, typer.Option(
+        "--fine-tune-epochs", help="Epochs of the run's training after pruning (0 = none).")
+    ] = 1,
+    unstructured: Annotated[float | None, typer.Option(
+        "--unstructured", help="Also a variant with this fraction of weights zeroed (accuracy "
+        "only: it is no smaller or faster).")] = None,
+    threads: Annotated[list[int] | None, typer.Option(
+        "--threads", help="ONNX Runtime intra-op threads to measure speed at (repeatable; "
+        "default 1).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print comparison.json to stdout.")
+                       ] = False,
+) -> None:
+    """Write INT8 and pruned variants of a torch image run and compare them with its model.
+
+    Files: <run>/optimised/<variant>/model.onnx, <run>/optimised/comparison.json and a
+    section of <run>/report.md. Publish one with 'shipyard publish RUN --variant NAME'.
+    """
+    from shipyard import api
+
+    with _user_errors():
+        result = api.optimise(run, int8=int8, calibration=calibration, prune=prune,
+                              fine_tune_epochs=fine_tune_epochs, unstructured=unstructured,
+                              threads=threads or [1], progress=_progress(quiet))
+    if as_json:
+        typer.echo(result.path.read_text(encoding="utf-8"))
+        return
+    _comparison_table(result)
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"comparison: {result.path}")
+    typer.echo(f"report: {result.report}")
+
+
 _COMMANDS: list[tuple[str, Callable[..., None]]] = [
-    ("train", train), ("evaluate", evaluate), ("publish", publish),
+    ("train", train), ("evaluate", evaluate), ("optimise", optimise), ("publish", publish),
 ]
 
 
 def register(app: typer.Typer) -> None:
-    """Add train, evaluate and publish to ``app``."""
+    """Add train, evaluate, optimise and publish to ``app``."""
     for name, func in _COMMANDS:
         app.command(name=name)(func)

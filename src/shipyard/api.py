@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from shipyard.evaluation.scoring import Evaluation
     from shipyard.export.publish import Published
     from shipyard.training.config import Experiment
+    from shipyard.training.optimise import Optimised
     from shipyard.training.run import Run
 
-__all__ = ["evaluate", "publish", "train"]
+__all__ = ["evaluate", "optimise", "publish", "train"]
 
 
 def train(
@@ -68,6 +69,25 @@ def evaluate(run: str | Path | Run, *, data: str | Path | None = None,
                         show_progress=progress)
 
 
+def optimise(run: str | Path | Run, *, int8: bool = True, calibration: int = 256,
+             prune: float = 0.5, fine_tune_epochs: int = 1, unstructured: float | None = None,
+             threads: Sequence[int | None] = (1,), latency_runs: int = 200,
+             progress: bool = False) -> Optimised:
+    """Write INT8 and pruned variants of a torch image run under ``<run>/optimised/`` and
+    measure them against its ``model.onnx`` (accuracy on the test split, size, batch-1 latency,
+    batch-64 throughput); ``.comparison`` is the table, also in ``comparison.json`` and the
+    run's ``report.md``. ``int8``: static INT8 calibrated on ``calibration`` training images
+    (dynamic if static fails); ``prune``: fraction of conv channels removed (0 = no pruned
+    variants), then ``fine_tune_epochs`` of the run's training; ``unstructured``: a
+    zeroed-weights variant, for its accuracy only."""
+    from shipyard.training.optimise import optimise_run
+
+    return optimise_run(_as_run(run), int8=int8, calibration=calibration, prune=prune,
+                        fine_tune_epochs=fine_tune_epochs, unstructured=unstructured,
+                        threads=tuple(threads), latency_runs=latency_runs,
+                        show_progress=progress)
+
+
 def _describe(run: Run) -> str:
     exp, interface = run.experiment, run.interface
     if interface.input == "matrix":
@@ -92,18 +112,23 @@ def _describe(run: Run) -> str:
 
 
 def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None,
-            force: bool = False, input: str = "bytes", backend: str = "onnx") -> Published:
+            force: bool = False, input: str = "bytes", backend: str = "onnx",
+            variant: str = "fp32") -> Published:
     """Write the run's model as the next version of ``model`` (default: the experiment name)
     in the model repository ``repo``; atomic. Refuses a run whose ONNX model disagreed with
     its reference (scikit-learn, torch) on the test split unless ``force``.
 
     A torch image run is published with its image steps: ``input`` bytes (encoded PNG/JPEG,
     decoded and resized on the server), uint8 (raw NHWC pixels) or fp32 (the graph's NCHW
-    tensor); ``backend`` onnx (``model.onnx``) or torch (``model.pt2``)."""
+    tensor); ``backend`` onnx (``model.onnx``) or torch (``model.pt2``). ``variant``: fp32
+    (the run's own model) or one that :func:`optimise` wrote (int8, pruned, pruned-int8)."""
     from shipyard.export.publish import publish_image_run, publish_model
     from shipyard.training.run import RUN_FILES
 
     loaded = _as_run(run)
+    if variant != "fp32" and loaded.experiment.model.family != "torch":
+        raise ExportError(f"--variant: run {str(loaded.path)!r} is a scikit-learn run; it has "
+                          "only its own model (fp32): drop --variant")
     extra = {name: (loaded.path / RUN_FILES[key]).read_bytes()
              for key, name in (("metrics", "metrics.json"), ("export", "export.json"),
                                ("experiment", "experiment.yaml"))
@@ -112,8 +137,17 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
         from shipyard.training.torch_experiment import serving_config
 
         serving = serving_config(loaded)
+        model_file = None
+        if variant != "fp32":
+            from shipyard.training.optimise import variant_model
+
+            if backend != "onnx":
+                raise ExportError(f"--variant {variant}: variants are ONNX models; drop "
+                                  "--backend torch")
+            model_file = variant_model(loaded, variant)
         agreement = loaded.export.get("agreement") or {}
-        if backend == "onnx" and not agreement.get("passed") and not force:
+        if backend == "onnx" and model_file is None and not agreement.get("passed") \
+                and not force:
             raise ExportError(
                 f"publish: in run {str(loaded.path)!r} ONNX Runtime and torch disagree on the "
                 f"test split ({agreement}); publish with --backend torch, or pass --force")
@@ -124,10 +158,16 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
                   "fp32": "FP32 'image' [N, C, H, W]"}.get(input, input)
         description = (f"{head} Input: {inputs}. Outputs: the top classes of {len(names)} "
                        f"({', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''})"
-                       f". Trained by shipyard run {loaded.path.name}.")
+                       f". Trained by shipyard run {loaded.path.name}"
+                       + ("." if model_file is None else f", variant {variant} (shipyard "
+                          "optimise)."))
+        if model_file is not None:
+            comparison = loaded.path / "optimised" / "comparison.json"
+            extra["comparison.json"] = comparison.read_bytes()
         return publish_image_run(
             loaded.path, serving, Path(repo), model or loaded.experiment.name,
-            description=description, input_kind=input, backend=backend, extra_files=extra)
+            description=description, input_kind=input, backend=backend, extra_files=extra,
+            model_file=model_file)
     export = loaded.export
     if not export.get("converted") or not loaded.onnx_path.is_file():
         reason = export.get("error") or "no model.onnx in the run"

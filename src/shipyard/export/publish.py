@@ -162,17 +162,23 @@ def image_model_config(
 def publish_image_run(
     run_dir: Path, serving: Mapping[str, Any], repository: Path, model: str, *,
     description: str, input_kind: str = "bytes", backend: str = "onnx",
-    extra_files: Mapping[str, bytes] | None = None,
+    extra_files: Mapping[str, bytes] | None = None, model_file: Path | None = None,
 ) -> Published:
     """Publish a torch image run (``serving`` = its ``serving.json``) as the next version of
     ``model``: ``model.onnx`` (backend onnx) or ``model.pt2`` (backend torch) and a
-    ``config.yaml`` from :func:`image_model_config`."""
+    ``config.yaml`` from :func:`image_model_config`. ``model_file``: another ONNX file to
+    publish under the run's model file name (an optimised variant), with the same steps."""
     if not MODEL_NAME_RE.match(model):
         raise ExportError(f"--model: {model!r} is not a valid model name ({NAME_RULE})")
     if backend not in ("onnx", "torch"):
         raise ExportError(f"--backend: {backend!r} is not one of ['onnx', 'torch']")
     name = serving.get("model_file" if backend == "onnx" else "torch_file")
-    if not name or not (run_dir / name).is_file():
+    source = run_dir / name if name else None
+    if model_file is not None:
+        if backend != "onnx":
+            raise ExportError("publish: a model_file is an ONNX model; use backend onnx")
+        name, source = name or model_file.name, model_file
+    if not name or source is None or not source.is_file():
         raise ExportError(f"publish: run {str(run_dir)!r} has no {backend} model file "
                           f"({name or 'none was exported'}); "
                           + ("publish with --backend torch" if backend == "onnx"
@@ -183,7 +189,7 @@ def publish_image_run(
     existing = _read_existing(config_path)
     config = image_model_config(serving, existing, description=description,
                                 input_kind=input_kind, backend=backend)
-    files = {name: (run_dir / name).read_bytes(), **(extra_files or {})}
+    files = {name: source.read_bytes(), **(extra_files or {})}
     try:
         return publish_version(repository, model, files, config)
     except PublishError as exc:
