@@ -23,7 +23,7 @@ This process imports ``tritonclient.grpc``; it never imports ``shipyard.serving.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +69,21 @@ outputs:
 """
 
 
-def _client(protocol: str, server: ServerProcess) -> Any:
-    if protocol == "http":
-        return httpclient.InferenceServerClient(server.http_url)
-    return grpcclient.InferenceServerClient(server.grpc_url)
+@pytest.fixture
+def connect() -> Iterator[Callable[[str, ServerProcess], Any]]:
+    """Makes Triton clients and closes them after the test (a tritonclient.http client left
+    to the garbage collector may be collected on another thread, which gevent refuses)."""
+    made: list[Any] = []
+
+    def make(protocol: str, server: ServerProcess) -> Any:
+        client: Any = (httpclient.InferenceServerClient(server.http_url) if protocol == "http"
+                       else grpcclient.InferenceServerClient(server.grpc_url))
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +161,12 @@ def preprocess(path: Path, fmt: int, dtype: str, c: int, h: int, w: int) -> np.n
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_image_client_flow(examples_server: ServerProcess, protocol: str) -> None:
+def test_image_client_flow(examples_server: ServerProcess, protocol: str,
+                           connect: Callable[[str, ServerProcess], Any]) -> None:
     if not MNIST_TEST.is_dir():
         pytest.skip(f"MNIST PNGs not found at {MNIST_TEST}")
     module: Any = httpclient if protocol == "http" else grpcclient
-    client = _client(protocol, examples_server)
+    client = connect(protocol, examples_server)
     metadata = client.get_model_metadata("cnn")
     config = client.get_model_config("cnn")
     max_batch_size, in_name, out_name, c, h, w, fmt, dtype = parse_model(metadata, config,
@@ -190,9 +202,10 @@ def test_image_client_flow(examples_server: ServerProcess, protocol: str) -> Non
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_simple_string_flow(examples_server: ServerProcess, protocol: str) -> None:
+def test_simple_string_flow(examples_server: ServerProcess, protocol: str,
+                            connect: Callable[[str, ServerProcess], Any]) -> None:
     module: Any = httpclient if protocol == "http" else grpcclient
-    client = _client(protocol, examples_server)
+    client = connect(protocol, examples_server)
     in0 = np.arange(start=0, stop=16, dtype=np.int32).reshape(1, 16)
     in1 = np.ones(shape=(1, 16), dtype=np.int32)
     expected_sum, expected_diff = in0 + in1, in0 - in1
@@ -226,8 +239,9 @@ def control_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_model_control_flow(control_server: ServerProcess, protocol: str) -> None:
-    client = _client(protocol, control_server)
+def test_model_control_flow(control_server: ServerProcess, protocol: str,
+                            connect: Callable[[str, ServerProcess], Any]) -> None:
+    client = connect(protocol, control_server)
     assert client.is_server_live() and client.is_server_ready()
     client.load_model("simple", headers=AUTH)
     assert client.is_model_ready("simple")

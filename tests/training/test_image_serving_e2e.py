@@ -105,6 +105,13 @@ def check(labels: np.ndarray, scores: np.ndarray, probs: np.ndarray, rtol: float
 
 def test_published_configs(run: Run, server: ServerProcess) -> None:
     client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        _check_configs(client)
+    finally:
+        client.close()
+
+
+def _check_configs(client: Any) -> None:
     formats = {}
     for name in PUBLISHED:
         meta = client.get_model_metadata(name)
@@ -128,7 +135,10 @@ def test_png_bytes(run: Run, server: ServerProcess, files: list[Path], protocol:
     data = np.array([[f.read_bytes()] for f in files], dtype=np.object_)
     inp = module.InferInput("image", list(data.shape), "BYTES")
     inp.set_data_from_numpy(data)
-    result = client.infer(model, [inp])
+    try:
+        result = client.infer(model, [inp])
+    finally:
+        client.close()
     check(result.as_numpy("labels"), result.as_numpy("scores"), expected(run, files),
           rtol=1e-4 if model == "png" else 1e-3)
 
@@ -143,7 +153,10 @@ def test_raw_tensors(run: Run, server: ServerProcess, files: list[Path], model: 
         data, datatype = raw.astype(np.float32).transpose(0, 3, 1, 2) / 255.0, "FP32"
     inp = grpcclient.InferInput("image", list(data.shape), datatype)
     inp.set_data_from_numpy(np.ascontiguousarray(data))
-    result = client.infer(model, [inp])
+    try:
+        result = client.infer(model, [inp])
+    finally:
+        client.close()
     check(result.as_numpy("labels"), result.as_numpy("scores"), expected(run, files))
 
 
