@@ -36,7 +36,8 @@ from shipyard.errors import ConfigError
 from shipyard.export.onnx import OnnxInterface
 from shipyard.training.config import AnyExperiment, parse_experiment
 
-__all__ = ["RUN_FILES", "Run", "create_run_dir", "unique_folder", "write_json"]
+__all__ = ["RUN_FILES", "Run", "create_run_dir", "unique_folder", "write_json",
+           "write_run_files"]
 
 RUN_FILES = {
     "experiment": "experiment.yaml",
@@ -60,6 +61,24 @@ def write_json(path: Path, data: Any) -> None:
     """Pretty JSON with a trailing newline."""
     path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n",
                     encoding="utf-8")
+
+
+def write_run_files(run_dir: Path, experiment: Any, header: str, config_note: str, *,
+                    metrics: dict[str, Any], details: dict[str, Any], export: dict[str, Any],
+                    info: dict[str, Any]) -> None:
+    """The files every family's run writes: ``experiment.yaml`` (``header`` and
+    ``config_note`` as comments above the experiment as run), ``metrics.json``,
+    ``evaluation.json``, ``export.json`` and ``run.json``."""
+    import yaml
+
+    lines = header + (f"# {config_note}\n" if config_note else "")
+    (run_dir / RUN_FILES["experiment"]).write_text(
+        lines + yaml.safe_dump(experiment.model_dump(mode="json"), sort_keys=False),
+        encoding="utf-8")
+    write_json(run_dir / RUN_FILES["metrics"], metrics)
+    write_json(run_dir / RUN_FILES["evaluation"], details)
+    write_json(run_dir / RUN_FILES["export"], export)
+    write_json(run_dir / RUN_FILES["run"], info)
 
 
 def unique_folder(parent: Path, name: str) -> Path:

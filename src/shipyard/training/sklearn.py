@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
@@ -40,7 +39,7 @@ from shipyard.export.verify import check_agreement
 from shipyard.training.config import Experiment, SklearnModelSpec
 from shipyard.training.models import MODELS, build_estimator
 from shipyard.training.progress import Steps
-from shipyard.training.run import RUN_FILES, Run, unique_folder, write_json
+from shipyard.training.run import RUN_FILES, Run, unique_folder, write_json, write_run_files
 from shipyard.training.splits import make_split
 
 __all__ = ["evaluate", "prepare", "train"]
@@ -256,16 +255,10 @@ def _train(exp: Experiment, base_dir: Path, estimator: Any, run_dir: Path, steps
                       "outputs": list(interface.outputs), "score_index": interface.score_index},
         "versions": _versions(), "timings_s": steps.timings, "warnings": caught,
     }
-    header = "# The experiment as run by shipyard (overrides applied, features resolved).\n"
-    if config_note:
-        header += f"# {config_note}\n"
-    (run_dir / RUN_FILES["experiment"]).write_text(
-        header + yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    write_json(run_dir / RUN_FILES["metrics"], {"test": metrics["test"],
-                                                "validation": metrics["validation"]})
-    write_json(run_dir / RUN_FILES["evaluation"], details)
-    write_json(run_dir / RUN_FILES["export"], export)
-    write_json(run_dir / RUN_FILES["run"], info)
+    write_run_files(run_dir, exp, "# The experiment as run by shipyard (overrides applied, "
+                    "features resolved).\n", config_note,
+                    metrics={"test": metrics["test"], "validation": metrics["validation"]},
+                    details=details, export=export, info=info)
     write_report(run_dir / RUN_FILES["report"], _report(exp, run_dir, info, metrics, details,
                                                         plots, export, caught))
     log.info("test metrics: %s", metrics["test"])

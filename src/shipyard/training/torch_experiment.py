@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from pydantic import ValidationError
 
 from shipyard.data.augment import Augment
@@ -39,7 +38,7 @@ from shipyard.training._config_errors import format_errors
 from shipyard.training.config import AnyExperiment, ImageExperiment
 from shipyard.training.image_splits import ImageSplits, split_images
 from shipyard.training.progress import Steps
-from shipyard.training.run import RUN_FILES, Run, unique_folder, write_json
+from shipyard.training.run import RUN_FILES, Run, unique_folder, write_json, write_run_files
 from shipyard.training.torch import History, fit, predict
 
 __all__ = ["Prepared", "evaluate", "prepare", "serving_config", "train"]
@@ -252,18 +251,10 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
     export = _export(image, model, parts.test, run_dir, names, steps)
     write_json(run_dir / RUN_FILES["serving"], _serving(image, names, export))
     info = _info(image, parts, names, model, history, steps, export)
-    header = "# The experiment as run by shipyard (overrides applied).\n"
-    if config_note:
-        header += f"# {config_note}\n"
-    (run_dir / RUN_FILES["experiment"]).write_text(
-        header + yaml.safe_dump(image.model_dump(mode="json"), sort_keys=False),
-        encoding="utf-8")
-    write_json(run_dir / RUN_FILES["metrics"], {"test": metrics["test"],
-                                                "validation": metrics["validation"],
-                                                "training": metrics["training"]})
-    write_json(run_dir / RUN_FILES["evaluation"], details)
-    write_json(run_dir / RUN_FILES["export"], export)
-    write_json(run_dir / RUN_FILES["run"], info)
+    write_run_files(run_dir, image, "# The experiment as run by shipyard (overrides applied).\n",
+                    config_note, metrics={k: metrics[k] for k in ("test", "validation",
+                                                                  "training")},
+                    details=details, export=export, info=info)
     write_report(run_dir / RUN_FILES["report"], _report(image, run_dir, info, metrics, details,
                                                         plots, export, history))
     log.info("test metrics: %s", metrics["test"])
