@@ -16,6 +16,8 @@ from shipyard.serving.codecs import decode_json_data
 from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.types import Array, InferenceRequest, InferenceResponse, Tensor, numpy_dtype
+from shipyard.transforms import Step, apply_steps
+from shipyard.transforms.post import Softmax, TopK
 
 __all__ = [
     "PredictInput", "features_request", "features_result", "first_score", "predict_request",
@@ -100,13 +102,13 @@ def _ranked(model: ModelVersion, response: InferenceResponse, top_k: int | None
             continue
         scores = s.data.astype(np.float64)
         sums = scores.sum(axis=1)
+        steps: list[Step] = [TopK(min(DEFAULT_TOP_K if top_k is None else top_k, len(names)))]
         if not ((scores >= 0).all() and (scores <= 1).all() and np.allclose(sums, 1, atol=1e-3)):
-            scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-            scores /= scores.sum(axis=1, keepdims=True)
-        k = min(DEFAULT_TOP_K if top_k is None else top_k, len(names))
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return [[(names[int(i)], float(scores[r, i])) for i in order[r]]
-                for r in range(scores.shape[0])]
+            steps.insert(0, Softmax())
+        best = apply_steps(steps, scores)
+        assert isinstance(best, dict)  # top_k answers {indices, scores}
+        return [[(names[int(i)], float(p)) for i, p in zip(idx, row, strict=True)]
+                for idx, row in zip(best["indices"], best["scores"], strict=True)]
     return None
 
 
