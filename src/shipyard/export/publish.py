@@ -30,19 +30,24 @@ __all__ = ["IMAGE_INPUTS", "Published", "image_model_config", "next_version", "p
            "publish_model"]
 
 
+def _serving_defaults(max_batch_size: int) -> dict[str, Any]:
+    """A new model's serving settings: the schema's own defaults, written out so users see
+    the knobs."""
+    return {
+        "max_batch_size": max_batch_size,
+        "dynamic_batching": DynamicBatching().model_dump(),
+        "instances": 1,
+        "version_policy": VersionPolicy(latest=1).model_dump(exclude_defaults=True),
+    }
+
+
 def _config(
     existing: dict[str, Any] | None, *, description: str, labels: Mapping[str, list[str]],
     max_batch_size: int, inputs: list[str], outputs: list[str], path: Path,
 ) -> dict[str, Any]:
-    if existing is None:  # the schema's own defaults, written out so users see the knobs
-        config: dict[str, Any] = {
-            "description": description,
-            "backend": "onnx",
-            "max_batch_size": max_batch_size,
-            "dynamic_batching": DynamicBatching().model_dump(),
-            "instances": 1,
-            "version_policy": VersionPolicy(latest=1).model_dump(exclude_defaults=True),
-        }
+    if existing is None:
+        config = {"description": description, "backend": "onnx",
+                  **_serving_defaults(max_batch_size)}
     else:
         config = dict(existing)
         for key, names in (("inputs", inputs), ("outputs", outputs)):
@@ -132,12 +137,7 @@ def image_model_config(
     if input_kind not in IMAGE_INPUTS:
         raise ExportError(f"--input: {input_kind!r} is not one of {list(IMAGE_INPUTS)}")
     if existing is None:
-        config: dict[str, Any] = {
-            "max_batch_size": int(serving["max_batch_size"]),
-            "dynamic_batching": DynamicBatching().model_dump(),
-            "instances": 1,
-            "version_policy": VersionPolicy(latest=1).model_dump(exclude_defaults=True),
-        }
+        config = _serving_defaults(int(serving["max_batch_size"]))
     else:
         config = {k: v for k, v in existing.items()
                   if k not in ("inputs", "outputs", "preprocess", "postprocess", "labels")}
