@@ -126,13 +126,20 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
     from shipyard.training.run import RUN_FILES
 
     loaded = _as_run(run)
-    if variant != "fp32" and loaded.experiment.model.family != "torch":
-        raise ExportError(f"--variant: run {str(loaded.path)!r} is a scikit-learn run; it has "
-                          "only its own model (fp32): drop --variant")
+    from shipyard.training.config import family_key
+
+    if variant != "fp32" and family_key(loaded.experiment) != "torch":
+        raise ExportError(f"--variant: run {str(loaded.path)!r} is not a torch image run; it "
+                          "has only its own model (fp32): drop --variant")
     extra = {name: (loaded.path / RUN_FILES[key]).read_bytes()
              for key, name in (("metrics", "metrics.json"), ("export", "export.json"),
                                ("experiment", "experiment.yaml"))
              if (loaded.path / RUN_FILES[key]).is_file()}
+    from shipyard.training.text_config import TextExperiment
+
+    if isinstance(loaded.experiment, TextExperiment):
+        return _publish_text(loaded, Path(repo), model, force=force, input=input,
+                             backend=backend, extra=extra)
     if loaded.experiment.model.family == "torch":
         from shipyard.training.torch_experiment import serving_config
 
@@ -190,3 +197,34 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
         inputs=[t["name"] for t in export.get("inputs", [])],
         outputs=[t["name"] for t in export.get("outputs", [])], extra_files=extra,
     )
+
+
+def _publish_text(run: Run, repo: Path, model: str | None, *, force: bool, input: str,
+                  backend: str, extra: dict[str, bytes]) -> Published:
+    """A text run: raw strings in (the chain and tokenizer as steps), class probabilities out."""
+    from shipyard.export.publish import publish_text_run
+    from shipyard.training.text_run import serving_config
+
+    if input != "bytes":
+        raise ExportError(f"--input: a text model takes raw strings (bytes); drop --input "
+                          f"{input}")
+    serving = serving_config(run)
+    agreement = run.export.get("agreement") or {}
+    if backend == "onnx" and not agreement.get("passed") and not force:
+        reference = "torch" if run.experiment.model.family == "torch" else "scikit-learn"
+        raise ExportError(
+            f"publish: in run {str(run.path)!r} ONNX Runtime and {reference} disagree on the "
+            f"test split ({agreement or run.export.get('error')}); "
+            + ("publish with --backend torch, or pass --force" if reference == "torch"
+               else "pass --force to publish it anyway"))
+    names = serving.get("class_names") or []
+    head = run.experiment.description.strip() or "text classifier"
+    test = run.metrics.get("test", {})
+    description = (f"{head} Input: one raw UTF-8 text per row (BYTES 'text' [N, 1]); the server "
+                   f"runs the training chain{' and tokenizer' if serving.get('files') else ''}. "
+                   f"Output: the probability of each class ({', '.join(map(str, names[:10]))}"
+                   f"{', ...' if len(names) > 10 else ''}). Test accuracy "
+                   f"{test.get('accuracy', float('nan')):.4f}. Trained by shipyard run "
+                   f"{run.path.name}.")
+    return publish_text_run(run.path, serving, repo, model or run.experiment.name,
+                            description=description, backend=backend, extra_files=extra)

@@ -9,7 +9,7 @@ server reads before it writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from shipyard.repository.config import DynamicBatching, VersionPolicy
 from shipyard.repository.layout import NAME_RULE
 
 __all__ = ["IMAGE_INPUTS", "Published", "image_model_config", "next_version", "publish_image_run",
-           "publish_model"]
+           "publish_model", "publish_text_run", "text_model_config"]
 
 
 def _serving_defaults(max_batch_size: int) -> dict[str, Any]:
@@ -168,6 +168,64 @@ def publish_image_run(
     ``model``: ``model.onnx`` (backend onnx) or ``model.pt2`` (backend torch) and a
     ``config.yaml`` from :func:`image_model_config`. ``model_file``: another ONNX file to
     publish under the run's model file name (an optimised variant), with the same steps."""
+    return _publish_run(
+        run_dir, serving, repository, model, backend=backend, extra_files=extra_files,
+        model_file=model_file,
+        config=lambda existing: image_model_config(
+            serving, existing, description=description, input_kind=input_kind,
+            backend=backend))
+
+
+def text_model_config(serving: Mapping[str, Any], existing: dict[str, Any] | None, *,
+                      description: str, backend: str = "onnx") -> dict[str, Any]:
+    """The ``config.yaml`` of a text run (its ``serving.json``): one BYTES ``text`` per row,
+    the run's chain (and tokenizer) as preprocess steps, its postprocess steps, outputs and
+    class labels. An existing config keeps its serving settings."""
+    if existing is None:
+        config = _serving_defaults(int(serving["max_batch_size"]))
+    else:
+        config = {k: v for k, v in existing.items()
+                  if k not in ("inputs", "outputs", "preprocess", "postprocess", "labels")}
+    config["description"] = description
+    config["backend"] = backend
+    if serving.get("preprocess"):
+        config["preprocess"] = list(serving["preprocess"])
+    if serving.get("postprocess"):
+        config["postprocess"] = list(serving["postprocess"])
+    if serving.get("outputs"):
+        config["outputs"] = [dict(t) for t in serving["outputs"]]
+    if serving.get("labels"):
+        config["labels"] = {k: list(v) for k, v in serving["labels"].items()}
+    return config
+
+
+def publish_text_run(
+    run_dir: Path, serving: Mapping[str, Any], repository: Path, model: str, *,
+    description: str, backend: str = "onnx", extra_files: Mapping[str, bytes] | None = None,
+) -> Published:
+    """Publish a text run (``serving`` = its ``serving.json``) as the next version of
+    ``model``: the model file, the files its steps read (``tokenizer.json``) and a
+    ``config.yaml`` from :func:`text_model_config`."""
+    files = dict(extra_files or {})
+    for name in serving.get("files") or []:
+        source = run_dir / name
+        if not source.is_file():
+            raise ExportError(f"publish: run {str(run_dir)!r} has no {name}, which its "
+                              "preprocess steps read; train the run again")
+        files[name] = source.read_bytes()
+    return _publish_run(
+        run_dir, serving, repository, model, backend=backend, extra_files=files,
+        config=lambda existing: text_model_config(serving, existing, description=description,
+                                                  backend=backend))
+
+
+def _publish_run(
+    run_dir: Path, serving: Mapping[str, Any], repository: Path, model: str, *,
+    backend: str, config: Callable[[dict[str, Any] | None], dict[str, Any]],
+    extra_files: Mapping[str, bytes] | None = None, model_file: Path | None = None,
+) -> Published:
+    """The run's model file for ``backend`` (or ``model_file`` in its place) and the
+    ``config.yaml`` that ``config`` makes from the model's current one, as the next version."""
     if not MODEL_NAME_RE.match(model):
         raise ExportError(f"--model: {model!r} is not a valid model name ({NAME_RULE})")
     if backend not in ("onnx", "torch"):
@@ -186,11 +244,9 @@ def publish_image_run(
     if repository.exists() and not repository.is_dir():
         raise ExportError(f"--repo: {str(repository)!r} exists and is not a folder")
     config_path = repository / model / "config.yaml"
-    existing = _read_existing(config_path)
-    config = image_model_config(serving, existing, description=description,
-                                input_kind=input_kind, backend=backend)
+    made = config(_read_existing(config_path))
     files = {name: source.read_bytes(), **(extra_files or {})}
     try:
-        return publish_version(repository, model, files, config)
+        return publish_version(repository, model, files, made)
     except PublishError as exc:
         raise ExportError(exc.message) from exc

@@ -23,6 +23,7 @@ from shipyard.training._config_errors import format_errors
 from shipyard.training.families import unavailable
 from shipyard.training.models import MODELS, models_for_task
 from shipyard.training.overrides import apply_overrides
+from shipyard.training.text_config import TextExperiment
 from shipyard.training.torch import TorchTraining
 
 __all__ = [
@@ -38,9 +39,11 @@ __all__ = [
     "OutputConfig",
     "SklearnModelSpec",
     "SplitConfig",
+    "TextExperiment",
     "TorchModelSpec",
     "TrainingConfig",
     "experiment_class",
+    "family_key",
     "format_errors",
     "load_experiment",
     "parse_experiment",
@@ -448,8 +451,8 @@ class ImageExperiment(_Strict):
         return False
 
 
-AnyExperiment: TypeAlias = Experiment | ImageExperiment
-"""A tabular (scikit-learn) or an image (torch) experiment."""
+AnyExperiment: TypeAlias = Experiment | ImageExperiment | TextExperiment
+"""A tabular (scikit-learn), an image (torch) or a text (``kind: text``) experiment."""
 
 
 def _family(raw: Mapping[str, Any]) -> str:
@@ -458,10 +461,19 @@ def _family(raw: Mapping[str, Any]) -> str:
     return family if isinstance(family, str) else "sklearn"
 
 
-def experiment_class(raw: Mapping[str, Any]) -> type[Experiment] | type[ImageExperiment]:
-    """The schema of a raw experiment document: :class:`ImageExperiment` for ``model.family:
-    torch``, else :class:`Experiment`."""
+def experiment_class(raw: Mapping[str, Any]
+                     ) -> type[Experiment] | type[ImageExperiment] | type[TextExperiment]:
+    """The schema of a raw experiment document: :class:`TextExperiment` for ``kind: text``,
+    :class:`ImageExperiment` for ``model.family: torch``, else :class:`Experiment`."""
+    if raw.get("kind") == "text":
+        return TextExperiment
     return ImageExperiment if _family(raw) == "torch" else Experiment
+
+
+def family_key(exp: AnyExperiment) -> str:
+    """The trainer of ``exp`` in :data:`~shipyard.training.families.FAMILIES`: its
+    ``model.family``, or ``text-<family>`` for text experiments."""
+    return exp.family_key if isinstance(exp, TextExperiment) else exp.model.family
 
 
 def parse_experiment(raw: Mapping[str, Any], where: str = "experiment",
@@ -469,7 +481,7 @@ def parse_experiment(raw: Mapping[str, Any], where: str = "experiment",
     """Validate a raw document with the schema of its family; ConfigError with one line per
     problem (a family that cannot run here is the one line)."""
     reason = unavailable(_family(raw))
-    if reason is not None and _family(raw) in ("sklearn", "torch"):
+    if reason is not None and _family(raw) in ("sklearn", "torch") and raw.get("kind") != "text":
         raise ConfigError(f"{where}: {reason}")
     cls = experiment_class(raw)
     try:
@@ -490,7 +502,7 @@ def load_experiment(
     resolved against the YAML file's folder (the current folder for mappings and overrides).
     ``model.family: torch`` makes it an :class:`ImageExperiment`, else an :class:`Experiment`.
     """
-    if isinstance(source, Experiment | ImageExperiment):
+    if isinstance(source, Experiment | ImageExperiment | TextExperiment):
         raw: dict[str, Any] = source.model_dump(mode="json", exclude_unset=True)
         base_dir, where = Path.cwd(), "experiment"
     elif isinstance(source, Mapping):

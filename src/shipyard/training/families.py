@@ -5,7 +5,8 @@ loads torch and the reverse. It provides :class:`FamilyModule`'s functions:
 
 ``prepare(exp) -> Any``
     ``exp`` is the schema of its family (:func:`~shipyard.training.config.experiment_class`:
-    :class:`Experiment` for sklearn, :class:`ImageExperiment` for torch). Checks that need no
+    :class:`Experiment` for sklearn, :class:`ImageExperiment` for torch,
+    :class:`TextExperiment` for the ``text-*`` keys of ``kind: text``). Checks that need no
     data (``model.params`` against the estimator or architecture) and
     builds what ``train`` needs; raises :class:`~shipyard.errors.ConfigError` naming the
     dotted path. Called before the run directory exists, so a bad config leaves nothing behind.
@@ -76,6 +77,11 @@ FAMILIES: dict[str, Family] = {
                     "torch experiments arrive with the image task (this shipyard has no torch "
                     "trainer yet); use a scikit-learn model (leave out family, or family: "
                     "sklearn)"),  # the message of an installation without the torch trainer
+    # text experiments (kind: text): TF-IDF + a linear model, or a Transformer encoder
+    "text-sklearn": Family("shipyard.training.text_sklearn",
+                           "the TF-IDF text trainer is missing from this installation"),
+    "text-torch": Family("shipyard.training.text_torch",
+                         "the Transformer text trainer is missing from this installation"),
 }
 
 

@@ -142,10 +142,12 @@ def optimise_run(
     docstring). ``prune=0`` skips the pruned variants; ``fine_tune_epochs=0`` prunes without
     fine-tuning; ``threads``: ORT intra-op thread counts to measure speed at."""
     from shipyard.training import torch_experiment as te
+    from shipyard.training.config import family_key
 
-    family = run.experiment.model.family
+    family = family_key(run.experiment)
     if family != "torch":
-        label = "scikit-learn" if family == "sklearn" else family
+        label = {"sklearn": "scikit-learn", "text-sklearn": "TF-IDF text",
+                 "text-torch": "Transformer text"}.get(family, family)
         raise ConfigError(f"optimise: run {str(run.path)!r} is a {label} run; optimise makes "
                           "INT8 and pruned variants of torch image runs only (publish a "
                           "scikit-learn run's model.onnx as it is)")

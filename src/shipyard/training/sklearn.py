@@ -42,7 +42,7 @@ from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, unique_folder, write_json, write_run_files
 from shipyard.training.splits import make_split
 
-__all__ = ["evaluate", "prepare", "train"]
+__all__ = ["evaluate", "fit_pipeline", "prepare", "train"]
 
 log = logging.getLogger("shipyard.training")
 
@@ -85,7 +85,8 @@ def _interface(
     return OnnxInterface(cfg.input, cfg.input_name, outputs, index)
 
 
-def _fit(pipeline: Pipeline, X: Any, y: np.ndarray, caught: list[str]) -> Pipeline:
+def fit_pipeline(pipeline: Pipeline, X: Any, y: np.ndarray, caught: list[str]) -> Pipeline:
+    """``pipeline.fit(X, y)``; each new warning is logged and appended to ``caught``."""
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         pipeline.fit(X, y)
@@ -191,7 +192,7 @@ def _train(exp: Experiment, base_dir: Path, estimator: Any, run_dir: Path, steps
         per_fold = []
         for i, (fit_rows, val_rows) in enumerate(split.folds, 1):
             with steps.step(f"cross-validation fold {i}/{len(split.folds)}", f"fold{i}"):
-                fold = _fit(new_pipeline(), X.iloc[fit_rows], y[fit_rows], caught)
+                fold = fit_pipeline(new_pipeline(), X.iloc[fit_rows], y[fit_rows], caught)
                 per_fold.append(score_split(fold, X.iloc[val_rows], y[val_rows], exp.task,
                                             classes, class_names).summary)
         mean, std = mean_metrics(per_fold)
@@ -199,7 +200,7 @@ def _train(exp: Experiment, base_dir: Path, estimator: Any, run_dir: Path, steps
         details["validation"] = {"method": f"{len(per_fold)}-fold mean", "std": std,
                                  "folds": per_fold}
     with steps.step(f"fitting {_spec(exp).type} on {len(split.train)} rows", "fit"):
-        pipeline = _fit(new_pipeline(), X.iloc[split.train], y[split.train], caught)
+        pipeline = fit_pipeline(new_pipeline(), X.iloc[split.train], y[split.train], caught)
     if classify:
         classes = list(pipeline.classes_)
         class_names = _class_names(exp, table, classes)

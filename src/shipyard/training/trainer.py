@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import ConfigError
-from shipyard.training.config import AnyExperiment
+from shipyard.training.config import AnyExperiment, family_key
 from shipyard.training.families import FamilyModule, family_evaluator, family_module
 from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, create_run_dir
@@ -68,11 +68,12 @@ def train_experiment(
     """Run ``exp`` and return the finished :class:`Run`. A failed run leaves its directory
     with ``train.log`` saying why. ``resume``: continue that run directory's fit from its
     newest checkpoint (torch runs; the experiment must match the checkpoint's training)."""
-    family = family_module(exp.model.family)
+    key = family_key(exp)
+    family = family_module(key)
     prepared = family.prepare(exp)
     extra: dict[str, Any] = {}
     if resume is not None:
-        run_dir = _resume_dir(family, exp.model.family, resume, output)
+        run_dir = _resume_dir(family, key, resume, output)
         extra["resume"] = True
     else:
         run_dir = create_run_dir(exp, output)
@@ -91,5 +92,5 @@ def train_experiment(
 def evaluate_run(run: Run, data: Path | None = None, *, show_progress: bool = False) -> Evaluation:
     """Score a finished run on ``data`` (a file with the feature and target columns), or on its
     own test split again; results go to ``<run>/evaluations/<name>/``."""
-    evaluator = family_evaluator(run.experiment.model.family)
+    evaluator = family_evaluator(family_key(run.experiment))
     return evaluator.evaluate(run, data, show_progress=show_progress)
