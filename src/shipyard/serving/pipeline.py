@@ -63,6 +63,8 @@ class Pipeline:
             raise InvalidInput(f"model {self.model!r}: {exc}") from exc
         self.inner_inputs = list(inner_inputs)
         self.inner_outputs = list(inner_outputs)
+        #: the preprocess steps make one BYTES item per row ([N]) for a model input [N, 1]
+        self._column = False
         self.inputs = self._outside_inputs(config) if self.pre else self.inner_inputs
         self.outputs = self._outside_outputs(config) if self.post else self.inner_outputs
 
@@ -126,7 +128,14 @@ class Pipeline:
             pairs = [(want[k], makes[k]) for k in want]
         else:
             self._inner_spec()  # exactly one input
-            pairs = [(self.inner_inputs[0], makes)]
+            inner = self.inner_inputs[0]
+            if makes[0] == "BYTES" == inner.datatype and len(makes[1]) == 1 and \
+                    len(inner.shape) == 2 and inner.shape[1] in (1, -1):
+                # one text per row into a model that takes them as a column ([N, 1]: e.g. a
+                # scikit-learn TF-IDF pipeline exported with skl2onnx)
+                self._column = True
+                makes = (makes[0], (makes[1][0], 1))
+            pairs = [(inner, makes)]
         for spec, (datatype, shape) in pairs:
             if datatype != spec.datatype:
                 raise InvalidInput(
@@ -173,7 +182,8 @@ class Pipeline:
             raise InvalidInput(f"input {name!r} of model {self.model!r}: {exc}") from exc
         if isinstance(made, dict):
             return {k: np.asarray(v) for k, v in made.items()}
-        return {self.inner_inputs[0].name: np.asarray(made)}
+        array = np.asarray(made)
+        return {self.inner_inputs[0].name: array.reshape(-1, 1) if self._column else array}
 
     def finish(self, outputs: dict[str, Array]) -> dict[str, Array]:
         """The model's outputs through the postprocess steps (the whole batch at once)."""
