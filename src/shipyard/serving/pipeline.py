@@ -8,7 +8,9 @@ item) and never the batch it shares; postprocessing runs once on the merged batc
 What the client sees: with ``preprocess``, the model takes one input, named by ``config.yaml``'s
 ``inputs`` (one entry) or after the first step (``image`` for ``image_decode``, ``text`` for
 the text steps), of shape ``[-1, 1]`` where the steps take one item (one image, one text) per
-row (Triton's convention for BYTES items: ``dims: [1]``); with ``postprocess``, the outputs
+row (Triton's convention for BYTES items: ``dims: [1]``). Steps that end in one text per row
+(``text_normalize``) may feed a graph that takes its strings as a column, ``[N, 1]`` (a
+scikit-learn text pipeline exported with skl2onnx); with ``postprocess``, the outputs
 are the steps' (a dict of outputs keeps its names; a single one is named by ``outputs`` or
 keeps the model's output name).
 """
