@@ -278,6 +278,154 @@ def warmup_fail_model(path: PathLike, dims: Sequence[int] = (4,)) -> Path:
 
 
 # --------------------------------------------------------------------------------------
+# text models: a TF-IDF + logistic regression (skl2onnx, BYTES in) and a tiny "Transformer-
+# like" classifier (token ids in) with its WordPiece tokenizer
+# --------------------------------------------------------------------------------------
+
+#: the classes of the text test models, in class-number order
+TEXT_LABELS = ("ham", "spam")
+SMS_SPAM = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sms_spam" / \
+    "SMSSpamCollection"
+
+
+def sms_messages(n: int | None = None, path: PathLike = SMS_SPAM) -> list[tuple[str, str]]:
+    """The first ``n`` (label, text) pairs of the SMS spam collection (tab-separated
+    ``label<TAB>text`` lines); all of them when ``n`` is None."""
+    rows: list[tuple[str, str]] = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            label, _, text = line.rstrip("\n").partition("\t")
+            if text:
+                rows.append((label, text))
+            if n is not None and len(rows) >= n:
+                break
+    return rows
+
+
+def tfidf_text_model(path: PathLike, texts: Sequence[str], labels: Sequence[str]) -> Path:
+    """A scikit-learn ``TfidfVectorizer`` + ``LogisticRegression`` fitted on ``texts``, exported
+    with skl2onnx: STRING ``text`` ``[N, 1]`` -> STRING ``label`` ``[N]`` and FP32
+    ``probabilities`` ``[N, classes]`` (classes sorted, as ``classes_``; no ZipMap).
+
+    The vectorizer is converted with ``locale: "C"``: without it skl2onnx writes the
+    machine's locale into the StringNormalizer node and ONNX Runtime may refuse to load it."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000))
+    pipe.fit(list(texts), list(labels))
+    model = convert_sklearn(
+        pipe, initial_types=[("text", StringTensorType([None, 1]))], target_opset=OPSET,
+        options={TfidfVectorizer: {"locale": "C"}, LogisticRegression: {"zipmap": False}})
+    out = _model_path(path)
+    onnx.save(model, str(out))
+    return out
+
+
+def wordpiece_tokenizer(path: PathLike, texts: Sequence[str], vocab_size: int = 2000) -> Path:
+    """Train a BERT-style WordPiece ``tokenizer.json`` on ``texts`` (lower-cased first, as the
+    served ``text_normalize {lowercase: true}`` step gives them): specials ``[PAD]`` = 0,
+    ``[UNK]``, ``[CLS]``, ``[SEP]``; post-processor ``[CLS] $A [SEP]``. Returns the file."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator([t.lower() for t in texts], trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[(s, tok.token_to_id(s)) for s in specials[2:]])
+    assert tok.token_to_id("[PAD]") == 0
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out))
+    return out
+
+
+def text_classifier_model(path: PathLike, vocab_size: int, dim: int = 32,
+                          classes: int = len(TEXT_LABELS), pad_id: int = 0,
+                          seed: int = 0) -> Path:
+    """A small "Transformer-like" text classifier without attention: INT64 ``input_ids``
+    ``[N, L]`` -> Gather(embedding ``[vocab_size, dim]``) -> mean over the positions whose id
+    is not ``pad_id`` -> MatMul ``[dim, classes]`` + bias -> FP32 ``logits`` ``[N, classes]``.
+    Weights are random (``seed``); a row of padding only gives the bias."""
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(0, 1, (vocab_size, dim)).astype(np.float32)
+    w = rng.normal(0, 1, (dim, classes)).astype(np.float32)
+    b = rng.normal(0, 0.1, (classes,)).astype(np.float32)
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    nodes = [
+        helper.make_node("Gather", ["embedding", "input_ids"], ["emb"], name="embed"),
+        helper.make_node("Equal", ["input_ids", "pad"], ["is_pad"], name="is_pad"),
+        helper.make_node("Not", ["is_pad"], ["is_token"], name="is_token"),
+        helper.make_node("Cast", ["is_token"], ["mask"], name="mask", to=f32),
+        helper.make_node("Unsqueeze", ["mask", "axis2"], ["mask3"], name="mask3"),
+        helper.make_node("Mul", ["emb", "mask3"], ["masked"], name="masked"),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], name="sum", keepdims=0),
+        helper.make_node("ReduceSum", ["mask", "axis1"], ["count"], name="count", keepdims=1),
+        helper.make_node("Max", ["count", "one"], ["count1"], name="at_least_one"),
+        helper.make_node("Div", ["summed", "count1"], ["mean"], name="mean"),
+        helper.make_node("MatMul", ["mean", "W"], ["proj"], name="project"),
+        helper.make_node("Add", ["proj", "b"], ["logits"], name="bias"),
+    ]
+    graph = helper.make_graph(
+        nodes, "text_classifier",
+        [helper.make_tensor_value_info("input_ids", i64, [BATCH, "length"])],
+        [helper.make_tensor_value_info("logits", f32, [BATCH, classes])],
+        initializer=[
+            helper.make_tensor("embedding", f32, emb.shape, emb.tobytes(), raw=True),
+            helper.make_tensor("pad", i64, [], [pad_id]),
+            helper.make_tensor("axis1", i64, [1], [1]),
+            helper.make_tensor("axis2", i64, [1], [2]),
+            helper.make_tensor("one", f32, [], [1.0]),
+            helper.make_tensor("W", f32, w.shape, w.tobytes(), raw=True),
+            helper.make_tensor("b", f32, b.shape, b.tobytes(), raw=True),
+        ],
+    )
+    return _save(graph, path, f"text classifier (vocab {vocab_size}, dim {dim})")
+
+
+#: the preprocess steps the text classifier is served behind
+TEXT_PREPROCESS: list[dict[str, Any]] = [
+    {"text_normalize": {"lowercase": True}},
+    {"tokenize": {"path": "tokenizer.json", "max_length": 64, "truncation": True}},
+]
+
+
+def text_classifier_repository(
+    root: PathLike, texts: Sequence[str], configs: Mapping[str, Mapping[str, Any]],
+    vocab_size: int = 2000, dim: int = 32,
+) -> Path:
+    """Write the text classifier (``text_classifier_model``) and its tokenizer trained on
+    ``texts`` once per entry of ``configs`` (model name -> ``config.yaml`` as a dict) under
+    ``root``: ``<root>/<name>/1/{model.onnx, tokenizer.json}``. Returns ``root``."""
+    import shutil
+
+    import yaml
+
+    root_path = Path(root)
+    first: Path | None = None
+    for name, config in configs.items():
+        version = root_path / name / "1"
+        if first is None:
+            tok = wordpiece_tokenizer(version / "tokenizer.json", texts, vocab_size)
+            from tokenizers import Tokenizer
+
+            size = Tokenizer.from_file(str(tok)).get_vocab_size()
+            text_classifier_model(version / "model.onnx", size, dim=dim)
+            first = version
+        else:
+            shutil.copytree(first, version)
+        text = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None)
+        (root_path / name / "config.yaml").write_text(text, encoding="utf-8")
+    return root_path
+
+
+# --------------------------------------------------------------------------------------
 # self-check: python tests/onnx_models.py
 # --------------------------------------------------------------------------------------
 

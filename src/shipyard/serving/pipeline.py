@@ -8,7 +8,9 @@ item) and never the batch it shares; postprocessing runs once on the merged batc
 What the client sees: with ``preprocess``, the model takes one input, named by ``config.yaml``'s
 ``inputs`` (one entry) or after the first step (``image`` for ``image_decode``, ``text`` for
 the text steps), of shape ``[-1, 1]`` where the steps take one item (one image, one text) per
-row (Triton's convention for BYTES items: ``dims: [1]``); with ``postprocess``, the outputs
+row (Triton's convention for BYTES items: ``dims: [1]``). Steps that end in one text per row
+(``text_normalize``) may feed a graph that takes its strings as a column, ``[N, 1]`` (a
+scikit-learn text pipeline exported with skl2onnx); with ``postprocess``, the outputs
 are the steps' (a dict of outputs keeps its names; a single one is named by ``outputs`` or
 keeps the model's output name).
 """
@@ -63,6 +65,8 @@ class Pipeline:
             raise InvalidInput(f"model {self.model!r}: {exc}") from exc
         self.inner_inputs = list(inner_inputs)
         self.inner_outputs = list(inner_outputs)
+        #: the preprocess steps make one BYTES item per row ([N]) for a model input [N, 1]
+        self._column = False
         self.inputs = self._outside_inputs(config) if self.pre else self.inner_inputs
         self.outputs = self._outside_outputs(config) if self.post else self.inner_outputs
 
@@ -126,7 +130,14 @@ class Pipeline:
             pairs = [(want[k], makes[k]) for k in want]
         else:
             self._inner_spec()  # exactly one input
-            pairs = [(self.inner_inputs[0], makes)]
+            inner = self.inner_inputs[0]
+            if makes[0] == "BYTES" == inner.datatype and len(makes[1]) == 1 and \
+                    len(inner.shape) == 2 and inner.shape[1] in (1, -1):
+                # one text per row into a model that takes them as a column ([N, 1]: e.g. a
+                # scikit-learn TF-IDF pipeline exported with skl2onnx)
+                self._column = True
+                makes = (makes[0], (makes[1][0], 1))
+            pairs = [(inner, makes)]
         for spec, (datatype, shape) in pairs:
             if datatype != spec.datatype:
                 raise InvalidInput(
@@ -173,7 +184,8 @@ class Pipeline:
             raise InvalidInput(f"input {name!r} of model {self.model!r}: {exc}") from exc
         if isinstance(made, dict):
             return {k: np.asarray(v) for k, v in made.items()}
-        return {self.inner_inputs[0].name: np.asarray(made)}
+        array = np.asarray(made)
+        return {self.inner_inputs[0].name: array.reshape(-1, 1) if self._column else array}
 
     def finish(self, outputs: dict[str, Array]) -> dict[str, Array]:
         """The model's outputs through the postprocess steps (the whole batch at once)."""

@@ -1,14 +1,15 @@
 """The seed's simple API, protocol-free: rows of features in, one result per row out; or
-encoded images in, the top labels of each with their probabilities out.
+items (encoded images, texts) in, the top labels of each with their probabilities out.
 
 ``POST /predict {"features": [...]}`` and gRPC ``ModelService.Predict`` both go through here,
-and so do the image bodies of ``/predict`` (``http/predict.py`` reads them).
+and so do the image and text bodies of ``/predict`` (``http/predict.py`` reads them): each
+item becomes one row of the model's one BYTES input (``[n, 1]``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,45 +21,92 @@ from shipyard.transforms import Step, apply_steps
 from shipyard.transforms.post import Softmax, TopK
 
 __all__ = [
-    "PredictInput", "features_request", "features_result", "first_score", "predict_request",
-    "predict_result",
+    "ItemKind", "PredictInput", "features_request", "features_result", "first_score",
+    "items_request", "predict_request", "predict_result",
 ]
 
-#: labels per image when the request does not say (capped by the classes there are)
+#: labels per item when the request does not say (capped by the classes there are)
 DEFAULT_TOP_K = 5
+
+#: what the items of a /predict body are: encoded image files or UTF-8 texts
+ItemKind = Literal["images", "texts"]
+
+#: the /predict body of each kind of item, for messages
+_ITEM_BODIES: dict[str, str] = {
+    "images": '{"images": ["<base64>", ...]} (encoded PNG/JPEG files)',
+    "texts": '{"text": "..."} or {"text": ["...", ...]}',
+}
+#: the preprocess steps that take each kind of item, for messages
+_STEPS_OF: dict[str, str] = {"images": "an image_decode", "texts": "a text_normalize or tokenize"}
+#: the kind of item a model takes, told by its first preprocess step
+_STEP_KINDS: dict[str, ItemKind] = {
+    "image_decode": "images", "text_normalize": "texts", "tokenize": "texts",
+}
 
 
 @dataclass
 class PredictInput:
-    """What a /predict body asked for: ``features`` (the seed's rows) or ``images`` (encoded
-    files), and how many labels per image (None: the default)."""
+    """What a /predict body asked for: ``features`` (the seed's rows), or ``items`` (one per
+    row of the model's BYTES input: encoded image files when ``kind`` is ``"images"``, UTF-8
+    texts when it is ``"texts"``), and how many labels per item (None: the default)."""
 
     features: Any = None
-    images: list[bytes] | None = None
+    #: the items, as bytes (a text UTF-8 encoded); None for a features body
+    items: list[bytes] | None = None
+    #: what the items are (for messages and for refusing the wrong kind)
+    kind: ItemKind = "images"
+    #: labels per item (None: the model's own top_k step, else :data:`DEFAULT_TOP_K`)
     top_k: int | None = None
 
 
 def predict_request(model: ModelVersion, asked: PredictInput) -> InferenceRequest:
     """The inference request of a /predict body."""
-    if asked.images is None:
+    if asked.items is None:
         return features_request(model, asked.features)
-    return images_request(model, asked.images)
+    return items_request(model, asked.items, asked.kind)
 
 
-def images_request(model: ModelVersion, images: list[bytes]) -> InferenceRequest:
-    """Encoded images -> the model's one BYTES input, one image per row ([n, 1])."""
+def _first_step(model: ModelVersion) -> str | None:
+    """The name of the model's first preprocess step (None without one)."""
+    pipeline = model.pipeline
+    return pipeline.pre[0].name if pipeline is not None and pipeline.pre else None
+
+
+def _body_for(model: ModelVersion) -> str:
+    """The /predict body ``model`` takes, for messages."""
+    if len(model.inputs) == 1 and model.inputs[0].datatype == "BYTES":
+        kind = _STEP_KINDS.get(_first_step(model) or "")
+        if kind is not None:
+            return _ITEM_BODIES[kind]
+        return f"{_ITEM_BODIES['texts']} (texts) or {_ITEM_BODIES['images']}"
+    if len(model.inputs) == 1:
+        return '{"features": [...]} (a row of numbers or a list of rows)'
+    return ('{"features": {"column": value, ...}} (an object of column values, or a list of '
+            "them)")
+
+
+def items_request(model: ModelVersion, items: list[bytes], kind: ItemKind) -> InferenceRequest:
+    """Items (encoded images or UTF-8 texts) -> the model's one BYTES input, one item per row
+    (``[n, 1]``). A model whose first preprocess step takes the other kind of item
+    (``image_decode``; ``text_normalize``, ``tokenize``) refuses them, naming its body."""
     if len(model.inputs) != 1 or model.inputs[0].datatype != "BYTES":
         described = ", ".join(f"{s.datatype} {s.name!r} {_fmt(s.shape)}" for s in model.inputs)
         raise InvalidInput(
-            f"model {model.name!r} takes {described}, not encoded images: /predict sends image "
-            "files to a model with one BYTES input (one whose config declares an image_decode "
-            f"preprocess step, like the demo 'digits'); send tensors to "
-            f"/v2/models/{model.name}/infer")
+            f"model {model.name!r} takes {described}, not {kind}: /predict sends {kind} to a "
+            f"model with one BYTES input (e.g. one whose config.yaml declares "
+            f"{_STEPS_OF[kind]} preprocess step); send this model {_body_for(model)}, or "
+            f"tensors to /v2/models/{model.name}/infer")
+    first = _first_step(model)
+    takes = _STEP_KINDS.get(first or "")
+    if takes is not None and takes != kind:
+        raise InvalidInput(
+            f"model {model.name!r} takes {takes} (its first preprocess step is {first}), not "
+            f"{kind}; send {_ITEM_BODIES[takes]}")
     spec = model.inputs[0]
-    n = len(images)
+    n = len(items)
     shape: tuple[int, ...] = (n, *[1 for _ in spec.shape[1:]]) if len(spec.shape) > 1 else (n,)
     data = np.empty(n, dtype=object)
-    data[:] = images
+    data[:] = items
     return InferenceRequest(model.name, str(model.version), inputs=[
         Tensor(spec.name, "BYTES", shape, data.reshape(shape))
     ])
@@ -66,14 +114,24 @@ def images_request(model: ModelVersion, images: list[bytes]) -> InferenceRequest
 
 def predict_result(model: ModelVersion, asked: PredictInput, response: InferenceResponse
                    ) -> dict[str, Any]:
-    """The answer to a /predict body: for images, ``predictions`` (per image, the top labels
-    with their probabilities, best first) and ``labels`` (the best of each); for features, as
-    :func:`features_result`."""
-    if asked.images is None:
+    """The answer to a /predict body: for items (images, texts), ``predictions`` (per item,
+    the top labels with their probabilities, best first) and ``labels`` (the best of each);
+    for features, as :func:`features_result`.
+
+    Where the outputs hold names but no scores (a ``labels`` postprocess step on scores),
+    each prediction is ``{"label": name}`` alone; where they hold neither, the answer is that
+    of features."""
+    if asked.items is None:
         return features_result(model, response)
     ranked = _ranked(model, response, asked.top_k)
-    if ranked is None:  # outputs that hold no class scores: plain values, as for features
-        return features_result(model, response)
+    if ranked is None:
+        names = _names_only(response)
+        if names is None:  # outputs that hold no class scores: plain values, as for features
+            return features_result(model, response)
+        return {
+            "model_name": model.name, "model_version": str(model.version),
+            "predictions": [[{"label": label}] for label in names], "labels": names,
+        }
     return {
         "model_name": model.name, "model_version": str(model.version),
         "predictions": [[{"label": label, "probability": p} for label, p in row]
@@ -82,11 +140,22 @@ def predict_result(model: ModelVersion, asked: PredictInput, response: Inference
     }
 
 
+def _names_only(response: InferenceResponse) -> list[str] | None:
+    """One name per row from the only output, when it is BYTES ``[n]`` or ``[n, 1]``."""
+    if len(response.outputs) != 1:
+        return None
+    data = response.outputs[0].data
+    if data.dtype != object or data.ndim not in (1, 2) or (data.ndim == 2 and data.shape[1] != 1):
+        return None
+    return [_text(v) for v in data.reshape(-1)]
+
+
 def _ranked(model: ModelVersion, response: InferenceResponse, top_k: int | None
             ) -> list[list[tuple[str, float]]] | None:
     """Per row, (label, probability) best first, from either a labels + scores pair of
     outputs (the top_k and labels postprocess steps) or one output of class scores that the
-    config labels (softmax applied unless the rows already are probabilities)."""
+    config labels (softmax applied unless the rows already are probabilities; e.g. the
+    ``probabilities`` of a scikit-learn classifier exported with skl2onnx)."""
     outs = response.outputs
     texts = [o for o in outs if o.data.dtype == object and o.data.ndim == 2]
     numbers = [o for o in outs if o.data.dtype.kind == "f" and o.data.ndim == 2]
@@ -114,7 +183,6 @@ def _ranked(model: ModelVersion, response: InferenceResponse, top_k: int | None
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
@@ -153,9 +221,11 @@ def _rows_request(model: ModelVersion, rows: Array) -> InferenceRequest:
         )
     spec = model.inputs[0]
     if spec.datatype in ("BYTES", "BOOL"):
+        instead = (f"send {_body_for(model)} to /v2/models/{model.name}/predict, or tensors to"
+                   if spec.datatype == "BYTES" else "use")
         raise InvalidInput(
             f"model {model.name!r} takes {spec.datatype} input {spec.name!r}; 'features' carries "
-            f"numbers: use /v2/models/{model.name}/infer instead"
+            f"numbers: {instead} /v2/models/{model.name}/infer instead"
         )
     if spec.datatype.startswith(("INT", "UINT")) and not np.isfinite(rows).all():
         raise InvalidInput(

@@ -55,7 +55,7 @@ _BODIES: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
     "PredictRequest": (
         [{"name": "top_k", "in": "query", "required": False,
           "schema": {"type": "integer", "minimum": 1},
-          "description": "labels per image (image bodies)"}],
+          "description": "labels per item (image and text bodies)"}],
         {"required": True, "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
             "multipart/form-data": {"schema": {
@@ -184,13 +184,24 @@ def openapi_document() -> dict[str, Any]:
                 "features": {"type": "array", "minItems": 1, "items": {
                     "oneOf": [{"type": "number"},
                               {"type": "array", "items": {"type": "number"}}]},
-                    "description": "rows of numbers (one of features, images, image)"},
+                    "description": "rows of numbers (one of features, images, image, text, "
+                                   "texts)"},
                 "images": {"type": "array", "minItems": 1, "items": {
                     "type": "string", "format": "byte"},
                     "description": "encoded PNG/JPEG files, base64"},
                 "image": {"type": "string", "format": "byte"},
+                "text": {"oneOf": [{"type": "string"},
+                                   {"type": "array", "minItems": 1,
+                                    "items": {"type": "string"}}],
+                         "description": "texts for a model with one BYTES input (e.g. with "
+                                        "text_normalize/tokenize preprocess steps): one per "
+                                        "row; an empty text is refused by a tokenize step"},
+                "texts": {"oneOf": [{"type": "string"},
+                                    {"type": "array", "minItems": 1,
+                                     "items": {"type": "string"}}],
+                          "description": "the same as text"},
                 "top_k": {"type": "integer", "minimum": 1,
-                          "description": "labels per image"}}},
+                          "description": "labels per item (image and text bodies)"}}},
             "LogSettings": {"type": "object", "additionalProperties": False, "properties": {
                 "log_info": {"type": "boolean"}, "log_warning": {"type": "boolean"},
                 "log_error": {"type": "boolean"},
@@ -208,7 +219,9 @@ def openapi_document() -> dict[str, Any]:
                 "predictions": {"type": "array", "items": {"type": "array", "items": {
                     "type": "object", "properties": {"label": {"type": "string"},
                                                      "probability": {"type": "number"}}}},
-                    "description": "image bodies: per image, the top labels, best first"}}},
+                    "description": "image and text bodies: per item, the top labels, best "
+                                   "first; 'probability' is absent where the model's outputs "
+                                   "hold names but no scores"}}},
         }},
     }
 

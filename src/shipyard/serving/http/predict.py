@@ -2,6 +2,8 @@
 
 - JSON ``{"features": ...}`` (the seed's API: rows of numbers or objects of column values);
 - JSON ``{"images": ["<base64>", ...]}`` or ``{"image": "<base64>"}``: encoded PNG/JPEG files;
+- JSON ``{"text": "..."}`` or ``{"text": ["...", ...]}`` (``"texts"`` is the same field: either
+  name takes one string or a list of them): texts, one row each of a text model's BYTES input;
 - ``multipart/form-data``: every part that carries a file (``filename=``) is one image, in
   order (``curl -F image=@seven.png``); a plain field ``top_k`` may say how many labels.
 
@@ -22,7 +24,9 @@ from shipyard.serving.simple import PredictInput
 
 __all__ = ["parse_predict_form", "parse_predict_json"]
 
-_JSON_KEYS = frozenset({"features", "images", "image", "top_k"})
+#: the fields of a JSON /predict body; exactly one of the first five, and optionally top_k
+_BODY_KEYS = ("features", "images", "image", "text", "texts")
+_JSON_KEYS = frozenset({*_BODY_KEYS, "top_k"})
 
 
 def _top_k(value: Any, where: str) -> int | None:
@@ -32,7 +36,7 @@ def _top_k(value: Any, where: str) -> int | None:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput(f"{where} 'top_k' must be a positive integer (the number of labels "
-                           f"to return per image), got {brief(value)}")
+                           f"to return per item), got {brief(value)}")
     return value
 
 
@@ -47,16 +51,20 @@ def parse_predict_json(doc: Any, query: bytes) -> PredictInput:
     if not isinstance(doc, dict):  # a bare list: the seed's rows of features
         return PredictInput(features=doc, top_k=top_k)
     extra = set(doc) - _JSON_KEYS
-    given = [k for k in ("features", "images", "image") if k in doc]
+    given = [k for k in _BODY_KEYS if k in doc]
     if extra or len(given) != 1:
         raise InvalidInput(
             "body must be {\"features\": [...]} (rows of numbers), {\"images\": [\"<base64>\", "
-            "...]} or {\"image\": \"<base64>\"} (encoded PNG/JPEG files), optionally with "
+            "...]} or {\"image\": \"<base64>\"} (encoded PNG/JPEG files), or {\"text\": \"...\"} "
+            "or {\"text\": [\"...\", ...]} (texts; \"texts\" is the same field), optionally with "
             f"\"top_k\"; got field(s) {sorted(doc)}")
     top_k = _top_k(doc.get("top_k"), "body") or top_k
-    if given == ["features"]:
+    (key,) = given
+    if key == "features":
         return PredictInput(features=doc["features"], top_k=top_k)
-    items = [doc["image"]] if given == ["image"] else doc["images"]
+    if key in ("text", "texts"):
+        return PredictInput(items=_texts(key, doc[key]), kind="texts", top_k=top_k)
+    items = [doc["image"]] if key == "image" else doc["images"]
     if not isinstance(items, list) or not items:
         raise InvalidInput(f"'images' must be a non-empty list of base64 strings, got "
                            f"{brief(items)}")
@@ -71,7 +79,26 @@ def parse_predict_json(doc: Any, query: bytes) -> PredictInput:
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput(f"images[{i}] is not valid base64 ({exc}); send the file's bytes "
                                "base64-encoded") from exc
-    return PredictInput(images=images, top_k=top_k)
+    return PredictInput(items=images, kind="images", top_k=top_k)
+
+
+def _texts(key: str, value: Any) -> list[bytes]:
+    """``text``/``texts``: one string or a non-empty list of strings -> UTF-8 items."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(f"'{key}' must be a string or a non-empty list of strings (one per "
+                           f"text), got {brief(value)}")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidInput(f"{key}[{i}] must be a string (the text itself), got "
+                               f"{brief(item)}")
+        try:
+            out.append(item.encode("utf-8"))
+        except UnicodeEncodeError as exc:  # a lone surrogate some parsers let through
+            raise InvalidInput(f"{key}[{i}] is not valid unicode ({exc.reason} at character "
+                               f"{exc.start}); send UTF-8 text") from exc
+    return out
 
 
 def parse_predict_form(content_type: bytes, body: bytes, query: bytes) -> PredictInput:
@@ -97,4 +124,4 @@ def parse_predict_form(content_type: bytes, body: bytes, query: bytes) -> Predic
     if not images:
         raise InvalidInput("multipart/form-data body has no file parts; send images as files "
                            "(curl -F image=@file.png)")
-    return PredictInput(images=images, top_k=top_k)
+    return PredictInput(items=images, kind="images", top_k=top_k)

@@ -78,7 +78,8 @@ def _model_routes(prefix: str) -> list[Route]:
                  "length in Inference-Header-Content-Length)",
               answer="InferResponse", body="InferRequest"),
         Route("POST", f"{prefix}/predict", "predict",
-              "Simple API: rows of features in, one result per row out", _INFER_ERRORS,
+              "Simple API: rows of features in, one result per row out; or images or "
+              "texts in, the top labels of each out", _INFER_ERRORS,
               ok="Results", answer="PredictResponse", body="PredictRequest"),
     ]
 
