@@ -35,6 +35,7 @@ EVERY_STEP = [
     {"layout": {"to": "NHWC"}},
     {"text_normalize": {"form": None, "lowercase": True}},
     {"tokenize": {"path": "tok/tokenizer.json", "max_length": 16, "truncation": True}},
+    {"words": {"stop_words": ["the", "a"], "stemmer": "snowball", "language": "dutch"}},
     {"softmax": {}},
     {"top_k": {"k": 3}},
     {"labels": {"labels": ["a", "b"]}},

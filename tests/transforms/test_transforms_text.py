@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
+from text_corpus import AWKWARD, awkward_bytes
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transforms_support import batch
 
@@ -17,6 +19,7 @@ from shipyard.transforms import (
     TransformError,
     apply_steps,
     build_steps,
+    steps_to_config,
 )
 
 SENTENCES = [
@@ -183,3 +186,169 @@ def test_tokenize_parameters_are_checked_by_name() -> None:
         Tokenize(path="t.json", max_length=0)
     with pytest.raises(StepConfigError, match=r"^text_normalize\.form: must be one of"):
         TextNormalize(form="NFX")  # type: ignore[arg-type]
+
+
+# -- text_normalize: html, urls, e-mails, numbers, punctuation, whitespace ----------------------
+
+def _norm(text: str, **params: object) -> str:
+    out = TextNormalize(**params)(batch(text.encode("utf-8")))  # type: ignore[arg-type]
+    return bytes(out[0]).decode("utf-8")
+
+
+def test_new_options_are_off_by_default_and_keep_the_old_behaviour() -> None:
+    params = TextNormalize().get_params()
+    assert params == {"form": "NFKC", "lowercase": False, "strip": True, "html_unescape": False,
+                      "urls": "keep", "emails": "keep", "numbers": "keep", "punctuation": False,
+                      "collapse_whitespace": False}
+    out = TextNormalize()(batch(*awkward_bytes()))
+    for text, got in zip(AWKWARD.values(), out, strict=True):
+        assert got == unicodedata.normalize("NFKC", text).strip().encode("utf-8")
+
+
+def test_html_unescape_decodes_entities_before_the_unicode_form() -> None:
+    sms = "Tom &amp; Jerry &lt;3 &#39;hi&#39; &quot;ok&quot; &#xFB01;ne &bogus;"
+    assert _norm(sms, html_unescape=True) == "Tom & Jerry <3 'hi' \"ok\" fine &bogus;"
+    assert _norm(sms, html_unescape=True, form=None).endswith("\ufb01ne &bogus;")
+    assert _norm(sms) == sms  # off by default: entities stay
+
+
+def test_urls_remove_and_mask() -> None:
+    sms = ("Visit www.getzed.co.uk. or http://tms.widelive.com/index.wml?id=820&first=true, "
+           "HTTPS://EXAMPLE.COM/PATH ok")
+    assert _norm(sms, urls="mask") == "Visit  xxurl . or  xxurl ,  xxurl  ok"
+    assert _norm(sms, urls="remove", collapse_whitespace=True) == "Visit . or , ok"
+    # a bare domain is a URL; an abbreviation, a decimal and an e-mail's domain are not
+    assert _norm("see example.com/path, e.g. 3.5 or john@example.com", urls="mask",
+                 collapse_whitespace=True) == "see xxurl , e.g. 3.5 or john@example.com"
+    assert _norm("example.community is no tld", urls="mask") == "example.community is no tld"
+
+
+def test_emails_remove_and_mask() -> None:
+    sms = "Mail john.smith+sms@example.co.uk or INFO@Shop.Example.com now. Not @home or a@b"
+    assert _norm(sms, emails="mask", collapse_whitespace=True) == \
+        "Mail xxemail or xxemail now. Not @home or a@b"
+    assert _norm(sms, emails="remove", collapse_whitespace=True) == \
+        "Mail or now. Not @home or a@b"
+
+
+def test_numbers_remove_and_mask() -> None:
+    sms = "Call 07732584351 now, only £1,000.50 or 3.5p for 2nite"
+    assert _norm(sms, numbers="mask", collapse_whitespace=True) == \
+        "Call xxnum now, only £ xxnum or xxnum p for xxnum nite"
+    assert _norm(sms, numbers="remove", collapse_whitespace=True) == \
+        "Call now, only £ or p for nite"
+
+
+def test_punctuation_goes_symbols_stay() -> None:
+    sms = "Hi!!! T&C's apply... £1.50 + 😀 «ok» 你好\uff0c世界 ¿qué?"
+    assert _norm(sms, punctuation=True, collapse_whitespace=True) == \
+        "Hi T C s apply £1 50 + 😀 ok 你好 世界 qué"
+    kept = _norm(sms, punctuation=True)
+    assert all(not unicodedata.category(c).startswith("P") for c in kept)
+    assert [c for c in kept if unicodedata.category(c).startswith("S")] == ["£", "+", "😀"]
+
+
+def test_collapse_whitespace() -> None:
+    text = " a \t\n b\u3000\u00a0c\r\nd "
+    assert _norm(text, collapse_whitespace=True) == "a b c d"
+    assert _norm(text, collapse_whitespace=True, strip=False) == " a b c d "
+    assert _norm(text, form=None) == "a \t\n b\u3000\u00a0c\r\nd"  # off: inner runs stay
+
+
+def test_the_order_of_the_operations() -> None:
+    # html_unescape before e-mails: the escaped @ makes an address
+    assert _norm("john&#64;example.com", html_unescape=True, emails="mask") == "xxemail"
+    # the unicode form before urls: full-width www.example.com is a URL only after NFKC
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in "www.example.com")
+    assert _norm(wide, urls="mask") == "xxurl"
+    assert _norm(wide, urls="mask", form=None) == wide
+    # urls before numbers: a URL's digits go with it
+    assert _norm("http://x.com/820", urls="mask", numbers="mask") == "xxurl"
+    # e-mails before punctuation, numbers before punctuation; masks survive lowercase and
+    # punctuation; collapse before strip
+    everything = {"html_unescape": True, "urls": "mask", "emails": "mask", "numbers": "mask",
+                  "lowercase": True, "punctuation": True, "collapse_whitespace": True}
+    assert _norm("WIN £1,000.50!!! Mail WIN@Prize.com &amp; go to WWW.PRIZE.CO.UK/win now",
+                 **everything) == "win £ xxnum mail xxemail go to xxurl now"
+    assert _norm("a@b.com", punctuation=True) == "a b com"
+
+
+def test_all_options_round_trip_through_the_declarative_form() -> None:
+    declared = [{"text_normalize": {"html_unescape": True, "form": "NFC", "urls": "remove",
+                                    "emails": "mask", "numbers": "mask", "lowercase": True,
+                                    "punctuation": True, "collapse_whitespace": True,
+                                    "strip": False}}]
+    steps = build_steps(declared)
+    config = steps_to_config(steps)
+    assert config == declared
+    again = build_steps(config)
+    assert again[0].get_params() == steps[0].get_params()
+    items = batch(*awkward_bytes())
+    assert apply_steps(again, items).tolist() == apply_steps(steps, items).tolist()
+
+
+@pytest.mark.parametrize(("param", "value", "expected"), [
+    ("urls", "drop", "must be one of 'keep', 'remove', 'mask'; got 'drop'"),
+    ("emails", True, "must be one of 'keep', 'remove', 'mask'; got True"),
+    ("numbers", None, "must be one of 'keep', 'remove', 'mask'; got None"),
+    ("html_unescape", "yes", "must be true or false; got 'yes'"),
+    ("punctuation", 1, "must be true or false; got 1"),
+    ("collapse_whitespace", None, "must be true or false; got None"),
+])
+def test_new_parameters_are_checked_by_name(param: str, value: object, expected: str) -> None:
+    with pytest.raises(StepConfigError) as caught:
+        build_steps([{"text_normalize": {param: value}}])
+    assert str(caught.value) == f"preprocess[0].text_normalize.{param}: {expected}"
+
+
+# -- the awkward corpus ---------------------------------------------------------------------------
+
+CONFIGS = [
+    {},
+    {"form": None, "strip": False},
+    {"form": "NFD", "lowercase": True},
+    {"html_unescape": True, "urls": "mask", "emails": "mask", "numbers": "mask",
+     "lowercase": True, "punctuation": True, "collapse_whitespace": True},
+    {"urls": "remove", "emails": "remove", "numbers": "remove", "punctuation": True},
+]
+
+
+@pytest.mark.parametrize("params", CONFIGS)
+def test_text_normalize_takes_every_awkward_text_deterministically(
+        params: dict[str, object]) -> None:
+    items = batch(*awkward_bytes())
+    first = TextNormalize(**params)(items)  # type: ignore[arg-type]
+    again = TextNormalize(**params)(items)  # type: ignore[arg-type]
+    assert first.tolist() == again.tolist()
+    step = TextNormalize(**params)  # type: ignore[arg-type]
+    for name, item, got in zip(AWKWARD, items, first, strict=True):
+        assert step(batch(item)).tolist() == [got], name  # independent of the batch
+        got.decode("utf-8")
+    if params.get("collapse_whitespace"):
+        assert all(b"  " not in got and b"\t" not in got for got in first)
+
+
+def test_patterns_take_long_adversarial_texts_quickly() -> None:
+    hostile = "a." * 20_000 + "a-" * 20_000 + "x@" + "b." * 20_000 + "1," * 20_000 + "@" * 5_000
+    step = TextNormalize(urls="mask", emails="mask", numbers="mask", punctuation=True)
+    started = time.perf_counter()
+    out = step(batch(hostile.encode()))
+    assert time.perf_counter() - started < 5.0  # backtracking blow-ups take minutes
+    assert b"xxnum" in out[0]
+
+
+def test_tokenize_takes_every_awkward_text_or_refuses_as_documented(version_dir: Path) -> None:
+    lenient = Tokenize(path="tokenizer.json", max_length=16, truncation=True, allow_empty=True,
+                       base_dir=version_dir)
+    items = batch(*awkward_bytes())
+    out = lenient(items)
+    assert out.shape == (len(AWKWARD), 16) and out.tolist() == lenient(items).tolist()
+    strict = Tokenize(path="tokenizer.json", max_length=16, base_dir=version_dir)
+    refused: dict[str, str] = {}
+    for name, item in zip(AWKWARD, items, strict=True):
+        try:
+            strict(batch(item))
+        except TransformError as exc:
+            refused[name] = "empty" if "empty text" in exc.reason else "long"
+    assert {n for n, why in refused.items() if why == "empty"} == {"empty", "whitespace_only"}
+    assert {"very_long", "html", "urls"} <= {n for n, why in refused.items() if why == "long"}

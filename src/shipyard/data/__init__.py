@@ -1,6 +1,7 @@
 """Training data. Tabular: reading tables, cleaning cells, the schema check and the preprocessing
 pipeline. Images: IDX files, class folders and sklearn:digits as cached ``ImageSet`` arrays
 (``image``), a torch loader over them (``image_loader``) and batch augmentation (``augment``).
+Text: a CSV/TSV table of texts and labels (``text``).
 
 Names are imported lazily, so ``import shipyard.data`` costs nothing until one is used.
 """
@@ -19,11 +20,13 @@ __all__ = [
     "PreparedData",
     "Preprocessing",
     "Table",
+    "TextTable",
     "build_preprocessor",
     "column_plans",
     "infer_features",
     "load_image_source",
     "load_table",
+    "load_text_table",
     "make_image_loader",
     "prepare_table",
 ]
@@ -45,6 +48,8 @@ _WHERE = {
     "make_image_loader": "image_loader",
     "Augment": "augment",
     "AugmentConfig": "augment_config",
+    "TextTable": "text",
+    "load_text_table": "text",
 }
 
 

@@ -28,14 +28,23 @@ Image
         ``to`` = ``NCHW``; ``source`` = ``NHWC`` (the layout of 4-d input).
 
 Text
-    ``text_normalize``  UTF-8 bytes -> normalised UTF-8 bytes.
-        ``form`` = ``NFKC`` (``NFKC|NFC|NFKD|NFD|null``); ``lowercase`` = false; ``strip`` = true.
+    ``text_normalize``  UTF-8 bytes -> normalised UTF-8 bytes, in this order:
+        ``html_unescape`` = false (``&amp;`` -> ``&``); ``form`` = ``NFKC``
+        (``NFKC|NFC|NFKD|NFD|null``); ``urls``, ``emails``, ``numbers`` = ``keep`` (``keep`` |
+        ``remove``: a space | ``mask``: `` xxurl `` / `` xxemail `` / `` xxnum ``);
+        ``lowercase`` = false; ``punctuation`` = false (true: every Unicode ``P*`` character ->
+        a space, symbols kept); ``collapse_whitespace`` = false; ``strip`` = true.
     ``tokenize``  a Hugging Face ``tokenizers`` JSON file -> ``int64`` ``[N, max_length]``.
         ``path`` required (relative to the model's version folder); ``max_length`` = 128;
         ``truncation`` = false (a longer text is refused with its index; true cuts it);
         ``attention_mask`` = false (true: a dict ``{input_ids, attention_mask}``);
         ``add_special_tokens`` = true; ``pad_id`` = null (the tokenizer's, else ``[PAD]`` or
         ``<pad>``); ``allow_empty`` = false (an empty text is refused).
+    ``words``  UTF-8 bytes -> its words, joined by single spaces (an empty string if none).
+        ``pattern`` = ``(?u)\\b\\w+\\b`` (one word; at most one capturing group);
+        ``stop_words`` = null (``english``: scikit-learn's list | a list; case-sensitive: lower-case
+        first); ``stemmer`` = null (``porter`` | ``snowball``, NLTK, lower-cases);
+        ``language`` = ``english`` (snowball's); ``min_length`` = 1 (checked before stemming).
 
 Post
     ``softmax``  along the last axis, numerically stable; no parameters.
@@ -56,8 +65,9 @@ Example::
       - top_k: {k: 3}
       - labels: {labels: [zero, one, two, three, four, five, six, seven, eight, nine]}
 
-The package imports numpy, Pillow and (when a ``tokenize`` step loads) ``tokenizers``; never
-torch, the server or the training half.
+The package imports numpy, Pillow and, when a step that needs them loads, ``tokenizers``
+(``tokenize``) and ``nltk`` (``words`` with a stemmer); never torch, scikit-learn, the server or
+the training half.
 """
 
 from __future__ import annotations
@@ -78,6 +88,7 @@ from shipyard.transforms.registry import (
 )
 from shipyard.transforms.tensor import Layout, Normalize, ToDtype
 from shipyard.transforms.text import TextNormalize, Tokenize
+from shipyard.transforms.words import Words
 
 __all__ = [
     "DATATYPES",
@@ -100,6 +111,7 @@ __all__ = [
     "Tokenize",
     "TopK",
     "TransformError",
+    "Words",
     "apply_steps",
     "build_step",
     "build_steps",

@@ -14,6 +14,7 @@ from shipyard.transforms.image import ImageDecode
 from shipyard.transforms.post import Labels, Softmax, TopK
 from shipyard.transforms.tensor import Layout, Normalize, ToDtype
 from shipyard.transforms.text import TextNormalize, Tokenize
+from shipyard.transforms.words import Words
 
 __all__ = [
     "STEPS",
@@ -29,7 +30,7 @@ __all__ = [
 STEPS: dict[str, type[Step]] = {
     cls.name: cls
     for cls in (ImageDecode, Resize, CenterCrop, ToDtype, Normalize, Layout,
-                TextNormalize, Tokenize, Softmax, TopK, Labels)
+                TextNormalize, Tokenize, Words, Softmax, TopK, Labels)
 }
 
 

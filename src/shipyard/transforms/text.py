@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import unicodedata
 from pathlib import Path, PurePath
 from typing import Any, Literal
@@ -9,10 +10,32 @@ from typing import Any, Literal
 import numpy as np
 
 from shipyard.transforms import _checks
+from shipyard.transforms._text_rules import (
+    EMAIL_PATTERN,
+    EMAIL_REGEX,
+    MASKS,
+    NUMBER_PATTERN,
+    NUMBER_REGEX,
+    REPLACE_MODES,
+    URL_PATTERN,
+    URL_REGEX,
+    WHITESPACE_REGEX,
+    Replace,
+    punctuation_table,
+)
 from shipyard.transforms.base import Array, Batch, Spec, Specs, Step
 from shipyard.transforms.errors import StepConfigError, TransformError
 
-__all__ = ["TextNormalize", "Tokenize", "texts"]
+__all__ = [
+    "EMAIL_PATTERN",
+    "MASKS",
+    "NUMBER_PATTERN",
+    "URL_PATTERN",
+    "Replace",
+    "TextNormalize",
+    "Tokenize",
+    "texts",
+]
 
 _FORMS = ("NFKC", "NFC", "NFKD", "NFD", None)
 _PAD_TOKENS = ("[PAD]", "<pad>")
@@ -55,21 +78,45 @@ def _text_spec(step: str, spec: Specs) -> Spec:
 
 
 class TextNormalize(Step):
-    """Unicode-normalise, lower-case and strip every text; out come UTF-8 bytes.
+    """Clean every text in a fixed order; out come UTF-8 bytes.
 
-    Parameters:
+    Parameters (every one off by default except ``form`` and ``strip``):
+        html_unescape: ``html.unescape`` (``&amp;`` ``&lt;`` ``&#39;`` ...); default ``false``.
         form: ``"NFKC"`` (default), ``"NFC"``, ``"NFKD"``, ``"NFD"`` or ``null`` for none.
-        lowercase: ``str.lower`` after normalising; default ``false``.
+        urls: ``"keep"`` (default), ``"remove"`` (each match becomes a space) or ``"mask"``
+            (each match becomes `` xxurl ``); what matches is :data:`URL_PATTERN`.
+        emails: the same for :data:`EMAIL_PATTERN`, masked as `` xxemail ``.
+        numbers: the same for :data:`NUMBER_PATTERN`, masked as `` xxnum ``.
+        lowercase: ``str.lower``; default ``false``.
+        punctuation: replace every Unicode punctuation character (category ``P*``) by a
+            space; symbols (``S*``: ``£ $ € +``, emoji) stay; default ``false``.
+        collapse_whitespace: every run of whitespace (``\\s+``) becomes one space; default
+            ``false``.
         strip: remove leading and trailing whitespace; default ``true``.
+
+    They run in this order: html_unescape -> form -> urls -> emails -> numbers -> lowercase ->
+    punctuation -> collapse_whitespace -> strip. So an escaped ``&#64;`` is an ``@`` before
+    e-mails are looked for, a masked number leaves no digit for a later step, and the masks
+    (lower-case letters only) survive ``lowercase`` and ``punctuation``. Masks and removals
+    leave extra spaces; ``collapse_whitespace`` folds them.
     """
 
     name = "text_normalize"
 
     def __init__(self, form: Literal["NFKC", "NFC", "NFKD", "NFD"] | None = "NFKC",
-                 lowercase: bool = False, strip: bool = True) -> None:
+                 lowercase: bool = False, strip: bool = True, html_unescape: bool = False,
+                 urls: Replace = "keep", emails: Replace = "keep", numbers: Replace = "keep",
+                 punctuation: bool = False, collapse_whitespace: bool = False) -> None:
         self.form = _checks.choice(self.name, "form", form, _FORMS)
         self.lowercase = _checks.boolean(self.name, "lowercase", lowercase)
         self.strip = _checks.boolean(self.name, "strip", strip)
+        self.html_unescape = _checks.boolean(self.name, "html_unescape", html_unescape)
+        self.urls: Replace = _checks.choice(self.name, "urls", urls, REPLACE_MODES)
+        self.emails: Replace = _checks.choice(self.name, "emails", emails, REPLACE_MODES)
+        self.numbers: Replace = _checks.choice(self.name, "numbers", numbers, REPLACE_MODES)
+        self.punctuation = _checks.boolean(self.name, "punctuation", punctuation)
+        self.collapse_whitespace = _checks.boolean(self.name, "collapse_whitespace",
+                                                   collapse_whitespace)
 
     def input_spec(self) -> Spec:
         return ("BYTES", (-1,))
@@ -77,12 +124,30 @@ class TextNormalize(Step):
     def output_spec(self, input_spec: Specs) -> Specs:
         return _text_spec(self.name, input_spec)
 
+    def load(self) -> TextNormalize:
+        """Build the punctuation table (about 0.1 s, once per process) when ``punctuation`` is
+        on, so that loading the model pays for it rather than its first request."""
+        if self.punctuation:
+            punctuation_table()
+        return self
+
     def normalize(self, text: str) -> str:
         """One text, normalised."""
+        if self.html_unescape:
+            text = html.unescape(text)
         if self.form is not None:
             text = unicodedata.normalize(self.form, text)
+        for regex, mode, mask in ((URL_REGEX, self.urls, MASKS["urls"]),
+                                  (EMAIL_REGEX, self.emails, MASKS["emails"]),
+                                  (NUMBER_REGEX, self.numbers, MASKS["numbers"])):
+            if mode != "keep":
+                text = regex.sub(" " if mode == "remove" else f" {mask} ", text)
         if self.lowercase:
             text = text.lower()
+        if self.punctuation:
+            text = text.translate(punctuation_table())
+        if self.collapse_whitespace:
+            text = WHITESPACE_REGEX.sub(" ", text)
         return text.strip() if self.strip else text
 
     def __call__(self, batch: Batch) -> Batch:
