@@ -298,11 +298,14 @@ class TextExperiment(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TextExperiment:
-        torch_only = [k for k in ("tokenizer", "training") if k in self.model_fields_set]
+        # compared with the defaults (not "given"): a run's experiment.yaml spells out all
+        torch_only = [k for k, default in (("tokenizer", TokenizerConfig()),
+                                           ("training", TorchTraining()))
+                      if getattr(self, k) != default]
         if self.model.family == "sklearn" and torch_only:
             raise ValueError(f"{', '.join(torch_only)}: only for model.family: torch (the "
                              "Transformer); remove it for the TF-IDF model")
-        if self.model.family == "sklearn" and "torch_program" in self.export.model_fields_set:
+        if self.model.family == "sklearn" and not self.export.torch_program:
             raise ValueError("export.torch_program: only for model.family: torch; remove it")
         if self.data.class_names is not None and self.task == "binary" and \
                 len(self.data.class_names) != 2:
