@@ -17,10 +17,11 @@ under load the workers never sleep between batches and the loop never has to wak
 a thread costs far more than running a small model here: the woken worker waits for the GIL
 while the loop is busy (measured: p50 about 340 us with the 0.5 ms switch interval).
 
-Preparation: with ``prepare`` (a model's preprocess steps), each request's inputs go through
-it in the worker, one request at a time, before the batch is merged; a request it refuses gets
-that error alone and the rest of the batch runs. Requests whose prepared inputs differ in shape
-run as separate executions.
+Preparation: with ``prepare`` (a model's preprocess steps, which map each row to one row), the
+merged batch goes through it once in the worker (tokenising 16 texts at once costs little more
+than one). If that fails, each request's inputs go through it alone: a request it refuses gets
+that error alone and the rest of the batch runs, and requests whose prepared inputs differ in
+shape run as separate executions.
 
 Backpressure: beyond ``max_queue_size`` waiting requests, ``submit`` raises QueueFull at once.
 A request whose deadline passes while it waits is taken out of the queue and never runs.
@@ -348,8 +349,24 @@ class DynamicBatcher:
         return outputs, t0, t1, t2
 
     def _execute_prepared(self, batch: list[_Item], prepare: PrepareFn) -> _PerItem:
-        """Prepare each request alone, run the prepared ones (grouped by shape), slice back."""
+        """Prepare the whole batch at once and run it; where that fails (a request's bad item,
+        prepared rows of different shapes), prepare each request alone and run the prepared
+        ones grouped by shape. Either way each request gets its own rows or its own error."""
         t0 = time.perf_counter_ns()
+        if len(batch) > 1:
+            merged_raw = {name: np.concatenate([item.inputs[name] for item in batch])
+                          for name in batch[0].inputs}
+            try:
+                merged = prepare(merged_raw)
+            except Exception:  # somebody's bad item: find whose, request by request
+                pass
+            else:
+                t1 = time.perf_counter_ns()
+                try:
+                    outputs = self._run(merged)
+                except Exception as exc:
+                    return _PerItem([exc] * len(batch), t0, t1, time.perf_counter_ns())
+                return _PerItem(list(_split(outputs, batch)), t0, t1, time.perf_counter_ns())
         results: list[Outputs | BaseException] = []
         prepared: dict[int, dict[str, Array]] = {}
         groups: dict[Hashable, list[int]] = {}
