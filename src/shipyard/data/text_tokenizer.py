@@ -127,9 +127,9 @@ def train_tokenizer(texts: Iterable[str], *, kind: Kind = "wordpiece", vocab_siz
 
     Raises :class:`ConfigError` (naming ``tokenizer.vocab_size``) when ``vocab_size`` cannot
     hold the special tokens and the alphabet: for ``bpe`` the 256 bytes, for ``wordpiece``
-    every distinct character of the texts' words, twice (``c`` and ``##c``; the trainer would otherwise
-    silently return a larger vocabulary than asked for); :class:`ConfigError` too for no
-    texts, a non-string text, or a bad ``kind`` / ``min_frequency``."""
+    every distinct character of the texts' words twice (``c`` and ``##c``); the trainer would
+    otherwise silently return a larger vocabulary than asked for. :class:`ConfigError` too
+    for no texts, a non-string text, or a bad ``kind`` / ``min_frequency``."""
     _check(kind, vocab_size, min_frequency)
     items = list(texts)
     bad = next((i for i, t in enumerate(items) if not isinstance(t, str)), None)

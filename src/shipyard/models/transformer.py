@@ -19,8 +19,8 @@ instead of NaN.
 Dynamic padding: in eager mode the forward drops the trailing columns that are padding in
 every row of the batch, so a batch of short messages padded to 128 costs about its own
 length; the logits are the same (the dropped columns were masked anyway). It does not trim
-while ``torch.export`` / ``torch.onnx.export`` / ``torch.compile`` or TorchScript trace it
-(the exported graph keeps the full, fixed ``L``; under ``torch.compile`` a data-dependent
+while ``torch.export``, ``torch.onnx.export``, ``torch.compile`` or ``torch.jit.trace`` trace
+it (the exported graph keeps the full, fixed ``L``; under ``torch.compile`` a data-dependent
 length would recompile per length), nor when the module's ``trim_padding`` is ``False``.
 
 Initialisation: token (and learned position) embeddings normal with std ``d_model ** -0.5``
@@ -119,10 +119,11 @@ def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
 
 
 def _exporting() -> bool:
-    """Whether torch.export, torch.onnx.export (dynamo), torch.compile or TorchScript is
-    tracing the forward (shapes must then not depend on the data)."""
+    """Whether torch.export, torch.onnx.export (dynamo, or the TorchScript tracer),
+    torch.compile or ``torch.jit.trace`` is tracing the forward (shapes must then not depend on
+    the data)."""
     return bool(torch.compiler.is_compiling() or torch.compiler.is_exporting()
-                or torch.jit.is_tracing() or torch.jit.is_scripting())
+                or torch._C._get_tracing_state() is not None)
 
 
 class TransformerClassifier(nn.Module):
