@@ -265,7 +265,8 @@ def _save_program(named: nn.Module, input_name: str, example: tuple[torch.Tensor
                   tolerance: float) -> dict[str, Any]:
     """``torch.export`` ``named`` (a served model whose forward argument is ``input_name``
     and which returns ``{"logits": ...}``: what the torch runtime serves) and check the
-    reloaded program on a slice of the test split."""
+    reloaded program on a slice of the test split (in batches of at most ``max_batch_size``,
+    the bound the program was exported with)."""
     try:
         with _quiet():
             program = torch.export.export(
@@ -273,8 +274,11 @@ def _save_program(named: nn.Module, input_name: str, example: tuple[torch.Tensor
             torch.export.save(program, path)
             loaded = torch.export.load(path).module()
             rows = min(len(x_test), 256)
+            step = min(max_batch_size, rows) if max_batch_size else rows  # its batch bound
             with torch.inference_mode():
-                got = loaded(torch.from_numpy(x_test[:rows]))[OUTPUT_NAME].numpy()
+                got = np.concatenate([
+                    loaded(torch.from_numpy(x_test[i:min(i + step, rows)]))[OUTPUT_NAME].numpy()
+                    for i in range(0, rows, step)])
     except Exception as exc:  # as above: recorded, the ONNX file is still served
         first = (str(exc).strip().splitlines() or [repr(exc)])[0][:300]
         return {"file": None, "error": f"torch.export failed: {type(exc).__name__}: {first}"}
