@@ -69,6 +69,7 @@ def test_truncation_keeps_the_special_tokens(tmp_path: Path, texts: list[str]) -
     assert len(tok.encode(long).ids) > 12
     ids = Tokenize(path="tokenizer.json", base_dir=tmp_path, max_length=12,
                    truncation=True)(np.array([long.encode()], dtype=object))
+    assert isinstance(ids, np.ndarray)
     assert ids.shape == (1, 12) and ids[0, 0] == 2 and ids[0, -1] == 3
     assert ids[0, 1:11].tolist() == tok.encode(long).ids[1:11]
 

@@ -19,7 +19,7 @@ from torch import nn
 from shipyard.data.text_tokenizer import train_tokenizer
 from shipyard.errors import ExportError
 from shipyard.export.torch_export import export_image_classifier, export_text_classifier
-from shipyard.models import TransformerConfig, build_transformer
+from shipyard.models.transformer import TransformerConfig, build_transformer
 from shipyard.transforms import Tokenize
 
 SMS = SHARED / "data" / "sms_spam" / "SMSSpamCollection"

@@ -13,14 +13,20 @@ from pydantic import ValidationError
 from torch import nn
 
 from shipyard.errors import ConfigError, DataError
-from shipyard.models import TransformerConfig, build_transformer, count_parameters
-from shipyard.models.transformer import sinusoidal_positions
+from shipyard.models.cnn import count_parameters
+from shipyard.models.transformer import (
+    TransformerClassifier,
+    TransformerConfig,
+    build_transformer,
+    sinusoidal_positions,
+)
 from shipyard.training.torch import TorchTraining, evaluate, fit
 
 PAD, CLS, SEP = 0, 2, 3
 
 
-def tiny(seed: int = 0, vocab: int = 60, classes: int = 3, **fields: Any) -> nn.Module:
+def tiny(seed: int = 0, vocab: int = 60, classes: int = 3,
+         **fields: Any) -> TransformerClassifier:
     torch.manual_seed(seed)
     base: dict[str, Any] = {"d_model": 16, "heads": 2, "d_ff": 32, "layers": 2,
                             "max_length": 32}

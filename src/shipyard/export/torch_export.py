@@ -71,6 +71,7 @@ class ServedTextModel(nn.Module):
         self.named = named
 
     def forward(self, input_ids: torch.Tensor) -> Any:
+        """``net``'s logits of ``input_ids`` (named when ``named``)."""
         logits = self.net(input_ids)
         return {OUTPUT_NAME: logits} if self.named else logits
 

@@ -210,7 +210,7 @@ class TransformerClassifier(nn.Module):
 
 
 def build_transformer(cfg: TransformerConfig, vocab_size: int, num_classes: int,
-                      pad_id: int) -> nn.Module:
+                      pad_id: int) -> TransformerClassifier:
     """The classifier of ``cfg`` over a ``vocab_size``-token vocabulary, for ``num_classes``
     classes, with ``pad_id`` the padding token's id (``[PAD]``, 0 for
     :func:`shipyard.data.text_tokenizer.train_tokenizer`'s tokenizers). Raises
