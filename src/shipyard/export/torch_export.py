@@ -1,10 +1,13 @@
-"""A trained torch image classifier as ``model.onnx`` (and ``model.pt2``), checked against torch.
+"""A trained torch image or text classifier as ``model.onnx`` (and ``model.pt2``), checked
+against torch.
 
-The served graph takes ``image`` ``float32`` ``[N, C, H, W]`` (pixels in [0, 1], or already
-normalised when normalisation is a declared preprocessing step) and returns ``logits``
-``[N, classes]``; the batch dimension is dynamic. :func:`export_image_classifier` writes both
-files and returns the JSON record of ``export.json``: tensors, opset, and the agreement of ONNX
-Runtime (and the reloaded ``torch.export`` program) with torch on the test split.
+The served image graph takes ``image`` ``float32`` ``[N, C, H, W]`` (pixels in [0, 1], or
+already normalised when normalisation is a declared preprocessing step); the text graph takes
+``input_ids`` ``int64`` ``[N, L]`` (the ``tokenize`` step's output, ``L`` its ``max_length``).
+Both return ``logits`` ``[N, classes]``; the batch dimension is dynamic.
+:func:`export_image_classifier` and :func:`export_text_classifier` write both files and return
+the JSON record of ``export.json``: tensors, opset, and the agreement of ONNX Runtime (and the
+reloaded ``torch.export`` program) with torch on the test split.
 """
 
 from __future__ import annotations
@@ -24,11 +27,16 @@ from torch import nn
 
 from shipyard.errors import ExportError
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServedImageModel", "export_image_classifier",
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "TEXT_INPUT_NAME", "ServedImageModel",
+           "ServedTextModel", "export_image_classifier", "export_text_classifier",
            "onnx_model", "save_onnx"]
 
 INPUT_NAME = "image"
+"""The image classifier's input."""
+TEXT_INPUT_NAME = "input_ids"
+"""The text classifier's input (the ``tokenize`` step's output name)."""
 OUTPUT_NAME = "logits"
+"""Both classifiers' output."""
 
 
 class ServedImageModel(nn.Module):
@@ -50,6 +58,21 @@ class ServedImageModel(nn.Module):
             mean, std = self.get_buffer("mean"), self.get_buffer("std")
             image = (image - mean) / std
         logits = self.net(image)
+        return {OUTPUT_NAME: logits} if self.named else logits
+
+
+class ServedTextModel(nn.Module):
+    """``net`` with the served names: ``forward(input_ids)`` (``int64`` ``[N, L]``); returns
+    ``{"logits": ...}`` when ``named``."""
+
+    def __init__(self, net: nn.Module, *, named: bool = False) -> None:
+        super().__init__()
+        self.net = net
+        self.named = named
+
+    def forward(self, input_ids: torch.Tensor) -> Any:
+        """``net``'s logits of ``input_ids`` (named when ``named``)."""
+        logits = self.net(input_ids)
         return {OUTPUT_NAME: logits} if self.named else logits
 
 
@@ -76,17 +99,18 @@ def _batch_dim(max_batch_size: int) -> Any:
 
 
 def onnx_model(module: nn.Module, example: torch.Tensor, *, opset: int = 18,
-               max_batch_size: int = 0) -> Any:
-    """``module`` (in eval mode, taking ``image`` [N, C, H, W]) as an ONNX ModelProto with
-    output ``logits``: the dynamo exporter, one file's worth (no external data), the batch
-    dimension dynamic up to ``max_batch_size`` (0: any)."""
+               max_batch_size: int = 0, input_name: str = INPUT_NAME) -> Any:
+    """``module`` (in eval mode, taking one tensor: ``image`` [N, C, H, W] by default) as an
+    ONNX ModelProto with input ``input_name`` and output ``logits``: the dynamo exporter, one
+    file's worth (no external data), the batch dimension dynamic up to ``max_batch_size``
+    (0: any), the other dimensions those of ``example``."""
     training = module.training
     module.eval()
     try:
         with _quiet(), contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
             program = torch.onnx.export(
                 module, (example,), dynamo=True, external_data=False, opset_version=opset,
-                verbose=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                verbose=False, input_names=[input_name], output_names=[OUTPUT_NAME],
                 dynamic_shapes=({0: _batch_dim(max_batch_size)},))  # by position: any arg name
     finally:
         module.train(training)
@@ -140,64 +164,122 @@ def export_image_classifier(
     A file that cannot be made is recorded (``error``), not raised, like the tabular export."""
     net = net.to("cpu").eval()
     served = ServedImageModel(net, mean, std).eval()
-    example = (torch.from_numpy(np.ascontiguousarray(x_test[:2])),)
-    if example[0].shape[0] < 2:
-        example = (example[0].repeat(2, 1, 1, 1),)
+    example = _example(x_test)
     expected = _torch_logits(served, x_test)
     record: dict[str, Any] = {"converted": False, "file": onnx_file, "reference": "torch"}
-    shape = [-1, *x_test.shape[1:]]
-    classes = int(expected.shape[1])
     if onnx_file is not None:
-        try:
-            model = onnx_model(served, example[0], opset=opset, max_batch_size=max_batch_size)
-            import onnx
-
-            if metadata:
-                onnx.helper.set_model_props(model, dict(metadata))
-            model.producer_name = "shipyard"
-            data = model.SerializeToString()
-        except Exception as exc:  # the exporter raises many kinds; the run keeps its weights
-            first = (str(exc).strip().splitlines() or [repr(exc)])[0][:300]
-            record["error"] = (f"export: torch.onnx.export failed: {type(exc).__name__}: "
-                               f"{first}; the weights are in the run (model_state.pt)")
-        else:
-            (run_dir / onnx_file).write_bytes(data)
-            from shipyard.export.onnx import default_opset
-            from shipyard.export.verify import onnx_session
-
-            session = onnx_session(data)
-            got = np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: x_test[i:i + 512]})[0]
-                                  for i in range(0, len(x_test), 512)])
-            record.update(
-                converted=True, bytes=len(data), opset=default_opset(model),
-                inputs=[{"name": INPUT_NAME, "datatype": "FP32", "shape": shape,
-                         "format": "FORMAT_NCHW"}],
-                outputs=[{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, classes]}],
-                normalize_in_graph=mean is not None,
-                agreement={"split": split, "rows": len(x_test), "tolerance": tolerance,
-                           "outputs": [OUTPUT_NAME], **_compare(got, expected, tolerance)})
+        inputs = [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *x_test.shape[1:]],
+                   "format": "FORMAT_NCHW"}]
+        record.update(_onnx_file(served, example, x_test, expected, run_dir / onnx_file,
+                                 INPUT_NAME, inputs, opset=opset, max_batch_size=max_batch_size,
+                                 tolerance=tolerance, metadata=metadata, split=split,
+                                 extra={"normalize_in_graph": mean is not None}))
     if program_file is not None:
-        record["torch_program"] = _save_program(net, mean, std, example, x_test, expected,
-                                                run_dir / program_file, max_batch_size,
-                                                tolerance)
+        record["torch_program"] = _save_program(
+            ServedImageModel(net, mean, std, named=True).eval(), INPUT_NAME, example, x_test,
+            expected, run_dir / program_file, max_batch_size, tolerance)
     return record
 
 
-def _save_program(net: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None,
-                  example: tuple[torch.Tensor], x_test: np.ndarray, expected: np.ndarray,
-                  path: Path, max_batch_size: int, tolerance: float) -> dict[str, Any]:
-    """``torch.export`` the model with named input and output (what the torch runtime
-    serves) and check the reloaded program on a slice of the test split."""
-    named = ServedImageModel(net, mean, std, named=True).eval()
+def export_text_classifier(
+    net: nn.Module, ids_test: np.ndarray, run_dir: Path, *, opset: int, tolerance: float,
+    max_batch_size: int, onnx_file: str | None = "model.onnx",
+    program_file: str | None = "model.pt2", metadata: dict[str, str] | None = None,
+    split: str = "test",
+) -> dict[str, Any]:
+    """Export the text classifier ``net`` (on the CPU, in eval mode) and check the files on
+    ``ids_test`` (the graph's input: ``int64`` token ids ``[N, L]``, ``L`` the ``tokenize``
+    step's ``max_length``; fixed in the graph, while ``N`` is dynamic up to
+    ``max_batch_size``). The record has the shape of :func:`export_image_classifier`'s; a file
+    that cannot be made is recorded (``error``), not raised."""
+    ids_test = np.ascontiguousarray(ids_test)
+    if ids_test.ndim != 2 or ids_test.dtype != np.int64:
+        raise ExportError(f"export_text_classifier ids_test must be int64 [N, L] token ids, got "
+                          f"{ids_test.dtype} {list(ids_test.shape)}; pass the tokenize step's "
+                          "output")
+    net = net.to("cpu").eval()
+    served = ServedTextModel(net).eval()
+    example = _example(ids_test)
+    expected = _torch_logits(served, ids_test)
+    record: dict[str, Any] = {"converted": False, "file": onnx_file, "reference": "torch"}
+    if onnx_file is not None:
+        inputs = [{"name": TEXT_INPUT_NAME, "datatype": "INT64",
+                   "shape": [-1, int(ids_test.shape[1])]}]
+        record.update(_onnx_file(served, example, ids_test, expected, run_dir / onnx_file,
+                                 TEXT_INPUT_NAME, inputs, opset=opset,
+                                 max_batch_size=max_batch_size, tolerance=tolerance,
+                                 metadata=metadata, split=split))
+    if program_file is not None:
+        record["torch_program"] = _save_program(
+            ServedTextModel(net, named=True).eval(), TEXT_INPUT_NAME, example, ids_test,
+            expected, run_dir / program_file, max_batch_size, tolerance)
+    return record
+
+
+def _example(x: np.ndarray) -> tuple[torch.Tensor]:
+    """The export example: two rows of ``x`` (a batch of 1 would specialise the batch size)."""
+    example = torch.from_numpy(np.ascontiguousarray(x[:2]))
+    if example.shape[0] < 2:
+        example = example.repeat(2, *([1] * (example.dim() - 1)))
+    return (example,)
+
+
+def _onnx_file(served: nn.Module, example: tuple[torch.Tensor], x_test: np.ndarray,
+               expected: np.ndarray, path: Path, input_name: str,
+               inputs: list[dict[str, Any]], *, opset: int, max_batch_size: int,
+               tolerance: float, metadata: dict[str, str] | None, split: str,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export ``served`` to ``path`` and check ONNX Runtime against ``expected`` on
+    ``x_test``: the record's ONNX part (``converted``, ``bytes``, ``opset``, ``inputs``,
+    ``outputs``, ``extra``, ``agreement``), or its ``error``."""
+    try:
+        model = onnx_model(served, example[0], opset=opset, max_batch_size=max_batch_size,
+                           input_name=input_name)
+        import onnx
+
+        if metadata:
+            onnx.helper.set_model_props(model, dict(metadata))
+        model.producer_name = "shipyard"
+        data = model.SerializeToString()
+    except Exception as exc:  # the exporter raises many kinds; the run keeps its weights
+        first = (str(exc).strip().splitlines() or [repr(exc)])[0][:300]
+        return {"error": f"export: torch.onnx.export failed: {type(exc).__name__}: "
+                         f"{first}; the weights are in the run (model_state.pt)"}
+    path.write_bytes(data)
+    from shipyard.export.onnx import default_opset
+    from shipyard.export.verify import onnx_session
+
+    session = onnx_session(data)
+    got = np.concatenate([session.run([OUTPUT_NAME], {input_name: x_test[i:i + 512]})[0]
+                          for i in range(0, len(x_test), 512)])
+    return {"converted": True, "bytes": len(data), "opset": default_opset(model),
+            "inputs": inputs,
+            "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32",
+                         "shape": [-1, int(expected.shape[1])]}],
+            **(extra or {}),
+            "agreement": {"split": split, "rows": len(x_test), "tolerance": tolerance,
+                          "outputs": [OUTPUT_NAME], **_compare(got, expected, tolerance)}}
+
+
+def _save_program(named: nn.Module, input_name: str, example: tuple[torch.Tensor],
+                  x_test: np.ndarray, expected: np.ndarray, path: Path, max_batch_size: int,
+                  tolerance: float) -> dict[str, Any]:
+    """``torch.export`` ``named`` (a served model whose forward argument is ``input_name``
+    and which returns ``{"logits": ...}``: what the torch runtime serves) and check the
+    reloaded program on a slice of the test split (in batches of at most ``max_batch_size``,
+    the bound the program was exported with)."""
     try:
         with _quiet():
             program = torch.export.export(
-                named, example, dynamic_shapes={INPUT_NAME: {0: _batch_dim(max_batch_size)}})
+                named, example, dynamic_shapes={input_name: {0: _batch_dim(max_batch_size)}})
             torch.export.save(program, path)
             loaded = torch.export.load(path).module()
             rows = min(len(x_test), 256)
+            step = min(max_batch_size, rows) if max_batch_size else rows  # its batch bound
             with torch.inference_mode():
-                got = loaded(torch.from_numpy(x_test[:rows]))[OUTPUT_NAME].numpy()
+                got = np.concatenate([
+                    loaded(torch.from_numpy(x_test[i:min(i + step, rows)]))[OUTPUT_NAME].numpy()
+                    for i in range(0, rows, step)])
     except Exception as exc:  # as above: recorded, the ONNX file is still served
         first = (str(exc).strip().splitlines() or [repr(exc)])[0][:300]
         return {"file": None, "error": f"torch.export failed: {type(exc).__name__}: {first}"}
