@@ -126,11 +126,12 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
     from shipyard.training.run import RUN_FILES
 
     loaded = _as_run(run)
-    from shipyard.training.config import family_key
+    from shipyard.training.config import FAMILY_LABELS, family_key
 
     if variant != "fp32" and family_key(loaded.experiment) != "torch":
-        raise ExportError(f"--variant: run {str(loaded.path)!r} is not a torch image run; it "
-                          "has only its own model (fp32): drop --variant")
+        label = FAMILY_LABELS.get(family_key(loaded.experiment), "")
+        raise ExportError(f"--variant: run {str(loaded.path)!r} is a {label} run; it has "
+                          "only its own model (fp32): drop --variant")
     extra = {name: (loaded.path / RUN_FILES[key]).read_bytes()
              for key, name in (("metrics", "metrics.json"), ("export", "export.json"),
                                ("experiment", "experiment.yaml"))

@@ -168,3 +168,19 @@ def test_a_missing_column_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "data.text_column" in result.output
     assert "Traceback" not in result.output
+
+
+def test_evaluate_on_another_file_through_the_cli(run: Run, tmp_path: Path) -> None:
+    lines = SMS_SPAM.read_text(encoding="utf-8").splitlines()[-300:]
+    other = tmp_path / "later.tsv"
+    other.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["evaluate", str(run.path), "--data", str(other)])
+    assert result.exit_code == 0, result.output
+    folder = run.path / "evaluations" / "later"
+    metrics = json.loads((folder / "metrics.json").read_text())["data"]
+    spam = sum(line.startswith("spam\t") for line in lines)
+    details = json.loads((folder / "evaluation.json").read_text())["data"]
+    assert details["per_class"]["spam"]["support"] == spam
+    assert 0.9 < metrics["accuracy"] <= 1.0
+    assert "Most confidently wrong texts" in (folder / "report.md").read_text() or \
+        metrics["accuracy"] == 1.0

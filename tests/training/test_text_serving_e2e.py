@@ -208,3 +208,14 @@ def test_published_configs_declare_the_chain(runs: dict[str, Run], server: Serve
             assert "probabilities" in [o["name"] for o in meta["outputs"]]
     finally:
         client.close()
+
+
+def test_transformer_run_evaluates_again_to_its_test_metrics(runs: dict[str, Run]) -> None:
+    from shipyard.training.trainer import evaluate_run
+
+    run = runs["transformer"]
+    again = evaluate_run(run)
+    assert again.metrics["accuracy"] == pytest.approx(run.metrics["test"]["accuracy"])
+    assert (run.path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    history = json.loads((run.path / "history.json").read_text())
+    assert len(history["epoch"]) == 2

@@ -27,6 +27,7 @@ from shipyard.training.text_config import TextExperiment
 from shipyard.training.torch import TorchTraining
 
 __all__ = [
+    "FAMILY_LABELS",
     "AnyExperiment",
     "DataConfig",
     "Experiment",
@@ -468,6 +469,11 @@ def experiment_class(raw: Mapping[str, Any]
     if raw.get("kind") == "text":
         return TextExperiment
     return ImageExperiment if _family(raw) == "torch" else Experiment
+
+
+#: how messages name the runs of each trainer (:func:`family_key`)
+FAMILY_LABELS = {"sklearn": "scikit-learn", "torch": "torch image", "text-sklearn": "TF-IDF text",
+                 "text-torch": "Transformer text"}
 
 
 def family_key(exp: AnyExperiment) -> str:

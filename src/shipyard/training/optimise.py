@@ -142,12 +142,11 @@ def optimise_run(
     docstring). ``prune=0`` skips the pruned variants; ``fine_tune_epochs=0`` prunes without
     fine-tuning; ``threads``: ORT intra-op thread counts to measure speed at."""
     from shipyard.training import torch_experiment as te
-    from shipyard.training.config import family_key
+    from shipyard.training.config import FAMILY_LABELS, family_key
 
     family = family_key(run.experiment)
     if family != "torch":
-        label = {"sklearn": "scikit-learn", "text-sklearn": "TF-IDF text",
-                 "text-torch": "Transformer text"}.get(family, family)
+        label = FAMILY_LABELS.get(family, family)
         raise ConfigError(f"optimise: run {str(run.path)!r} is a {label} run; optimise makes "
                           "INT8 and pruned variants of torch image runs only (publish a "
                           "scikit-learn run's model.onnx as it is)")

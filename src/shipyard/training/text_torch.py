@@ -179,13 +179,15 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
         plots.append(("Learning curves", RUN_FILES["curves"]))
     export = _export(text, model, ids_test, run_dir, names, steps)
     write_json(run_dir / RUN_FILES["serving"], _serving(text, names, export))
-    info = {"name": text.name, "kind": "text", "task": text.task, "model": text.model.label,
+    mean_tokens = float(lengths.mean()) if len(lengths) else 0.0
+    info: dict[str, Any] = {
+            "name": text.name, "kind": "text", "task": text.task, "model": text.model.label,
             "estimator": "shipyard.models.transformer", "parameters": count_parameters(model),
             "created": created(), "data": data_info(text, parts),
             "classes": list(range(len(names))), "class_names": names,
             "tokenizer": {"kind": tok.kind, "vocab_size": vocab, "max_length": tok.max_length,
                           "train_texts_cut": cut,
-                          "mean_tokens": float(lengths.mean()) if len(lengths) else 0.0},
+                          "mean_tokens": mean_tokens},
             "device": history.device, "precision": history.precision,
             "history": {"best_epoch": history.best_epoch,
                         "stopped_early": history.stopped_early, "notes": history.notes},
@@ -197,7 +199,7 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
     tr = text.training
     facts = [
         ("tokenizer", f"{tok.kind}, {vocab:,} tokens, max_length {tok.max_length} "
-                      f"({cut} training texts cut; {info['tokenizer']['mean_tokens']:.1f} "
+                      f"({cut} training texts cut; {mean_tokens:.1f} "
                       "tokens on average)"),
         ("model", f"Transformer encoder, {info['parameters']:,} parameters; {params}"),
         ("training", f"{len(history.epoch)} epochs of {tr.batch_size} (optimizer "
