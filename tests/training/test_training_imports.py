@@ -88,8 +88,8 @@ def test_public_names_stay_importable() -> None:
 
 def test_family_modules_load_only_when_their_family_runs() -> None:
     """The dispatcher knows family modules by name; torch is imported only by the torch
-    trainer, the torch loop and export, the torch networks (training/torch*.py, _torch*.py,
-    export/torch_export.py, models/), pruning and optimising (export/prune.py,
+    trainers, the torch loop and export, the torch networks (training/torch*.py, _torch*.py,
+    training/text_torch.py, export/torch_export.py, models/), pruning and optimising (export/prune.py,
     training/optimise.py) and the torch side of the image data (data/augment.py,
     data/image_loader.py). The experiment schema names TorchTraining
     (shipyard.training.torch, which imports no torch until fit runs)."""
@@ -100,7 +100,8 @@ def test_family_modules_load_only_when_their_family_runs() -> None:
     torch_home = [p for p in _files(*TRAINING_HALF, "models")
                   if p.parent.name == "models" or p.name.startswith(("torch", "_torch"))
                   or p.relative_to(SRC).as_posix() in ("data/augment.py", "data/image_loader.py",
-                                                       "export/prune.py", "training/optimise.py")]
+                                                       "export/prune.py", "training/optimise.py",
+                                                       "training/text_torch.py")]
     others = [p for p in _files(*TRAINING_HALF, "api.py", "_cli_train.py", "errors.py")
               if p not in torch_home]
     assert not _offenders(others, ("torch",))

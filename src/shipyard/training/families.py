@@ -98,7 +98,8 @@ def unavailable(family: str) -> str | None:
     """Why experiments of ``family`` cannot run here (``model.family: ...``), or None."""
     entry = FAMILIES.get(family)
     if entry is None:
-        return f"model.family: {family!r} is not a model family; allowed: {list(FAMILIES)}"
+        allowed = [k for k in FAMILIES if not k.startswith("text-")]  # text-*: by kind: text
+        return f"model.family: {family!r} is not a model family; allowed: {allowed}"
     return None if _present(entry.module) else f"model.family: {entry.missing}"
 
 
