@@ -89,8 +89,8 @@ def test_public_names_stay_importable() -> None:
 def test_family_modules_load_only_when_their_family_runs() -> None:
     """The dispatcher knows family modules by name; torch is imported only by the torch
     trainers, the torch loop and export, the torch networks (training/torch*.py, _torch*.py,
-    training/text_torch.py, export/torch_export.py, models/), pruning and optimising (export/prune.py,
-    training/optimise.py) and the torch side of the image data (data/augment.py,
+    training/text_torch.py, export/torch_export.py, models/), pruning and optimising
+    (export/prune.py, training/optimise.py) and the torch side of the image data (data/augment.py,
     data/image_loader.py). The experiment schema names TorchTraining
     (shipyard.training.torch, which imports no torch until fit runs)."""
     modules = _imported("import shipyard.training.trainer, shipyard.training.config")

@@ -106,6 +106,24 @@ def test_tokenize_pads_to_max_length_with_the_pad_id(version_dir: Path) -> None:
     assert out[0, 0] == tokenizer.token_to_id("[CLS]") and pad == 3
 
 
+def test_tokenize_padding_longest_pads_to_the_batch_s_longest_text(version_dir: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(version_dir / "tokenizer.json"))
+    pad = tokenizer.token_to_id("[PAD]")
+    texts = ["the lazy dog", "call me tomorrow morning", "a weekly prize"]
+    step = Tokenize(path="tokenizer.json", max_length=40, padding="longest",
+                    base_dir=version_dir)
+    out = step(batch(*(t.encode() for t in texts)))
+    longest = max(len(tokenizer.encode(t).ids) for t in texts)
+    assert out.shape == (3, longest) and longest < 40
+    fixed = Tokenize(path="tokenizer.json", max_length=40, base_dir=version_dir)(
+        batch(*(t.encode() for t in texts)))
+    np.testing.assert_array_equal(out, fixed[:, :longest])
+    assert (fixed[:, longest:] == pad).all()
+    assert step.output_spec(("BYTES", (-1,))) == ("INT64", (-1, -1))
+    with pytest.raises(StepConfigError, match=r"tokenize\.padding"):
+        Tokenize(path="tokenizer.json", padding="right")
+
+
 def test_tokenize_attention_mask_marks_the_tokens(version_dir: Path) -> None:
     step = Tokenize(path="tokenizer.json", max_length=10, attention_mask=True,
                     base_dir=version_dir)

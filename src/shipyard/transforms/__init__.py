@@ -39,7 +39,8 @@ Text
         ``truncation`` = false (a longer text is refused with its index; true cuts it);
         ``attention_mask`` = false (true: a dict ``{input_ids, attention_mask}``);
         ``add_special_tokens`` = true; ``pad_id`` = null (the tokenizer's, else ``[PAD]`` or
-        ``<pad>``); ``allow_empty`` = false (an empty text is refused).
+        ``<pad>``); ``allow_empty`` = false (an empty text is refused); ``padding`` =
+        ``max_length`` (``longest``: rows as long as the batch's longest text).
     ``words``  UTF-8 bytes -> its words, joined by single spaces (an empty string if none).
         ``pattern`` = ``(?u)\\b\\w+\\b`` (one word; at most one capturing group);
         ``stop_words`` = null (``english``: scikit-learn's list | a list; case-sensitive: lower-case

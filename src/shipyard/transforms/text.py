@@ -169,9 +169,12 @@ class Tokenize(Step):
         pad_id: the padding id; default ``null``: the tokenizer's own padding id, else the id
             of ``[PAD]`` or ``<pad>`` (loading fails if there is none).
         allow_empty: accept an empty (or all-whitespace) text; default ``false``.
+        padding: ``max_length`` (default): every row is ``max_length`` long; ``longest``:
+            rows are as long as the batch's longest text (dynamic padding: a batch of short
+            texts makes short rows; the model must take any length up to ``max_length``).
         base_dir: given when the pipeline is built, not declared: the version folder.
 
-    The output is ``int64`` ``[N, max_length]``.
+    The output is ``int64`` ``[N, max_length]`` (``[N, longest]`` with ``padding: longest``).
     """
 
     name = "tokenize"
@@ -180,6 +183,7 @@ class Tokenize(Step):
     def __init__(self, path: str, max_length: int = 128, truncation: bool = False,
                  attention_mask: bool = False, add_special_tokens: bool = True,
                  pad_id: int | None = None, allow_empty: bool = False,
+                 padding: Literal["max_length", "longest"] = "max_length",
                  base_dir: str | Path | None = None) -> None:
         if not isinstance(path, str) or not path or PurePath(path).is_absolute() or \
                 ".." in PurePath(path).parts:
@@ -196,6 +200,7 @@ class Tokenize(Step):
         self.pad_id = None if pad_id is None else _checks.positive_int(
             self.name, "pad_id", pad_id, minimum=0)
         self.allow_empty = _checks.boolean(self.name, "allow_empty", allow_empty)
+        self.padding = _checks.choice(self.name, "padding", padding, ("max_length", "longest"))
         self.base_dir = base_dir
 
     def input_spec(self) -> Spec:
@@ -203,7 +208,7 @@ class Tokenize(Step):
 
     def output_spec(self, input_spec: Specs) -> Specs:
         _, shape = _text_spec(self.name, input_spec)
-        ids: Spec = ("INT64", (shape[0], self.max_length))
+        ids: Spec = ("INT64", (shape[0], -1 if self.padding == "longest" else self.max_length))
         return {"input_ids": ids, "attention_mask": ids} if self.attention_mask else ids
 
     def load(self) -> Tokenize:
@@ -252,12 +257,14 @@ class Tokenize(Step):
                 f"text has {lengths[i]} tokens, more than tokenize.max_length={self.max_length} "
                 "(declare tokenize.truncation: true to cut it)", i
             )
-        ids = np.full((len(items), self.max_length), self.pad_id_, dtype=np.int64)
+        width = self.max_length if self.padding == "max_length" else \
+            max(1, int(lengths.max(initial=0)))
+        ids = np.full((len(items), width), self.pad_id_, dtype=np.int64)
         for row, encoding in enumerate(encodings):
             ids[row, : lengths[row]] = encoding.ids
         if not self.attention_mask:
             return ids
-        mask = (np.arange(self.max_length) < lengths[:, None]).astype(np.int64)
+        mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
         return {"input_ids": ids, "attention_mask": mask}
 
 
