@@ -143,6 +143,10 @@ def publish(
     variant: Annotated[str, typer.Option(
         "--variant", help="Image runs: fp32 (the run's model) or a variant 'shipyard optimise' "
         "wrote: int8, pruned, pruned-int8.")] = "fp32",
+    tokenizer: Annotated[str, typer.Option(
+        "--tokenizer", help="Transformer text runs: steps (a tokenize step and tokenizer.json "
+        "before model.onnx) or graph (the run's model_text.onnx, BPE tokenizer inside; needs "
+        "export.tokenizer_in_graph: true at training).")] = "steps",
 ) -> None:
     """Publish a run's ONNX model as the next version in a model repository.
 
@@ -152,7 +156,7 @@ def publish(
 
     with _user_errors():
         published = api.publish(run, repo, model=model, force=force, input=input,
-                                backend=backend, variant=variant)
+                                backend=backend, variant=variant, tokenizer=tokenizer)
     typer.echo(f"published {published.model} version {published.version}: {published.path}")
 
 
