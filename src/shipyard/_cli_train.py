@@ -98,6 +98,16 @@ def train(
                    f"{'n/a' if diff is None else f'{diff:.2e}'})")
     else:
         typer.echo(f"ONNX: not exported: {export.get('error')}")
+    graph = export.get("text_graph")
+    if graph:
+        if graph.get("file"):
+            agreement = graph.get("agreement") or {}
+            verdict = "agrees" if agreement.get("passed") else "DISAGREES"
+            typer.echo(f"tokenizer in the graph: {run.path / graph['file']}; it {verdict} with "
+                       f"the tokenize step and torch on the test split "
+                       f"({graph.get('ids', {}).get('mismatches')} rows with other ids)")
+        else:
+            typer.echo(f"tokenizer in the graph: not made: {graph.get('error')}")
     typer.echo(f"run: {run.path}")
     typer.echo(f"report: {run.path / 'report.md'}")
 
