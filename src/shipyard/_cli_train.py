@@ -98,6 +98,16 @@ def train(
                    f"{'n/a' if diff is None else f'{diff:.2e}'})")
     else:
         typer.echo(f"ONNX: not exported: {export.get('error')}")
+    graph = export.get("text_graph")
+    if graph:
+        if graph.get("file"):
+            agreement = graph.get("agreement") or {}
+            verdict = "agrees" if agreement.get("passed") else "DISAGREES"
+            typer.echo(f"tokenizer in the graph: {run.path / graph['file']}; it {verdict} with "
+                       f"the tokenize step and torch on the test split "
+                       f"({graph.get('ids', {}).get('mismatches')} rows with other ids)")
+        else:
+            typer.echo(f"tokenizer in the graph: not made: {graph.get('error')}")
     typer.echo(f"run: {run.path}")
     typer.echo(f"report: {run.path / 'report.md'}")
 
@@ -143,6 +153,10 @@ def publish(
     variant: Annotated[str, typer.Option(
         "--variant", help="Image runs: fp32 (the run's model) or a variant 'shipyard optimise' "
         "wrote: int8, pruned, pruned-int8.")] = "fp32",
+    tokenizer: Annotated[str, typer.Option(
+        "--tokenizer", help="Transformer text runs: steps (a tokenize step and tokenizer.json "
+        "before model.onnx) or graph (the run's model_text.onnx, BPE tokenizer inside; needs "
+        "export.tokenizer_in_graph: true at training).")] = "steps",
 ) -> None:
     """Publish a run's ONNX model as the next version in a model repository.
 
@@ -152,7 +166,7 @@ def publish(
 
     with _user_errors():
         published = api.publish(run, repo, model=model, force=force, input=input,
-                                backend=backend, variant=variant)
+                                backend=backend, variant=variant, tokenizer=tokenizer)
     typer.echo(f"published {published.model} version {published.version}: {published.path}")
 
 

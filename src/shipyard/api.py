@@ -113,7 +113,7 @@ def _describe(run: Run) -> str:
 
 def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None,
             force: bool = False, input: str = "bytes", backend: str = "onnx",
-            variant: str = "fp32") -> Published:
+            variant: str = "fp32", tokenizer: str = "steps") -> Published:
     """Write the run's model as the next version of ``model`` (default: the experiment name)
     in the model repository ``repo``; atomic. Refuses a run whose ONNX model disagreed with
     its reference (scikit-learn, torch) on the test split unless ``force``.
@@ -121,12 +121,20 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
     A torch image run is published with its image steps: ``input`` bytes (encoded PNG/JPEG,
     decoded and resized on the server), uint8 (raw NHWC pixels) or fp32 (the graph's NCHW
     tensor); ``backend`` onnx (``model.onnx``) or torch (``model.pt2``). ``variant``: fp32
-    (the run's own model) or one that :func:`optimise` wrote (int8, pruned, pruned-int8)."""
+    (the run's own model) or one that :func:`optimise` wrote (int8, pruned, pruned-int8).
+
+    A Transformer text run is published with its tokenizer as a ``tokenize`` step
+    (``tokenizer`` steps: ``model.onnx`` and ``tokenizer.json``) or inside the graph
+    (``tokenizer`` graph: the run's ``model_text.onnx``, written with
+    ``export.tokenizer_in_graph: true``, as ``model.onnx``; the chain is the only step)."""
     from shipyard.export.publish import publish_image_run, publish_model
     from shipyard.training.run import RUN_FILES
 
     loaded = _as_run(run)
     from shipyard.training.config import FAMILY_LABELS, family_key
+
+    if tokenizer not in ("steps", "graph"):
+        raise ExportError(f"--tokenizer: {tokenizer!r} is not one of ['steps', 'graph']")
 
     if variant != "fp32" and family_key(loaded.experiment) != "torch":
         label = FAMILY_LABELS.get(family_key(loaded.experiment), "")
@@ -140,7 +148,10 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
 
     if isinstance(loaded.experiment, TextExperiment):
         return _publish_text(loaded, Path(repo), model, force=force, input=input,
-                             backend=backend, extra=extra)
+                             backend=backend, extra=extra, tokenizer=tokenizer)
+    if tokenizer != "steps":
+        raise ExportError(f"--tokenizer graph: run {str(loaded.path)!r} is not a text run; "
+                          "drop --tokenizer")
     if loaded.experiment.model.family == "torch":
         from shipyard.training.torch_experiment import serving_config
 
@@ -200,9 +211,41 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
     )
 
 
+def _text_graph_serving(run: Run, serving: dict[str, Any], *, backend: str, force: bool
+                        ) -> tuple[dict[str, Any], Path]:
+    """``serving`` for ``--tokenizer graph``: the chain as the only steps, no files; and the
+    run's ``model_text.onnx``, published as ``model.onnx``."""
+    where = f"--tokenizer graph: run {str(run.path)!r}"
+    if run.experiment.model.family != "torch":
+        raise ExportError(f"{where} is a TF-IDF run, whose graph takes raw texts already; "
+                          "drop --tokenizer")
+    if backend != "onnx":
+        raise ExportError(f"{where}: the tokenizer graph is an ONNX model; drop --backend "
+                          f"{backend}")
+    graph = serving.get("text_graph") or {}
+    record = run.export.get("text_graph") or {}
+    file = run.path / str(graph.get("model_file") or "model_text.onnx")
+    if not graph or not file.is_file():
+        why = record.get("error") or "it was trained without export.tokenizer_in_graph: true"
+        raise ExportError(f"{where} has no model_text.onnx ({why}); train it again with "
+                          "--set tokenizer.kind=bpe --set export.tokenizer_in_graph=true, or "
+                          "publish with --tokenizer steps")
+    agreement = record.get("agreement") or {}
+    if not agreement.get("passed") and not force:
+        raise ExportError(f"{where}: model_text.onnx disagrees with the tokenize step and torch "
+                          f"on the test split (ids {record.get('ids')}, logits {agreement}); "
+                          f"{record.get('differs', '')}; publish with --tokenizer steps, or "
+                          "pass --force")
+    return ({**serving, "model_file": serving.get("model_file") or "model.onnx",
+             "preprocess": list(graph.get("preprocess") or []),
+             "files": list(graph.get("files") or [])}, file)
+
+
 def _publish_text(run: Run, repo: Path, model: str | None, *, force: bool, input: str,
-                  backend: str, extra: dict[str, bytes]) -> Published:
-    """A text run: raw strings in (the chain and tokenizer as steps), class probabilities out."""
+                  backend: str, extra: dict[str, bytes], tokenizer: str = "steps"
+                  ) -> Published:
+    """A text run: raw strings in (the chain and tokenizer as steps, or the chain as steps
+    and the tokenizer inside the graph), class probabilities out."""
     from shipyard.export.publish import publish_text_run
     from shipyard.training.text_run import serving_config
 
@@ -210,6 +253,21 @@ def _publish_text(run: Run, repo: Path, model: str | None, *, force: bool, input
         raise ExportError(f"--input: a text model takes raw strings (bytes); drop --input "
                           f"{input}")
     serving = serving_config(run)
+    if tokenizer == "graph":
+        serving, graph_file = _text_graph_serving(run, serving, backend=backend, force=force)
+        names = serving.get("class_names") or []
+        head = run.experiment.description.strip() or "text classifier"
+        test = run.metrics.get("test", {})
+        description = (
+            f"{head} Input: one raw UTF-8 text per row (BYTES 'text' [N, 1]); the server runs "
+            "the training chain, and the BPE tokenizer runs inside the ONNX graph "
+            "(onnxruntime-extensions). Output: the probability of each class "
+            f"({', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''}). Test "
+            f"accuracy {test.get('accuracy', float('nan')):.4f}. Trained by shipyard run "
+            f"{run.path.name}.")
+        return publish_text_run(run.path, serving, repo, model or run.experiment.name,
+                                description=description, backend="onnx", extra_files=extra,
+                                model_file=graph_file)
     agreement = run.export.get("agreement") or {}
     if backend == "onnx" and not agreement.get("passed") and not force:
         reference = "torch" if run.experiment.model.family == "torch" else "scikit-learn"

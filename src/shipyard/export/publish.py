@@ -202,10 +202,12 @@ def text_model_config(serving: Mapping[str, Any], existing: dict[str, Any] | Non
 def publish_text_run(
     run_dir: Path, serving: Mapping[str, Any], repository: Path, model: str, *,
     description: str, backend: str = "onnx", extra_files: Mapping[str, bytes] | None = None,
+    model_file: Path | None = None,
 ) -> Published:
     """Publish a text run (``serving`` = its ``serving.json``) as the next version of
     ``model``: the model file, the files its steps read (``tokenizer.json``) and a
-    ``config.yaml`` from :func:`text_model_config`."""
+    ``config.yaml`` from :func:`text_model_config`. ``model_file``: another ONNX file to
+    publish under the run's model file name (``model_text.onnx``, the tokenizer inside)."""
     files = dict(extra_files or {})
     for name in serving.get("files") or []:
         source = run_dir / name
@@ -215,6 +217,7 @@ def publish_text_run(
         files[name] = source.read_bytes()
     return _publish_run(
         run_dir, serving, repository, model, backend=backend, extra_files=files,
+        model_file=model_file,
         config=lambda existing: text_model_config(serving, existing, description=description,
                                                   backend=backend))
 

@@ -217,6 +217,13 @@ class TextExportConfig(_Strict):
     top_k: int | None = Field(None, ge=1)
     """The served answer: null = the probability of every class (``probabilities``, with the
     classification extension's labels); k = the best k classes (top_k and labels steps)."""
+    tokenizer_in_graph: bool = False
+    """Transformer with ``tokenizer.kind: bpe``: also write ``model_text.onnx``, the tokenizer
+    inside the graph (onnxruntime-extensions' GPT2Tokenizer, then [CLS]/[SEP], cutting and
+    padding as ONNX operators) before ``model.onnx``: input ``text`` BYTES [N] (the chain's
+    output) -> ``logits``, checked against the tokenize step's ids and torch's logits.
+    ``shipyard publish --tokenizer graph`` serves it with the chain as the only steps (no
+    tokenizer.json). Needs ``pip install 'shipyard[text-graph]'`` to train and to serve."""
 
 
 class _Output(_Strict):
@@ -307,6 +314,19 @@ class TextExperiment(_Strict):
                              "Transformer); remove it for the TF-IDF model")
         if self.model.family == "sklearn" and not self.export.torch_program:
             raise ValueError("export.torch_program: only for model.family: torch; remove it")
+        if self.export.tokenizer_in_graph:
+            if self.model.family == "sklearn":
+                raise ValueError("export.tokenizer_in_graph: only for model.family: torch (the "
+                                 "TF-IDF graph takes raw texts already); remove it")
+            if self.tokenizer.kind != "bpe":
+                raise ValueError(
+                    f"export.tokenizer_in_graph: true needs tokenizer.kind: bpe, got "
+                    f"tokenizer.kind: {self.tokenizer.kind} (onnxruntime-extensions converts "
+                    "byte-level BPE only); set tokenizer.kind: bpe or "
+                    "export.tokenizer_in_graph: false")
+            if not self.export.onnx:
+                raise ValueError("export.tokenizer_in_graph: true needs export.onnx: true (the "
+                                 "tokenizer goes in front of model.onnx); set both or neither")
         if self.data.class_names is not None and self.task == "binary" and \
                 len(self.data.class_names) != 2:
             raise ValueError(f"data.class_names: task binary has two classes, got "

@@ -11,7 +11,9 @@ same schedules, checkpoints, ``--resume``, progress and autocast on CUDA).
 
 Files of the run (besides :mod:`shipyard.training.run`'s): ``tokenizer.json``,
 ``model_state.pt``, ``model.onnx`` (``input_ids`` INT64 [N, max_length] -> ``logits``),
-``model.pt2``, ``serving.json``, ``history.json``, ``curves.png``, ``checkpoints/``.
+``model.pt2``, ``serving.json``, ``history.json``, ``curves.png``, ``checkpoints/``; with
+``export.tokenizer_in_graph`` also ``model_text.onnx`` (``text`` BYTES [N] -> ``logits``: the
+BPE tokenizer inside the graph, :mod:`shipyard.export.text_graph`).
 """
 
 from __future__ import annotations
@@ -50,11 +52,14 @@ from shipyard.training.text_run import (
 from shipyard.training.torch import History, fit, predict
 from shipyard.transforms import Tokenize
 
-__all__ = ["TOKENIZER_FILE", "Prepared", "evaluate", "prepare", "tokenize_step", "train"]
+__all__ = ["TEXT_GRAPH_FILE", "TOKENIZER_FILE", "Prepared", "evaluate", "prepare",
+           "tokenize_step", "train"]
 
 log = logging.getLogger("shipyard.training")
 
 TOKENIZER_FILE = "tokenizer.json"
+TEXT_GRAPH_FILE = "model_text.onnx"
+"""The model with the tokenizer inside (``export.tokenizer_in_graph``): raw texts in."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,14 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
             plots += split_figures(test, names, run_dir, "test")
     if (run_dir / RUN_FILES["curves"]).is_file():
         plots.append(("Learning curves", RUN_FILES["curves"]))
-    export = _export(text, model, ids_test, run_dir, names, steps)
+    export = _export(text, model, ids_test, run_dir, names, steps, test_texts)
+    graph = export.get("text_graph") or {}
+    nul = (graph.get("texts_with_nul") or {}).get("with_nul")
+    if graph.get("error"):
+        history.notes.append(f"export.tokenizer_in_graph: no {TEXT_GRAPH_FILE}: "
+                             f"{graph['error']}")
+    elif nul:
+        history.notes.append(f"{nul} checked test texts hold U+0000 (NUL): {graph['differs']}")
     write_json(run_dir / RUN_FILES["serving"], _serving(text, names, export))
     mean_tokens = float(lengths.mean()) if len(lengths) else 0.0
     info: dict[str, Any] = {
@@ -232,7 +244,7 @@ def _training_summary(history: History, steps: Steps) -> dict[str, float | None]
 
 
 def _export(exp: TextExperiment, model: torch.nn.Module, ids_test: np.ndarray, run_dir: Path,
-            names: list[str], steps: Steps) -> dict[str, Any]:
+            names: list[str], steps: Steps, test_texts: list[str]) -> dict[str, Any]:
     if not exp.export.onnx and not exp.export.torch_program:
         return {"converted": False, "error": "export.onnx and export.torch_program are false"}
     from shipyard.export.torch_export import export_text_classifier
@@ -253,6 +265,16 @@ def _export(exp: TextExperiment, model: torch.nn.Module, ids_test: np.ndarray, r
             split="test" if len(rows) == len(ids_test) else f"test (first {len(rows)})")
     record["summary"] = ("the Transformer; input_ids INT64 [N, max_length] in, logits out; the "
                          "chain and the tokenizer are declared preprocess steps (serving.json)")
+    if exp.export.tokenizer_in_graph and record.get("converted"):
+        with steps.step(f"putting the tokenizer inside the graph ({TEXT_GRAPH_FILE})",
+                        "text_graph"):
+            record["text_graph"] = _text_graph(exp, model, rows, test_texts[:len(rows)],
+                                               run_dir, record.get("agreement", {}))
+        graph = record["text_graph"]
+        if not (graph.get("agreement") or {}).get("passed"):
+            log.warning("%s: %s", TEXT_GRAPH_FILE, graph.get("error") or
+                        f"disagrees with the tokenize step and torch: {graph.get('ids')}, "
+                        f"{graph.get('agreement')}")
     agreement = record.get("agreement") or {}
     if record.get("converted") and not agreement.get("passed"):
         log.warning("ONNX Runtime and torch disagree on the test split: %s", agreement)
@@ -261,15 +283,35 @@ def _export(exp: TextExperiment, model: torch.nn.Module, ids_test: np.ndarray, r
     return record
 
 
+def _text_graph(exp: TextExperiment, model: torch.nn.Module, rows: np.ndarray,
+                texts: list[str], run_dir: Path, agreement: dict[str, Any]) -> dict[str, Any]:
+    """``model_text.onnx`` and its check on the rows ``model.onnx`` was checked on."""
+    from shipyard.export.text_graph import export_text_graph
+
+    model = model.to("cpu").eval()
+    with torch.inference_mode():
+        logits = np.concatenate([model(torch.from_numpy(rows[i:i + 512])).float().numpy()
+                                 for i in range(0, len(rows), 512)])
+    return export_text_graph(
+        run_dir / RUN_FILES["onnx"], run_dir / TOKENIZER_FILE, run_dir / TEXT_GRAPH_FILE,
+        texts=texts, ids=rows, logits=logits, max_length=exp.tokenizer.max_length,
+        tolerance=exp.export.tolerance, split=str(agreement.get("split", "test")),
+        texts_with_nul=sum("\x00" in t for t in texts))
+
+
 def _serving(exp: TextExperiment, names: list[str], export: dict[str, Any]) -> dict[str, Any]:
     program = export.get("torch_program") or {}
+    graph = export.get("text_graph") or {}
     return {"model_file": RUN_FILES["onnx"] if export.get("converted") else None,
             "torch_file": program.get("file"), "backend": "onnx",
             "max_batch_size": exp.export.max_batch_size, "files": [TOKENIZER_FILE],
             "preprocess": [*exp.preprocess, tokenize_step(exp)],
             "postprocess": [{"softmax": {}}],
             "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [len(names)]}],
-            "labels": {"probabilities": names}, "class_names": names}
+            "labels": {"probabilities": names}, "class_names": names,
+            # shipyard publish --tokenizer graph: this file as model.onnx, the chain only
+            "text_graph": {"model_file": graph["file"], "preprocess": list(exp.preprocess),
+                           "files": []} if graph.get("file") else None}
 
 
 def evaluate(run: Run, data: Path | None = None, *, show_progress: bool = False) -> Evaluation:

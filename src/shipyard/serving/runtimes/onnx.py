@@ -1,7 +1,16 @@
-"""ONNX models through ONNX Runtime."""
+"""ONNX models through ONNX Runtime.
+
+A graph that imports the ``ai.onnx.contrib`` domain (onnxruntime-extensions' operators: a text
+model with its BPE tokenizer inside, ``shipyard publish --tokenizer graph``) gets that
+package's custom-operator library registered before its session is made; the domains are read
+from the file's ``opset_import`` fields without parsing the graph. Without the package such a
+model fails to load, naming the model and ``pip install 'shipyard[text-graph]'``.
+"""
 
 from __future__ import annotations
 
+import mmap
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +21,12 @@ from shipyard.serving.errors import InvalidInput
 from shipyard.serving.runtimes.base import DeviceKind, Runtime
 from shipyard.serving.types import Array, TensorSpec
 
-__all__ = ["OnnxRuntime"]
+__all__ = ["CONTRIB_DOMAIN", "OnnxRuntime", "opset_domains"]
+
+#: the domain of onnxruntime-extensions' custom operators
+CONTRIB_DOMAIN = "ai.onnx.contrib"
+_OPSET_IMPORT = 8  # ModelProto.opset_import
+_DOMAIN = 1  # OperatorSetIdProto.domain
 
 
 _ONNX_TO_V2 = {
@@ -50,6 +64,78 @@ def _spec(arg: Any, model: str) -> TensorSpec:
     return TensorSpec(arg.name, datatype, shape)
 
 
+def _varint(data: bytes | mmap.mmap, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(data: bytes | mmap.mmap, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(field number, start, end) of the length-delimited fields of one protobuf message;
+    other fields are skipped."""
+    out: list[tuple[int, int, int]] = []
+    pos = start
+    while pos < end:
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            out.append((number, pos, pos + size))
+            pos += size
+        else:
+            raise ValueError(f"wire type {wire}")
+    if pos != end:
+        raise ValueError("truncated message")
+    return out
+
+
+def opset_domains(path: Path) -> set[str] | None:
+    """The operator domains an ONNX file imports (``""`` is the default one), read from its
+    top-level ``opset_import`` fields: the graph is skipped, not parsed. None when the file
+    is not a readable protobuf (ONNX Runtime then says what is wrong with it)."""
+    try:
+        with path.open("rb") as handle, \
+                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            domains: set[str] = set()
+            for number, start, end in _fields(data, 0, len(data)):
+                if number != _OPSET_IMPORT:
+                    continue
+                domain = ""
+                for inner, a, b in _fields(data, start, end):
+                    if inner == _DOMAIN:
+                        domain = data[a:b].decode("utf-8")
+                domains.add(domain)
+            return domains
+    except (OSError, ValueError):  # empty, unreadable or not a protobuf
+        return None
+
+
+def _register_contrib(opts: ort.SessionOptions, model: str, path: Path) -> None:
+    """onnxruntime-extensions' operators, for a graph that uses them."""
+    try:
+        import onnxruntime_extensions
+    except ImportError:
+        raise InvalidInput(
+            f"model {model!r}: {str(path)!r} uses onnxruntime-extensions' operators (domain "
+            f"{CONTRIB_DOMAIN}, e.g. a tokenizer inside the graph), which are not installed; "
+            "pip install 'shipyard[text-graph]'"
+        ) from None
+    opts.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+
+
 class OnnxRuntime(Runtime):
     """One ``onnxruntime.InferenceSession``."""
 
@@ -77,6 +163,8 @@ class OnnxRuntime(Runtime):
         opts.inter_op_num_threads = rt.inter_op_threads
         opts.graph_optimization_level = _LEVELS[rt.graph_optimization_level]
         opts.log_severity_level = 3
+        if CONTRIB_DOMAIN in (opset_domains(self.path) or ()):
+            _register_contrib(opts, self.config.name, self.path)
         available = ort.get_available_providers()
         providers = rt.providers or [
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
