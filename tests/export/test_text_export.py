@@ -164,7 +164,8 @@ def test_nothing_asked_nothing_written(tmp_path: Path, spam: Spam) -> None:
     record = export_text_classifier(spam.model, spam.ids_test[:4], tmp_path, opset=18,
                                     tolerance=1e-4, max_batch_size=8, onnx_file=None,
                                     program_file=None)
-    assert record == {"converted": False, "file": None, "reference": "torch"}
+    assert record == {"converted": False, "file": None, "reference": "torch",
+                      "dynamic_length": False}
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ExportError, match=r"int64 \[N, L\] token ids, got float32 \[4, 64\]"):
         export_text_classifier(spam.model, spam.ids_test[:4].astype(np.float32), tmp_path,
@@ -192,3 +193,21 @@ def test_image_export_record_is_unchanged(tmp_path: Path) -> None:
                                    providers=["CPUExecutionProvider"])
     expected = model(torch.from_numpy((x - 0.5) / 0.25)).detach().numpy()
     assert np.abs(session.run(["logits"], {"image": x})[0] - expected).max() <= 1e-4
+
+
+def test_dynamic_length_takes_any_length_up_to_the_exported_one(tmp_path: Path,
+                                                                 spam: Spam) -> None:
+    record = export_text_classifier(spam.model, spam.ids_test[:64], tmp_path, opset=18,
+                                    tolerance=1e-4, max_batch_size=16, dynamic_length=True,
+                                    program_file="model.pt2")
+    assert record["dynamic_length"] and record["inputs"][0]["shape"] == [-1, -1]
+    cut = record["agreement"]["cut_to_longest"]
+    assert record["agreement"]["passed"] and cut["batch"] == 16 and cut["max_abs_diff"] < 1e-4
+    assert record["torch_program"]["passed"]
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    rows = spam.ids_test[:4]
+    width = int((rows != 0).sum(1).max())
+    assert width < rows.shape[1]
+    short = session.run(None, {"input_ids": rows[:, :width]})[0]
+    full = session.run(None, {"input_ids": rows})[0]
+    np.testing.assert_allclose(short, full, atol=1e-5)

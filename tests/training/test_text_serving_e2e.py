@@ -74,12 +74,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
 def _identity_model(run: Run, repo: Path) -> None:
     """Model ``ids``: the Transformer run's preprocess steps before an identity graph."""
     serving = json.loads((run.path / "serving.json").read_text())
-    length = serving["preprocess"][-1]["tokenize"]["max_length"]
+    assert serving["preprocess"][-1]["tokenize"]["padding"] == "longest"
     graph = onnx.helper.make_graph(
         [onnx.helper.make_node("Identity", ["input_ids"], ["ids"])], "ids",
         [onnx.helper.make_tensor_value_info("input_ids", onnx.TensorProto.INT64,
-                                            [None, length])],
-        [onnx.helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [None, length])])
+                                            [None, None])],
+        [onnx.helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [None, None])])
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
     version = repo / "ids" / "1"
     version.mkdir(parents=True)
@@ -93,9 +93,12 @@ def _identity_model(run: Run, repo: Path) -> None:
 def server(runs: dict[str, Run], tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[ServerProcess]:
     repo = tmp_path_factory.mktemp("text-repo")
-    for name, run in runs.items():
+    for name, (run, options) in {"tfidf": (runs["tfidf"], []),
+                                 "transformer": (runs["transformer"], []),
+                                 "transformer_torch": (runs["transformer"],
+                                                       ["--backend", "torch"])}.items():
         result = CliRunner().invoke(app, ["publish", str(run.path), "--repo", str(repo),
-                                          "--model", name])
+                                          "--model", name, *options])
         assert result.exit_code == 0, result.output
     _identity_model(runs["transformer"], repo)
     proc = start_server(repo)
@@ -128,7 +131,7 @@ def _texts(texts: list[str]) -> np.ndarray:
     return np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
 
 
-@pytest.mark.parametrize("model", ["tfidf", "transformer"])
+@pytest.mark.parametrize("model", ["tfidf", "transformer", "transformer_torch"])
 @pytest.mark.parametrize("protocol", ["rest-json", "rest-binary", "grpc"])
 def test_raw_text_answers_equal_the_run(runs: dict[str, Run], server: ServerProcess,
                                         model: str, protocol: str) -> None:
@@ -145,7 +148,7 @@ def test_raw_text_answers_equal_the_run(runs: dict[str, Run], server: ServerProc
         result = client.infer(model, [inp])
     finally:
         client.close()
-    want = in_process(runs[model], QUERIES)
+    want = in_process(runs[model.removesuffix("_torch")], QUERIES)
     np.testing.assert_allclose(result.as_numpy("probabilities"), want, atol=1e-4)
 
 
@@ -184,15 +187,24 @@ def test_server_token_ids_equal_training_ids_on_awkward_strings(
     texts = list(AWKWARD.values())
     want = text_torch._ids(text_torch._tokenizer(exp, run.path),
                            run_chain(chain_steps(exp), texts))
+    short = [AWKWARD[k] for k in ("empty", "latin", "cjk", "emoji", "zero_width")]
+    want_short = text_torch._ids(text_torch._tokenizer(exp, run.path),
+                                 run_chain(chain_steps(exp), short))
     client = httpclient.InferenceServerClient(server.http_url)
-    data = _texts(texts)
-    inp = httpclient.InferInput("text", list(data.shape), "BYTES")
-    inp.set_data_from_numpy(data)
     try:
-        got = client.infer("ids", [inp]).as_numpy("ids")
+        answers = []
+        for batch in (texts, short):
+            inp = httpclient.InferInput("text", [len(batch), 1], "BYTES")
+            inp.set_data_from_numpy(_texts(batch))
+            answers.append(client.infer("ids", [inp]).as_numpy("ids"))
     finally:
         client.close()
-    np.testing.assert_array_equal(got, want)
+    # the server pads a batch to its longest text (padding: longest); training to 48
+    for got, expected in zip(answers, (want, want_short), strict=True):
+        assert got.shape[1] == (expected != 0).sum(1).max()
+        np.testing.assert_array_equal(got, expected[:, :got.shape[1]])
+        assert (expected[:, got.shape[1]:] == 0).all()
+    assert answers[1].shape[1] < want_short.shape[1]
     assert (want[:, 0] == want[0, 0]).all()  # every row starts with [CLS]
     assert len({tuple(r) for r in want}) > len(texts) // 2  # the texts are told apart
 

@@ -99,11 +99,13 @@ def _batch_dim(max_batch_size: int) -> Any:
 
 
 def onnx_model(module: nn.Module, example: torch.Tensor, *, opset: int = 18,
-               max_batch_size: int = 0, input_name: str = INPUT_NAME) -> Any:
+               max_batch_size: int = 0, input_name: str = INPUT_NAME,
+               dims: dict[int, Any] | None = None) -> Any:
     """``module`` (in eval mode, taking one tensor: ``image`` [N, C, H, W] by default) as an
     ONNX ModelProto with input ``input_name`` and output ``logits``: the dynamo exporter, one
     file's worth (no external data), the batch dimension dynamic up to ``max_batch_size``
-    (0: any), the other dimensions those of ``example``."""
+    (0: any), the other dimensions those of ``example`` unless ``dims`` makes them dynamic
+    too (``{1: torch.export.Dim(...)}``)."""
     training = module.training
     module.eval()
     try:
@@ -111,7 +113,7 @@ def onnx_model(module: nn.Module, example: torch.Tensor, *, opset: int = 18,
             program = torch.onnx.export(
                 module, (example,), dynamo=True, external_data=False, opset_version=opset,
                 verbose=False, input_names=[input_name], output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: _batch_dim(max_batch_size)},))  # by position: any arg name
+                dynamic_shapes=({0: _batch_dim(max_batch_size), **(dims or {})},))  # by position
     finally:
         module.train(training)
     if program is None:
@@ -185,13 +187,16 @@ def export_text_classifier(
     net: nn.Module, ids_test: np.ndarray, run_dir: Path, *, opset: int, tolerance: float,
     max_batch_size: int, onnx_file: str | None = "model.onnx",
     program_file: str | None = "model.pt2", metadata: dict[str, str] | None = None,
-    split: str = "test",
+    split: str = "test", dynamic_length: bool = False, pad_id: int = 0,
 ) -> dict[str, Any]:
     """Export the text classifier ``net`` (on the CPU, in eval mode) and check the files on
     ``ids_test`` (the graph's input: ``int64`` token ids ``[N, L]``, ``L`` the ``tokenize``
-    step's ``max_length``; fixed in the graph, while ``N`` is dynamic up to
-    ``max_batch_size``). The record has the shape of :func:`export_image_classifier`'s; a file
-    that cannot be made is recorded (``error``), not raised."""
+    step's ``max_length``; ``N`` is dynamic up to ``max_batch_size``). ``L`` is fixed in the
+    graph, or with ``dynamic_length`` any length from 1 to ``L``: then the
+    server's ``tokenize`` step can pad a batch to its longest text only (``padding: longest``),
+    and the check also runs every batch of ``max_batch_size`` rows cut to its longest row
+    (``pad_id`` is padding). The record has the shape of :func:`export_image_classifier`'s; a
+    file that cannot be made is recorded (``error``), not raised."""
     ids_test = np.ascontiguousarray(ids_test)
     if ids_test.ndim != 2 or ids_test.dtype != np.int64:
         raise ExportError(f"export_text_classifier ids_test must be int64 [N, L] token ids, got "
@@ -202,18 +207,44 @@ def export_text_classifier(
     example = _example(ids_test)
     expected = _torch_logits(served, ids_test)
     record: dict[str, Any] = {"converted": False, "file": onnx_file, "reference": "torch"}
+    length = int(ids_test.shape[1])
+    dims = {1: torch.export.Dim("length", min=1, max=length)} \
+        if dynamic_length and length > 2 else None
     if onnx_file is not None:
         inputs = [{"name": TEXT_INPUT_NAME, "datatype": "INT64",
-                   "shape": [-1, int(ids_test.shape[1])]}]
+                   "shape": [-1, -1 if dims else length]}]
         record.update(_onnx_file(served, example, ids_test, expected, run_dir / onnx_file,
                                  TEXT_INPUT_NAME, inputs, opset=opset,
                                  max_batch_size=max_batch_size, tolerance=tolerance,
-                                 metadata=metadata, split=split))
+                                 metadata=metadata, split=split, dims=dims))
+        if dims and record.get("converted"):
+            _check_cut_batches(record, run_dir / onnx_file, ids_test, expected, pad_id,
+                               max_batch_size or 64, tolerance)
     if program_file is not None:
         record["torch_program"] = _save_program(
             ServedTextModel(net, named=True).eval(), TEXT_INPUT_NAME, example, ids_test,
-            expected, run_dir / program_file, max_batch_size, tolerance)
+            expected, run_dir / program_file, max_batch_size, tolerance, dims=dims)
+    record["dynamic_length"] = bool(dims)
     return record
+
+
+def _check_cut_batches(record: dict[str, Any], path: Path, ids: np.ndarray,
+                       expected: np.ndarray, pad_id: int, batch: int, tolerance: float) -> None:
+    """ONNX Runtime on each batch of ``ids`` cut to its longest row (what ``padding:
+    longest`` sends) against the full-length torch logits; folded into the agreement."""
+    from shipyard.export.verify import onnx_session
+
+    session = onnx_session(path.read_bytes())
+    got = []
+    for i in range(0, len(ids), batch):
+        rows = ids[i:i + batch]
+        width = max(2, int((rows != pad_id).sum(1).max(initial=0)))
+        got.append(session.run([OUTPUT_NAME], {TEXT_INPUT_NAME: rows[:, :width]})[0])
+    cut = _compare(np.concatenate(got), expected, tolerance)
+    agreement = record["agreement"]
+    agreement["cut_to_longest"] = {"batch": batch, "max_abs_diff": cut["max_abs_diff"],
+                                   "label_mismatches": cut["label_mismatches"]}
+    agreement["passed"] = bool(agreement["passed"] and cut["passed"])
 
 
 def _example(x: np.ndarray) -> tuple[torch.Tensor]:
@@ -228,13 +259,14 @@ def _onnx_file(served: nn.Module, example: tuple[torch.Tensor], x_test: np.ndarr
                expected: np.ndarray, path: Path, input_name: str,
                inputs: list[dict[str, Any]], *, opset: int, max_batch_size: int,
                tolerance: float, metadata: dict[str, str] | None, split: str,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+               extra: dict[str, Any] | None = None,
+               dims: dict[int, Any] | None = None) -> dict[str, Any]:
     """Export ``served`` to ``path`` and check ONNX Runtime against ``expected`` on
     ``x_test``: the record's ONNX part (``converted``, ``bytes``, ``opset``, ``inputs``,
     ``outputs``, ``extra``, ``agreement``), or its ``error``."""
     try:
         model = onnx_model(served, example[0], opset=opset, max_batch_size=max_batch_size,
-                           input_name=input_name)
+                           input_name=input_name, dims=dims)
         import onnx
 
         if metadata:
@@ -263,7 +295,7 @@ def _onnx_file(served: nn.Module, example: tuple[torch.Tensor], x_test: np.ndarr
 
 def _save_program(named: nn.Module, input_name: str, example: tuple[torch.Tensor],
                   x_test: np.ndarray, expected: np.ndarray, path: Path, max_batch_size: int,
-                  tolerance: float) -> dict[str, Any]:
+                  tolerance: float, dims: dict[int, Any] | None = None) -> dict[str, Any]:
     """``torch.export`` ``named`` (a served model whose forward argument is ``input_name``
     and which returns ``{"logits": ...}``: what the torch runtime serves) and check the
     reloaded program on a slice of the test split (in batches of at most ``max_batch_size``,
@@ -271,7 +303,8 @@ def _save_program(named: nn.Module, input_name: str, example: tuple[torch.Tensor
     try:
         with _quiet():
             program = torch.export.export(
-                named, example, dynamic_shapes={input_name: {0: _batch_dim(max_batch_size)}})
+                named, example, dynamic_shapes={input_name: {0: _batch_dim(max_batch_size),
+                                                             **(dims or {})}})
             torch.export.save(program, path)
             loaded = torch.export.load(path).module()
             rows = min(len(x_test), 256)

@@ -214,9 +214,11 @@ class TextExportConfig(_Strict):
     """Also write ``model.pt2`` (``torch.export``) for the server's torch runtime (torch)."""
     max_batch_size: int = Field(64, ge=0)
     """max_batch_size written into the published config.yaml."""
-    top_k: int | None = Field(None, ge=1)
-    """The served answer: null = the probability of every class (``probabilities``, with the
-    classification extension's labels); k = the best k classes (top_k and labels steps)."""
+    dynamic_length: bool = True
+    """Transformer: export ``model.onnx`` (and ``model.pt2``) for any length up to
+    ``tokenizer.max_length``, and serve with ``tokenize`` ``padding: longest``: a batch is as
+    long as its longest text, so short messages cost little (measured on SMS: batch 1 about 1.5x
+    faster than at 64 tokens). false: every row is ``max_length`` long."""
     tokenizer_in_graph: bool = False
     """Transformer with ``tokenizer.kind: bpe``: also write ``model_text.onnx``, the tokenizer
     inside the graph (onnxruntime-extensions' GPT2Tokenizer, then [CLS]/[SEP], cutting and

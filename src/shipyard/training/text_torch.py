@@ -92,11 +92,16 @@ def prepare(exp: AnyExperiment) -> Prepared:
     return Prepared(cfg)
 
 
-def tokenize_step(exp: TextExperiment) -> dict[str, dict[str, Any]]:
+def tokenize_step(exp: TextExperiment, longest: bool = False) -> dict[str, dict[str, Any]]:
     """The ``tokenize`` step after the chain, as training runs it and ``config.yaml``
-    declares it: longer texts are cut to ``max_length``, an empty text is [CLS] [SEP]."""
-    return {"tokenize": {"path": TOKENIZER_FILE, "max_length": exp.tokenizer.max_length,
-                         "truncation": True, "allow_empty": True}}
+    declares it: longer texts are cut to ``max_length``, an empty text is [CLS] [SEP];
+    ``longest``: a batch is padded to its longest text only (a model exported with a
+    dynamic length), which cuts nothing but padding: the ids are training's, shorter."""
+    step: dict[str, Any] = {"path": TOKENIZER_FILE, "max_length": exp.tokenizer.max_length,
+                            "truncation": True, "allow_empty": True}
+    if longest:
+        step["padding"] = "longest"
+    return {"tokenize": step}
 
 
 def _tokenizer(exp: TextExperiment, run_dir: Path) -> Tokenize:
@@ -182,7 +187,7 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
             plots += split_figures(test, names, run_dir, "test")
     if (run_dir / RUN_FILES["curves"]).is_file():
         plots.append(("Learning curves", RUN_FILES["curves"]))
-    export = _export(text, model, ids_test, run_dir, names, steps, test_texts)
+    export = _export(text, model, ids_test, run_dir, names, steps, test_texts, step.pad_id_)
     graph = export.get("text_graph") or {}
     nul = (graph.get("texts_with_nul") or {}).get("with_nul")
     if graph.get("error"):
@@ -244,7 +249,8 @@ def _training_summary(history: History, steps: Steps) -> dict[str, float | None]
 
 
 def _export(exp: TextExperiment, model: torch.nn.Module, ids_test: np.ndarray, run_dir: Path,
-            names: list[str], steps: Steps, test_texts: list[str]) -> dict[str, Any]:
+            names: list[str], steps: Steps, test_texts: list[str], pad_id: int
+            ) -> dict[str, Any]:
     if not exp.export.onnx and not exp.export.torch_program:
         return {"converted": False, "error": "export.onnx and export.torch_program are false"}
     from shipyard.export.torch_export import export_text_classifier
@@ -253,18 +259,22 @@ def _export(exp: TextExperiment, model: torch.nn.Module, ids_test: np.ndarray, r
     metadata = {"shipyard.experiment": exp.name, "shipyard.task": exp.task,
                 "shipyard.model": exp.model.label, "shipyard.run": run_dir.name,
                 "shipyard.class_names": ",".join(names),
-                "shipyard.input": f"input_ids INT64 [N, {exp.tokenizer.max_length}]: "
-                                  f"{TOKENIZER_FILE}'s ids, padded"}
+                "shipyard.input": f"input_ids INT64 [N, "
+                                  f"{'L <= ' if exp.export.dynamic_length else ''}"
+                                  f"{exp.tokenizer.max_length}]: {TOKENIZER_FILE}'s ids, "
+                                  f"padded with {pad_id}"}
     with steps.step("exporting to ONNX and checking it", "export"):
         record = export_text_classifier(
             model, rows, run_dir, opset=exp.export.opset or 18,
             tolerance=exp.export.tolerance, max_batch_size=exp.export.max_batch_size,
             onnx_file=RUN_FILES["onnx"] if exp.export.onnx else None,
             program_file=RUN_FILES["program"] if exp.export.torch_program else None,
-            metadata=metadata,
+            metadata=metadata, dynamic_length=exp.export.dynamic_length, pad_id=pad_id,
             split="test" if len(rows) == len(ids_test) else f"test (first {len(rows)})")
-    record["summary"] = ("the Transformer; input_ids INT64 [N, max_length] in, logits out; the "
-                         "chain and the tokenizer are declared preprocess steps (serving.json)")
+    record["summary"] = ("the Transformer; input_ids INT64 [N, "
+                         + ("up to max_length" if record.get("dynamic_length") else "max_length")
+                         + "] in, logits out; the chain and the tokenizer are declared "
+                           "preprocess steps (serving.json)")
     if exp.export.tokenizer_in_graph and record.get("converted"):
         with steps.step(f"putting the tokenizer inside the graph ({TEXT_GRAPH_FILE})",
                         "text_graph"):
@@ -305,7 +315,8 @@ def _serving(exp: TextExperiment, names: list[str], export: dict[str, Any]) -> d
     return {"model_file": RUN_FILES["onnx"] if export.get("converted") else None,
             "torch_file": program.get("file"), "backend": "onnx",
             "max_batch_size": exp.export.max_batch_size, "files": [TOKENIZER_FILE],
-            "preprocess": [*exp.preprocess, tokenize_step(exp)],
+            "preprocess": [*exp.preprocess, tokenize_step(exp, export.get("dynamic_length",
+                                                                          False))],
             "postprocess": [{"softmax": {}}],
             "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [len(names)]}],
             "labels": {"probabilities": names}, "class_names": names,

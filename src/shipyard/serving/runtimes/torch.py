@@ -199,8 +199,10 @@ class TorchRuntime(Runtime):
                 f"model {name!r}: cannot load {str(self.path)!r}: {type(exc).__name__}: {exc}"
             ) from exc
         if exported:
+            # with postprocess steps, config.yaml's outputs name the pipeline's, not the file's
+            named = None if self.config.postprocess else self.config.outputs
             self._inputs, self._outputs, self._ranges = program_metadata(
-                torch, program, name, self.config.outputs)
+                torch, program, name, named)
         else:
             self._inputs, self._outputs = self._declared_metadata()
             self._ranges = []
