@@ -441,7 +441,9 @@ def _sms_answer(version: Path, preprocess: list[dict[str, Any]], texts: list[str
         items = np.empty(len(texts[i:i + batch]), dtype=object)
         items[:] = [t.encode("utf-8") for t in texts[i:i + batch]]
         done = apply_steps(steps, items)
-        rows = np.array([bytes(b).decode("utf-8") for b in done], dtype=object).reshape(-1, 1)
+        assert not isinstance(done, dict)
+        rows = np.array([bytes(b).decode("utf-8") for b in done.tolist()],
+                        dtype=np.object_).reshape(-1, 1)
         out.append(sess.run(["probabilities"], {"text": rows})[0])
     return np.concatenate(out)
 
