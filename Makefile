@@ -11,13 +11,14 @@ serve: demo-repository  ## train the demo risk model from data, then serve the d
 	$(BIN)/shipyard serve --model-repository $(DEMO_REPO)
 
 # The demo repository of `make serve`: `risk` trained from scikit-learn's bundled breast-cancer
-# data by examples/risk (seconds), `cnn` and `digits` copied from the committed demo models.
+# data by examples/risk (seconds), `cnn`, `digits` and `sms` copied from the committed demo models.
 demo-repository: $(DEMO_REPO)/risk/config.yaml
 
 $(DEMO_REPO)/risk/config.yaml: examples/risk/experiment.yaml | install-train
 	rm -rf $(DEMO_REPO) build/runs/risk
 	mkdir -p $(DEMO_REPO)
-	cp -r src/shipyard/demo/repository/cnn src/shipyard/demo/repository/digits $(DEMO_REPO)/
+	cp -r src/shipyard/demo/repository/cnn src/shipyard/demo/repository/digits \
+		src/shipyard/demo/repository/sms $(DEMO_REPO)/
 	$(BIN)/shipyard train examples/risk/experiment.yaml --output build/runs/risk
 	$(BIN)/shipyard publish build/runs/risk --repo $(DEMO_REPO) --model risk
 

@@ -67,7 +67,7 @@ def start_server(repository: Path, *extra: str, timeout: float = 60) -> ServerPr
 
 @pytest.fixture(scope="session")
 def demo_server() -> Iterator[ServerProcess]:
-    """The built-in demo repository (risk, cnn), shared by read-only tests."""
+    """The built-in demo repository (risk, cnn, digits, sms), shared by read-only tests."""
     server = start_server(DEMO_REPOSITORY)
     yield server
     server.stop()

@@ -218,8 +218,8 @@ def _session(path: Path) -> ort.InferenceSession:
 
 @pytest.fixture(scope="module")
 def demo_server(http_server: str) -> Iterator[ServerProcess]:
-    """The demo repository (risk, cnn), on this round's HTTP server (the session's shared
-    demo server runs the builtin one only)."""
+    """The demo repository (risk, cnn, digits, sms), on this round's HTTP server (the
+    session's shared demo server runs the builtin one only)."""
     server = start_server(DEMO_REPOSITORY, "--http-server", http_server)
     yield server
     server.stop()
@@ -338,12 +338,16 @@ def test_model_metadata(clients: dict[str, V2], protocol: str) -> None:
     cnn = clients[protocol].model_metadata("cnn")
     assert cnn["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
     assert cnn["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
+    sms = clients[protocol].model_metadata("sms")
+    assert sms["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1, 1]}]
+    assert sms["outputs"] == [{"name": "label", "datatype": "INT64", "shape": [-1]},
+                              {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_model_metadata_matches_graph(clients: dict[str, V2], protocol: str) -> None:
     """What the server describes is what the ONNX file says (names, types, ranks)."""
-    for model in ("risk", "cnn"):
+    for model in ("risk", "cnn", "sms"):
         sess = _session(DEMO_REPOSITORY / model / "1" / "model.onnx")
         md = clients[protocol].model_metadata(model)
         assert [t["name"] for t in md["inputs"]] == [i.name for i in sess.get_inputs()]
@@ -437,7 +441,7 @@ def test_model_statistics_grow(clients: dict[str, V2], cancer_rows: np.ndarray,
         names = sorted(r["name"] for r in every)
     else:
         names = sorted(r.name for r in v2.client.get_inference_statistics().model_stats)
-    assert names == ["cnn", "digits", "risk"]
+    assert names == ["cnn", "digits", "risk", "sms"]
 
 
 def test_failed_inference_is_counted(clients: dict[str, V2]) -> None:
@@ -512,6 +516,33 @@ def test_cnn_on_mnist_pngs(clients: dict[str, V2], transport: str) -> None:
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
     predicted = logits.argmax(axis=1)
     assert (predicted == labels).mean() >= 0.85, (predicted, labels)
+
+
+@pytest.mark.parametrize("transport", ["http-json", "http", "grpc"])
+def test_sms_on_raw_text(clients: dict[str, V2], transport: str) -> None:
+    """The demo text model: raw UTF-8 strings as BYTES in (the server runs the declared
+    chain), the class and P(ham), P(spam) out, as the steps + ONNX Runtime give them here."""
+    import yaml
+
+    from shipyard.transforms import apply_steps, build_steps
+
+    texts = ["WINNER! You have won a £900 prize. Call 09061701461 to claim now",
+             "FREE entry: txt WIN to 80086 for a chance to win £250 cash!",
+             "Are we still on for lunch tomorrow?", "ok, see you at home tonight 😊",
+             "Café at 5? Bring the book please."]
+    sms = DEMO_REPOSITORY / "sms"
+    config = yaml.safe_load((sms / "config.yaml").read_text(encoding="utf-8"))
+    raw = np.array([t.encode() for t in texts], dtype=np.object_)
+    chained = apply_steps(build_steps(config["preprocess"]), raw)
+    rows = np.array([bytes(b).decode() for b in chained], dtype=np.object_).reshape(-1, 1)
+    want_label, want_probs = _session(sms / "1" / "model.onnx").run(None, {"text": rows})
+    out, meta = clients[transport].infer("sms", {"text": raw.reshape(-1, 1)},
+                                         outputs=["label", "probabilities"])
+    assert meta["model_name"] == "sms"
+    np.testing.assert_array_equal(out["label"], want_label)
+    np.testing.assert_allclose(out["probabilities"], want_probs, rtol=1e-4, atol=1e-6)
+    assert out["label"].tolist() == [1, 1, 0, 0, 0]  # 1 = spam (config labels: ham, spam)
+    assert (out["probabilities"][:2, 1] > 0.5).all() and (out["probabilities"][2:, 0] > 0.5).all()
 
 
 # --------------------------------------------------------------------------------------------
