@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from text_corpus import AWKWARD, awkward_bytes
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transforms_support import batch
@@ -370,3 +371,19 @@ def test_tokenize_takes_every_awkward_text_or_refuses_as_documented(version_dir:
             refused[name] = "empty" if "empty text" in exc.reason else "long"
     assert {n for n, why in refused.items() if why == "empty"} == {"empty", "whitespace_only"}
     assert {"very_long", "html", "urls"} <= {n for n, why in refused.items() if why == "long"}
+
+
+def test_the_url_hint_never_skips_a_url() -> None:
+    """Texts without URL_HINT skip URL_REGEX: every text the full pattern would change must
+    contain the hint (all SMS messages, the awkward corpus, and URL-like strings)."""
+    from text_corpus import AWKWARD
+
+    from shipyard.transforms._text_rules import URL_HINT, URL_REGEX
+
+    sms = SHARED / "data" / "sms_spam" / "SMSSpamCollection"
+    texts = [*AWKWARD.values(), "see WWW.X.ORG", "ftp://host/a", "a.b.CO.UK/x", "x.io!",
+             *(line.split("\t", 1)[-1] for line in sms.read_text(encoding="utf-8").splitlines())]
+    for text in texts:
+        if URL_REGEX.search(text):
+            assert URL_HINT.search(text), text
+    assert sum(bool(URL_REGEX.search(t)) for t in texts) > 50

@@ -45,6 +45,8 @@ EMAIL_PATTERN = rf"(?<![\w.%+-])[\w.%+-]+@(?:{_LABEL}\.)+[^\W\d_]{{2,}}(?![\w-])
 #: ``07732584351``, ``3.5``; digits inside a word count too (``mp3`` -> ``mp xxnum``).
 NUMBER_PATTERN = r"\d+(?:[.,]\d+)*"
 URL_REGEX = re.compile(URL_PATTERN, re.IGNORECASE)
+#: what every URL_PATTERN match contains; texts without it skip the full pattern (5 us a text)
+URL_HINT = re.compile(rf"://|www\.|\.(?:{_TLDS})(?![\w@-])", re.IGNORECASE)
 EMAIL_REGEX = re.compile(EMAIL_PATTERN)
 NUMBER_REGEX = re.compile(NUMBER_PATTERN)
 WHITESPACE_REGEX = re.compile(r"\s+")

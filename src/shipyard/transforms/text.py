@@ -17,6 +17,7 @@ from shipyard.transforms._text_rules import (
     NUMBER_PATTERN,
     NUMBER_REGEX,
     REPLACE_MODES,
+    URL_HINT,
     URL_PATTERN,
     URL_REGEX,
     WHITESPACE_REGEX,
@@ -140,7 +141,7 @@ class TextNormalize(Step):
         for regex, mode, mask in ((URL_REGEX, self.urls, MASKS["urls"]),
                                   (EMAIL_REGEX, self.emails, MASKS["emails"]),
                                   (NUMBER_REGEX, self.numbers, MASKS["numbers"])):
-            if mode != "keep":
+            if mode != "keep" and (regex is not URL_REGEX or URL_HINT.search(text)):
                 text = regex.sub(" " if mode == "remove" else f" {mask} ", text)
         if self.lowercase:
             text = text.lower()
@@ -236,6 +237,8 @@ class Tokenize(Step):
         else:
             tokenizer.no_truncation()
         self.tokenizer_ = tokenizer
+        # the same ids without character offsets (tokenizers >= 0.20): about 25% faster
+        self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
         return self
 
     def __call__(self, batch: Batch) -> Batch:
@@ -248,7 +251,7 @@ class Tokenize(Step):
                         "empty text; send at least one character (or declare "
                         "tokenize.allow_empty: true)", i
                     )
-        encodings = self.tokenizer_.encode_batch(items, add_special_tokens=self.add_special_tokens)
+        encodings = self._encode(items, add_special_tokens=self.add_special_tokens)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(items))
         too_long = np.flatnonzero(lengths > self.max_length)
         if too_long.size:
