@@ -434,7 +434,8 @@ def measure(args: argparse.Namespace, work: Path, say: Callable[[str], None]) ->
     say(f"model {model} from {repo}; {len(messages)} messages of about {tokens:.0f} tokens")
     ceiling = Ceiling(config, version)
     res: dict[str, Any] = {"model": model, "repo": str(repo), "tokens": tokens,
-                           "messages": len(messages), "config": config}
+                           "messages": len(messages), "config": config,
+                           "description": str(config.get("description") or "").strip()}
     say("in-process ceiling at batch 1 and 16 ...")
     res["in_process"] = {1: ceiling.rate(messages, 1, args.seconds),
                          16: ceiling.rate(messages, 16, args.seconds)}
@@ -537,7 +538,9 @@ def render(res: dict[str, Any], args: argparse.Namespace, started: datetime.date
     what = ("the tests' token-id classifier (tests/onnx_models.py text_classifier_model: "
             "embedding, masked mean, linear; WordPiece tokenizer trained on the SMS messages) "
             "behind text_normalize + tokenize (max_length 64) and softmax + top_k + labels"
-            if default else f"model `{res['model']}` of `{res['repo']}`")
+            if default else f"model `{res['model']}` of `{res['repo']}`"
+            + (f" (its config.yaml: \"{res['description']}\")" if res.get("description")
+               else ""))
     ceilings = ", ".join(f"batch {b}: {r:,.0f}" for b, r in sorted(ip.items()))
     return "\n".join([
         f"Written by `python benchmarks/text_bench.py{' --quick' if args.quick else ''}` on "
