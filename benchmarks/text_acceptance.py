@@ -85,7 +85,11 @@ def _section(rows: list[dict[str, Any]], started: str) -> str:
             f"{r['wall_s']:.1f} | {r['onnx_kib']:,.0f} | {check} |")
     lines += ["", "The whole command includes starting Python, loading the table, the chain, "
               "the tokenizer (Transformer), scoring, plots and the ONNX export with its check. "
-              "Each run's report.md lists its most confidently wrong test messages."]
+              "Each run's report.md lists its most confidently wrong test messages.", "",
+              "The next section serves this Transformer run: `python "
+              "benchmarks/text_acceptance.py --output /tmp/acc && shipyard publish /tmp/acc/run1 "
+              "--repo /tmp/textrepo --model sms-transformer && python benchmarks/text_bench.py "
+              "--repo /tmp/textrepo --model sms-transformer`."]
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ from text_corpus import AWKWARD
 from training_support import SMS_SPAM
 from typer.testing import CliRunner
 
+from shipyard._ort_extensions import extensions_library
 from shipyard.cli import app
 from shipyard.data.text import load_text_table
 from shipyard.data.text_tokenizer import train_tokenizer
@@ -49,7 +50,10 @@ from shipyard.training.text_torch import TEXT_GRAPH_FILE, TOKENIZER_FILE
 from shipyard.training.trainer import train_experiment
 from shipyard.transforms import Tokenize
 
-pytest.importorskip("onnxruntime_extensions")
+# not importorskip: importing the package changes os.environ for later processes (see
+# shipyard._ort_extensions); ONNX Runtime needs only its library
+if extensions_library() is None:
+    pytest.skip("onnxruntime-extensions is not installed", allow_module_level=True)
 
 CHAIN = [{"text_normalize": {"lowercase": True, "html_unescape": True, "urls": "mask",
                              "collapse_whitespace": True}}]
@@ -238,7 +242,7 @@ def test_the_runtime_names_the_extra_when_the_package_is_missing(
     version = tmp_path / "m" / "1"
     version.mkdir(parents=True)
     shutil.copy(run.path / TEXT_GRAPH_FILE, version / "model.onnx")
-    monkeypatch.setitem(sys.modules, "onnxruntime_extensions", None)  # import fails
+    monkeypatch.setattr("shipyard._ort_extensions.PACKAGE", "onnxruntime_extensions_gone")
     runtime = create_runtime(version, ModelConfig.model_validate({"name": "m"}))
     with pytest.raises(InvalidInput, match=r"model 'm'.*ai\.onnx\.contrib.*shipyard\[text-graph\]"):
         runtime.load()
@@ -285,3 +289,19 @@ def test_publish_graph_from_a_run_without_it_is_one_line(run: Run, tmp_path: Pat
     bad = CliRunner().invoke(app, ["publish", str(run.path), "--repo", str(tmp_path / "r"),
                                    "--tokenizer", "inside"])
     assert bad.exit_code == 2 and "--tokenizer" in bad.output
+
+
+def test_using_the_extensions_leaves_protobuf_alone(run: Run) -> None:
+    """``import onnxruntime_extensions`` sets PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python for
+    every process started later; loading a graph with its operators must not import it."""
+    import os
+    import subprocess
+
+    code = ("import os, sys; from shipyard.export.text_graph import custom_ops_session; "
+            f"custom_ops_session({str(run.path / TEXT_GRAPH_FILE)!r}); "
+            "assert 'onnxruntime_extensions' not in sys.modules, 'imported'; "
+            "print(os.environ.get('PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION'))")
+    env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip()
+    assert out == "None"

@@ -266,13 +266,14 @@ def custom_ops_session(model: bytes | str | Path) -> Any:
     onnxruntime-extensions' operators registered; ExportError when the package is missing."""
     import onnxruntime as ort
 
-    try:
-        import onnxruntime_extensions
-    except ImportError as exc:
+    from shipyard._ort_extensions import extensions_library
+
+    library = extensions_library()
+    if library is None:
         raise ExportError("the tokenizer inside the graph needs onnxruntime-extensions; pip "
-                          "install 'shipyard[text-graph]'") from exc
+                          "install 'shipyard[text-graph]'")
     options = ort.SessionOptions()
-    options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+    options.register_custom_ops_library(library)
     options.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

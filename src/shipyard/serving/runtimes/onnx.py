@@ -125,15 +125,16 @@ def opset_domains(path: Path) -> set[str] | None:
 
 def _register_contrib(opts: ort.SessionOptions, model: str, path: Path) -> None:
     """onnxruntime-extensions' operators, for a graph that uses them."""
-    try:
-        import onnxruntime_extensions
-    except ImportError:
+    from shipyard._ort_extensions import extensions_library
+
+    library = extensions_library()
+    if library is None:
         raise InvalidInput(
             f"model {model!r}: {str(path)!r} uses onnxruntime-extensions' operators (domain "
             f"{CONTRIB_DOMAIN}, e.g. a tokenizer inside the graph), which are not installed; "
             "pip install 'shipyard[text-graph]'"
-        ) from None
-    opts.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+        )
+    opts.register_custom_ops_library(library)
 
 
 class OnnxRuntime(Runtime):
