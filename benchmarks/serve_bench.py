@@ -1091,7 +1091,7 @@ def print_summary(res: Results, console: Any) -> None:
 
 
 @contextlib.contextmanager
-def _signals_as_exit() -> Iterator[None]:
+def signals_as_exit() -> Iterator[None]:
     """SIGTERM/SIGHUP end the run through ``finally`` blocks, so the children are stopped."""
     def handler(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
@@ -1139,7 +1139,7 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(stderr=True, width=170)
     mode = QUICK if args.quick else FULL
     steps = 22 + (7 if mode.extras else 0) + (3 if args.profile != "never" else 0)
-    with _signals_as_exit(), Progress(
+    with signals_as_exit(), Progress(
         SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
         TimeElapsedColumn(), console=console, transient=False,
     ) as progress:

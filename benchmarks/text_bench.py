@@ -39,7 +39,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -57,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 from doc_sections import write_section  # noqa: E402
+from serve_bench import signals_as_exit  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 SMS = ROOT.parent / "shared" / "data" / "sms_spam" / "SMSSpamCollection"
@@ -568,19 +568,6 @@ def render(res: dict[str, Any], args: argparse.Namespace, started: datetime.date
     ])
 
 
-@contextmanager
-def _signals_as_exit() -> Iterator[None]:
-    def handler(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--repo", type=Path, default=None,
@@ -607,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.monotonic()
     try:
-        with _signals_as_exit():
+        with signals_as_exit():
             res = measure(args, work, lambda m: print(m, file=sys.stderr, flush=True))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -114,6 +114,20 @@ def publish_model(
         raise ExportError(exc.message) from exc
 
 
+def _run_config(serving: Mapping[str, Any], existing: dict[str, Any] | None,
+                description: str, backend: str) -> dict[str, Any]:
+    """A run's new config.yaml before its tensors and steps: the existing one's serving
+    settings (or the defaults), the description and the backend."""
+    if existing is None:
+        config = _serving_defaults(int(serving["max_batch_size"]))
+    else:
+        config = {k: v for k, v in existing.items()
+                  if k not in ("inputs", "outputs", "preprocess", "postprocess", "labels")}
+    config["description"] = description
+    config["backend"] = backend
+    return config
+
+
 #: what a published image model takes (``shipyard publish --input``)
 IMAGE_INPUTS = ("bytes", "uint8", "fp32")
 _DECODE_STEPS = ("image_decode", "resize", "center_crop")
@@ -136,13 +150,7 @@ def image_model_config(
     its serving settings (batching, instances, version policy)."""
     if input_kind not in IMAGE_INPUTS:
         raise ExportError(f"--input: {input_kind!r} is not one of {list(IMAGE_INPUTS)}")
-    if existing is None:
-        config = _serving_defaults(int(serving["max_batch_size"]))
-    else:
-        config = {k: v for k, v in existing.items()
-                  if k not in ("inputs", "outputs", "preprocess", "postprocess", "labels")}
-    config["description"] = description
-    config["backend"] = backend
+    config = _run_config(serving, existing, description, backend)
     steps = list(serving["preprocess"])
     image = serving["image"]
     height, width = image["size"]
@@ -181,13 +189,7 @@ def text_model_config(serving: Mapping[str, Any], existing: dict[str, Any] | Non
     """The ``config.yaml`` of a text run (its ``serving.json``): one BYTES ``text`` per row,
     the run's chain (and tokenizer) as preprocess steps, its postprocess steps, outputs and
     class labels. An existing config keeps its serving settings."""
-    if existing is None:
-        config = _serving_defaults(int(serving["max_batch_size"]))
-    else:
-        config = {k: v for k, v in existing.items()
-                  if k not in ("inputs", "outputs", "preprocess", "postprocess", "labels")}
-    config["description"] = description
-    config["backend"] = backend
+    config = _run_config(serving, existing, description, backend)
     if serving.get("preprocess"):
         config["preprocess"] = list(serving["preprocess"])
     if serving.get("postprocess"):

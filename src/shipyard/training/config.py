@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from shipyard.data.augment_config import AugmentConfig
 from shipyard.data.features import DEFAULT_MISSING_VALUES, FeatureSpec, Preprocessing
 from shipyard.data.image import IDX_PREFIX
 from shipyard.data.sources import SKLEARN_PREFIX, resolve_source
 from shipyard.errors import ConfigError
-from shipyard.repository.layout import MODEL_NAME_RE
+from shipyard.training._config_common import OutputConfig, Strict, model_name, seed_training
 from shipyard.training._config_errors import format_errors
 from shipyard.training.families import unavailable
 from shipyard.training.models import MODELS, models_for_task
@@ -57,8 +57,7 @@ ModelType = Literal[
 OutputName = Literal["label", "probabilities", "score", "prediction"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = Strict
 
 
 class DataConfig(_Strict):
@@ -184,24 +183,6 @@ class ExportConfig(_Strict):
     """max_batch_size written into the published config.yaml."""
 
 
-class OutputConfig(_Strict):
-    """Where run directories go."""
-
-    dir: str = "runs"
-    """Parent folder of run directories (relative to the current folder)."""
-    run_name: str | None = None
-    """Name of the run directory; default ``<name>-<YYYYmmdd-HHMMSS>``."""
-    plots: bool = True
-    """Draw the PNG plots (on small tables the slowest step)."""
-
-
-def _model_name(v: str) -> str:
-    if not MODEL_NAME_RE.match(v):
-        raise ValueError("must start with a letter or digit and hold only letters, digits, "
-                         "'_', '.', '-' (it becomes a model folder name)")
-    return v
-
-
 class Experiment(_Strict):
     """A whole experiment. See ``examples/*/experiment.yaml``."""
 
@@ -237,7 +218,7 @@ class Experiment(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return _model_name(v)
+        return model_name(v)
 
     @field_validator("features", mode="before")
     @classmethod
@@ -427,17 +408,12 @@ class ImageExperiment(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return _model_name(v)
+        return model_name(v)
 
     @model_validator(mode="before")
     @classmethod
     def _training_seed(cls, v: Any) -> Any:
-        if isinstance(v, Mapping) and isinstance(v.get("training", {}), Mapping):
-            training = dict(v.get("training") or {})
-            if "seed" not in training and isinstance(v.get("seed", 0), int):
-                training["seed"] = v.get("seed", 0)
-            return {**v, "training": training}
-        return v
+        return seed_training(v)
 
     @model_validator(mode="after")
     def _available(self) -> ImageExperiment:

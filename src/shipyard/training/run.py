@@ -36,7 +36,7 @@ from shipyard.errors import ConfigError
 from shipyard.export.onnx import OnnxInterface
 from shipyard.training.config import AnyExperiment, parse_experiment
 
-__all__ = ["RUN_FILES", "Run", "create_run_dir", "unique_folder", "write_json",
+__all__ = ["RUN_FILES", "Run", "create_run_dir", "read_serving", "unique_folder", "write_json",
            "write_run_files"]
 
 RUN_FILES = {
@@ -79,6 +79,18 @@ def write_run_files(run_dir: Path, experiment: Any, header: str, config_note: st
     write_json(run_dir / RUN_FILES["evaluation"], details)
     write_json(run_dir / RUN_FILES["export"], export)
     write_json(run_dir / RUN_FILES["run"], info)
+
+
+def read_serving(run: Run | Path | str, kind: str) -> dict[str, Any]:
+    """``serving.json`` of a torch or text run (what ``shipyard publish`` writes); a run
+    without one is a ConfigError naming ``kind`` (the runs that have one)."""
+    path = run.path if isinstance(run, Run) else Path(run)
+    file = path / RUN_FILES["serving"]
+    if not file.is_file():
+        raise ConfigError(f"run {str(path)!r} has no {RUN_FILES['serving']} (it is not a {kind} "
+                          "run, or it failed before exporting)")
+    data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    return data
 
 
 def unique_folder(parent: Path, name: str) -> Path:

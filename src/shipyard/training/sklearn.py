@@ -42,7 +42,7 @@ from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, unique_folder, write_json, write_run_files
 from shipyard.training.splits import make_split
 
-__all__ = ["evaluate", "fit_pipeline", "prepare", "train"]
+__all__ = ["evaluate", "export_pipeline", "fit_pipeline", "prepare", "train"]
 
 log = logging.getLogger("shipyard.training")
 
@@ -111,10 +111,23 @@ def _export(
         )
         log.warning("%s", record["error"])
         return record
+    return export_pipeline(record, run_dir, pipeline, plans, interface, X_test,
+                           classify=exp.task != "regression", opset=exp.export.opset,
+                           tolerance=exp.export.tolerance, metadata=metadata,
+                           doc=exp.description)
+
+
+def export_pipeline(
+    record: dict[str, Any], run_dir: Path, pipeline: Pipeline, plans: Sequence[ColumnPlan],
+    interface: OnnxInterface, X_test: Any, *, classify: bool, opset: int, tolerance: float,
+    metadata: Mapping[str, str], doc: str,
+) -> dict[str, Any]:
+    """Convert ``pipeline`` to ``run_dir/model.onnx`` and check ONNX Runtime against it on
+    ``X_test``; ``record`` (export.json's) gains the file's facts and the agreement, or the
+    reason it could not convert (logged, not raised)."""
     try:
-        model = pipeline_to_onnx(pipeline, plans, classify=exp.task != "regression",
-                                 interface=interface, opset=exp.export.opset, metadata=metadata,
-                                 doc=exp.description)
+        model = pipeline_to_onnx(pipeline, plans, classify=classify, interface=interface,
+                                 opset=opset, metadata=metadata, doc=doc)
     except ExportError as exc:
         record["error"] = exc.message
         log.warning("%s", exc.message)
@@ -123,9 +136,8 @@ def _export(
     (run_dir / RUN_FILES["onnx"]).write_bytes(data)
     record.update(converted=True, bytes=len(data), opset=default_opset(model),
                   **tensor_summary(model))
-    record["agreement"] = check_agreement(
-        data, pipeline, X_test, plans, interface, classify=exp.task != "regression",
-        tolerance=exp.export.tolerance)
+    record["agreement"] = check_agreement(data, pipeline, X_test, plans, interface,
+                                          classify=classify, tolerance=tolerance)
     if not record["agreement"]["passed"]:
         log.warning("ONNX Runtime and scikit-learn disagree on the test split: %s",
                     record["agreement"])

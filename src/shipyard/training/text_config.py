@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from shipyard.training._config_common import OutputConfig, Strict, model_name, seed_training
 from shipyard.training.torch import TorchTraining
 
 __all__ = [
@@ -35,8 +36,7 @@ DEFAULT_CHAIN: list[dict[str, dict[str, Any]]] = [
     {"text_normalize": {"form": "NFKC", "lowercase": True}}]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = Strict
 
 
 def _pair(v: Any) -> Any:
@@ -231,15 +231,6 @@ class TextExportConfig(_Strict):
     tokenizer.json). Needs ``pip install 'shipyard[text-graph]'`` to train and to serve."""
 
 
-class _Output(_Strict):
-    dir: str = "runs"
-    """Parent folder of run directories (relative to the current folder)."""
-    run_name: str | None = None
-    """Name of the run directory; default ``<name>-<YYYYmmdd-HHMMSS>``."""
-    plots: bool = True
-    """Draw the PNG plots."""
-
-
 class TextExperiment(_Strict):
     """A text classification experiment (``kind: text``)."""
 
@@ -266,25 +257,20 @@ class TextExperiment(_Strict):
     """Epochs, batch size, optimizer, schedule, early stopping, device (family torch only)."""
     export: TextExportConfig = Field(default_factory=TextExportConfig)
     """ONNX export, its agreement check and the served answer."""
-    output: _Output = Field(default_factory=_Output)
+    output: OutputConfig = Field(default_factory=OutputConfig)
     """Where the run directory is written."""
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        from shipyard.training.config import _model_name
-
-        return _model_name(v)
+        return model_name(v)
 
     @model_validator(mode="before")
     @classmethod
     def _training_seed(cls, v: Any) -> Any:
-        if isinstance(v, Mapping) and isinstance(v.get("training", {}), Mapping) and \
-                isinstance(v.get("model"), Mapping) and v["model"].get("family") == "torch":
-            training = dict(v.get("training") or {})
-            if "seed" not in training and isinstance(v.get("seed", 0), int):
-                training["seed"] = v.get("seed", 0)
-            return {**v, "training": training}
+        if isinstance(v, Mapping) and isinstance(v.get("model"), Mapping) and \
+                v["model"].get("family") == "torch":
+            return seed_training(v)
         if isinstance(v, Mapping) and isinstance(v.get("model"), Mapping) and \
                 "family" not in v["model"]:
             return {**v, "model": {"family": "sklearn", **v["model"]}}

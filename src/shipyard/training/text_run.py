@@ -27,7 +27,7 @@ from shipyard.evaluation.report import ReportData, markdown_table
 from shipyard.evaluation.scoring import Evaluation, SplitScore, split_plots
 from shipyard.training.config import AnyExperiment
 from shipyard.training.progress import Steps
-from shipyard.training.run import RUN_FILES, Run
+from shipyard.training.run import Run, read_serving
 from shipyard.training.text_config import TextExperiment
 from shipyard.transforms import Step, StepConfigError, TransformError, apply_steps, build_steps
 
@@ -207,13 +207,7 @@ def split_figures(result: SplitScore, names: list[str], run_dir: Path, split: st
 def serving_config(run: Run | Path | str) -> dict[str, Any]:
     """``serving.json`` of a text run: what ``shipyard publish`` writes (model file, extra
     files such as ``tokenizer.json``, preprocess and postprocess steps, outputs, labels)."""
-    path = run.path if isinstance(run, Run) else Path(run)
-    file = path / RUN_FILES["serving"]
-    if not file.is_file():
-        raise ConfigError(f"run {str(path)!r} has no {RUN_FILES['serving']} (it failed before "
-                          "exporting)")
-    data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
-    return data
+    return read_serving(run, "text")
 
 
 def versions(*extra: str) -> dict[str, str]:

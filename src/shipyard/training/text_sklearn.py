@@ -29,15 +29,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from shipyard.data.features import ColumnPlan
-from shipyard.errors import ConfigError, ExportError
+from shipyard.errors import ConfigError
 from shipyard.evaluation.report import write_report
 from shipyard.evaluation.scoring import Evaluation, SplitScore
-from shipyard.export.onnx import OnnxInterface, default_opset, pipeline_to_onnx, tensor_summary
-from shipyard.export.verify import check_agreement
+from shipyard.export.onnx import OnnxInterface
 from shipyard.training.config import AnyExperiment
 from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, write_json, write_run_files
-from shipyard.training.sklearn import fit_pipeline
+from shipyard.training.sklearn import export_pipeline, fit_pipeline
 from shipyard.training.text_config import CharNgrams, TextExperiment, TextSklearnSpec, WordNgrams
 from shipyard.training.text_run import (
     TextPart,
@@ -201,26 +200,11 @@ def _export(exp: TextExperiment, pipeline: Pipeline, X_test: pd.DataFrame, run_d
                 "shipyard.model": _spec(exp).label, "shipyard.run": run_dir.name,
                 "shipyard.class_names": ",".join(names),
                 "shipyard.input": "text BYTES [N, 1]: texts after the preprocess steps"}
-    try:
-        model = pipeline_to_onnx(pipeline, _PLANS, classify=True, interface=_INTERFACE,
-                                 opset=exp.export.opset or 17, metadata=metadata,
-                                 doc=exp.description)
-    except ExportError as exc:
-        record["error"] = exc.message
-        log.warning("%s", exc.message)
-        return record
-    data = model.SerializeToString()
-    (run_dir / RUN_FILES["onnx"]).write_bytes(data)
-    record.update(converted=True, bytes=len(data), opset=default_opset(model),
-                  **tensor_summary(model))
-    record["agreement"] = check_agreement(data, pipeline, X_test, _PLANS, _INTERFACE,
-                                          classify=True, tolerance=exp.export.tolerance)
     record["summary"] = ("the TF-IDF vectorisers and the classifier; text BYTES [N, 1] in (after "
                          "the preprocess steps), label and probabilities out")
-    if not record["agreement"]["passed"]:
-        log.warning("ONNX Runtime and scikit-learn disagree on the test split: %s",
-                    record["agreement"])
-    return record
+    return export_pipeline(record, run_dir, pipeline, _PLANS, _INTERFACE, X_test, classify=True,
+                           opset=exp.export.opset or 17, tolerance=exp.export.tolerance,
+                           metadata=metadata, doc=exp.description)
 
 
 def _serving(exp: TextExperiment, names: list[str], export: dict[str, Any]) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from shipyard.training.text_run import (
     versions,
     wrong_examples,
 )
-from shipyard.training.torch import History, fit, predict
+from shipyard.training.torch import fit, predict
 from shipyard.transforms import Tokenize
 
 __all__ = ["TEXT_GRAPH_FILE", "TOKENIZER_FILE", "Prepared", "evaluate", "prepare",
@@ -180,7 +180,7 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
                      text.task)
         metrics["test"], details["test"] = test.summary, test.details
         details["test"]["most_confident_wrong"] = wrong_examples(test, parts.test, names)
-    metrics["training"] = _training_summary(history, steps)
+    metrics["training"] = history.summary("texts_per_s")
     plots: list[tuple[str, str]] = []
     if text.output.plots:
         with steps.step("plotting", "plots"):
@@ -236,16 +236,6 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
         text, run_dir, info, metrics, details, plots, export, facts, notes, history.notes))
     log.info("test metrics: %s", metrics["test"])
     return Run.load(run_dir)
-
-
-def _training_summary(history: History, steps: Steps) -> dict[str, float | None]:
-    seconds = [s for s in history.seconds if s]
-    rates = [r for r in history.samples_per_s if r]
-    return {"epochs": float(len(history.epoch)),
-            "best_epoch": None if history.best_epoch is None else float(history.best_epoch),
-            "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
-            "texts_per_s": float(np.mean(rates)) if rates else None,
-            "seconds_total": steps.timings.get("fit")}
 
 
 def _export(exp: TextExperiment, model: torch.nn.Module, ids_test: np.ndarray, run_dir: Path,

@@ -229,6 +229,17 @@ class History:
         return {f.name: getattr(self, f.name)[i] for f in fields(self)
                 if f.name in _PER_EPOCH}
 
+    def summary(self, rate: str = "samples_per_s") -> dict[str, float | None]:
+        """metrics.json's ``training`` section: epochs, best epoch, mean seconds per epoch,
+        the mean training rate (named ``rate``: images_per_s, texts_per_s) and the total."""
+        seconds = [s for s in self.seconds if s]
+        rates = [r for r in self.samples_per_s if r]
+        return {"epochs": float(len(self.epoch)),
+                "best_epoch": None if self.best_epoch is None else float(self.best_epoch),
+                "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
+                rate: sum(rates) / len(rates) if rates else None,
+                "seconds_total": float(sum(seconds))}
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in _PER_EPOCH:  # JSON has no NaN

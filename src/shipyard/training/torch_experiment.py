@@ -38,7 +38,14 @@ from shipyard.training._config_errors import format_errors
 from shipyard.training.config import AnyExperiment, ImageExperiment
 from shipyard.training.image_splits import ImageSplits, split_images
 from shipyard.training.progress import Steps
-from shipyard.training.run import RUN_FILES, Run, unique_folder, write_json, write_run_files
+from shipyard.training.run import (
+    RUN_FILES,
+    Run,
+    read_serving,
+    unique_folder,
+    write_json,
+    write_run_files,
+)
 from shipyard.training.torch import History, fit, predict
 
 __all__ = ["Prepared", "evaluate", "prepare", "serving_config", "train"]
@@ -134,27 +141,11 @@ def _plots(score: SplitScore, images: ImageSet, names: list[str], folder: Path, 
     return plots, wrong
 
 
-def _training_summary(history: History) -> dict[str, float | None]:
-    seconds = [s for s in history.seconds if s]
-    rates = [r for r in history.samples_per_s if r]
-    return {"epochs": float(len(history.epoch)),
-            "best_epoch": None if history.best_epoch is None else float(history.best_epoch),
-            "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
-            "images_per_s": float(np.mean(rates)) if rates else None,
-            "seconds_total": float(sum(seconds))}
-
-
 def serving_config(run: Run | Path | str) -> dict[str, Any]:
     """``serving.json`` of a torch run: what ``shipyard publish`` writes into the model's
     folder and ``config.yaml`` (files, ``inputs``/``outputs``, ``labels``, ``preprocess`` and
     ``postprocess`` steps, ``max_batch_size``, and the image facts behind them)."""
-    path = run.path if isinstance(run, Run) else Path(run)
-    file = path / RUN_FILES["serving"]
-    if not file.is_file():
-        raise ConfigError(f"run {str(path)!r} has no {RUN_FILES['serving']} (it is not a torch "
-                          "image run, or it failed before exporting)")
-    data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
-    return data
+    return read_serving(run, "torch image")
 
 
 def _serving(exp: ImageExperiment, names: list[str], export: dict[str, Any]) -> dict[str, Any]:
@@ -240,7 +231,7 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
         test_logits = _logits(model, parts.test, image)
         test = _score(test_logits, parts.test, names)
         metrics["test"], details["test"] = test.summary, test.details
-    metrics["training"] = _training_summary(history)
+    metrics["training"] = history.summary("images_per_s")
     if image.output.plots:
         with steps.step("plotting", "plots"):
             made, details["test"]["most_confident_wrong"] = _plots(
