@@ -20,8 +20,10 @@ Dynamic padding: in eager mode the forward drops the trailing columns that are p
 every row of the batch, so a batch of short messages padded to 128 costs about its own
 length; the logits are the same (the dropped columns were masked anyway). It does not trim
 while ``torch.export``, ``torch.onnx.export``, ``torch.compile`` or ``torch.jit.trace`` trace
-it (the exported graph keeps the full, fixed ``L``; under ``torch.compile`` a data-dependent
-length would recompile per length), nor when the module's ``trim_padding`` is ``False``.
+it (the exported graph computes every column it is given: a fixed ``L``, or with
+``export_text_classifier(dynamic_length=True)`` whatever length the server's ``tokenize``
+step pads a batch to; under ``torch.compile`` a data-dependent length would recompile per
+length), nor when the module's ``trim_padding`` is ``False``.
 
 Initialisation: token (and learned position) embeddings normal with std ``d_model ** -0.5``
 (unit scale after the ``sqrt(d_model)`` factor; the pad row is zero and gets no gradient);
