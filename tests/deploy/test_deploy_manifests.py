@@ -140,7 +140,8 @@ def test_overlay_renders_and_validates(overlay: str) -> None:
     assert volumes["models"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items())
-    assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    replicas = deployment["spec"]["replicas"]
+    assert hpa["spec"]["minReplicas"] <= replicas <= hpa["spec"]["maxReplicas"]
     monitor = by_kind(docs, "ServiceMonitor")
     assert all(service["metadata"]["labels"].get(k) == v
                for k, v in monitor["spec"]["selector"]["matchLabels"].items())
