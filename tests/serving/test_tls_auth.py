@@ -6,7 +6,8 @@ The certificates are made here with ``cryptography``: a CA, a server certificate
 127.0.0.1 / localhost signed by it, a client certificate signed by it, and a second,
 unrelated CA (a client that trusts only that one must refuse the server).
 
-This process imports ``tritonclient`` and never ``shipyard.serving``.
+The servers' tests import ``tritonclient``, never ``shipyard.serving``; two unit tests call
+the settings and :func:`shipyard.serving.tls.load_tls` directly (precedence, encrypted keys).
 """
 
 from __future__ import annotations
@@ -189,6 +190,40 @@ def test_startup_mistakes_are_one_line_naming_the_flag(pki: Pki, tmp_path: Path)
     assert "auth_token" in line and "at least 16" in line and "short" not in line  # no echo
     line = _serve_fails("--auth-token-file", str(tmp_path / "nope"))
     assert "--auth-token-file" in line and "cannot read" in line
+
+
+def test_encrypted_key_is_refused_without_a_prompt(pki: Pki, tmp_path: Path) -> None:
+    from shipyard.serving.errors import InvalidInput
+    from shipyard.serving.tls import load_tls
+
+    key = serialization.load_pem_private_key(pki.server_key.read_bytes(), None)
+    locked = tmp_path / "locked.key"
+    locked.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase")))
+    with pytest.raises(InvalidInput, match=r"--tls-key .* is encrypted"):
+        load_tls(pki.server_cert, locked, None)
+    files = load_tls(pki.server_cert, pki.server_key, pki.ca)
+    assert files is not None and files.mutual and files.cert.startswith(b"-----BEGIN")
+    assert load_tls(None, None, None) is None
+
+
+def test_auth_token_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.serving.config import ServerSettings
+    from shipyard.serving.errors import InvalidInput
+
+    token_file = tmp_path / "token"
+    token_file.write_text(f"  {AUTH_TOKEN}\n", encoding="utf-8")
+    monkeypatch.setenv("SHIPYARD_AUTH_TOKEN_FILE", str(token_file))
+    assert ServerSettings.resolve({}).auth_token == AUTH_TOKEN  # the file's, stripped
+    # the CLI's token replaces the environment's file (CLI > environment) ...
+    assert ServerSettings.resolve({"auth_token": CONTROL_TOKEN}).auth_token == CONTROL_TOKEN
+    # ... and one layer giving both is refused
+    with pytest.raises(InvalidInput, match="not both"):
+        ServerSettings.resolve({"auth_token": CONTROL_TOKEN, "auth_token_file": token_file})
+    settings = ServerSettings.resolve({})
+    assert AUTH_TOKEN not in repr(settings)  # never in a log line that prints the settings
+    assert ServerSettings.resolve({"auth_metrics": True}).auth_metrics
 
 
 # -- TLS, with the auth token and --auth-metrics ---------------------------------------------
