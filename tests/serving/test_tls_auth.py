@@ -143,7 +143,7 @@ def _risk_http(client: httpclient.InferenceServerClient,
     inp.set_data_from_numpy(ROW)
     # a copy: tritonclient.http adds its own headers to the dict it is given
     result = client.infer("risk", [inp], headers=None if headers is None else dict(headers))
-    out = result.as_numpy(result.get_response()["outputs"][0]["name"])
+    out: np.ndarray | None = result.as_numpy(result.get_response()["outputs"][0]["name"])
     assert out is not None
     return out
 
@@ -153,7 +153,7 @@ def _risk_grpc(client: grpcclient.InferenceServerClient,
     inp = grpcclient.InferInput("features", list(ROW.shape), "FP32")
     inp.set_data_from_numpy(ROW)
     result = client.infer("risk", [inp], headers=headers)
-    out = result.as_numpy(result.get_response().outputs[0].name)
+    out: np.ndarray | None = result.as_numpy(result.get_response().outputs[0].name)
     assert out is not None
     return out
 
