@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_REPOSITORY = ROOT / "src" / "shipyard" / "demo" / "repository"
 SHARED = ROOT.parent / "shared"
 
-_HTTP = re.compile(r"HTTP listening on http://[^:]+:(\d+)")
+_HTTP = re.compile(r"HTTP listening on https?://[^:]+:(\d+)")
 _GRPC = re.compile(r"gRPC listening on [^:]+:(\d+)")
 _READY = re.compile(r"ready: serving")
 

@@ -61,6 +61,23 @@ def serve(
     control_token: Annotated[str | None, typer.Option(
         help="Bearer token for repository load/unload (env SHIPYARD_CONTROL_TOKEN).")
     ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", help="PEM certificate (chain): serve REST and gRPC over TLS only.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", help="PEM private key of --tls-cert (unencrypted).")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(
+        "--tls-client-ca", help="PEM CA: mutual TLS, clients must present a certificate "
+                                "it signed.")] = None,
+    auth_token: Annotated[str | None, typer.Option(
+        help="Bearer token every call but health (and /metrics) needs "
+             "(env SHIPYARD_AUTH_TOKEN).")] = None,
+    auth_token_file: Annotated[Path | None, typer.Option(
+        "--auth-token-file", help="File holding the auth token (keeps it out of ps).")
+    ] = None,
+    auth_metrics: Annotated[bool | None, typer.Option(
+        "--auth-metrics/--no-auth-metrics",
+        help="With an auth token, /metrics needs it too. \\[default: no]")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="YAML file of server settings (CLI and SHIPYARD_* env win).")] = None,
     http_server: Annotated[_HttpServer | None, typer.Option(
@@ -74,6 +91,7 @@ def serve(
     from shipyard.serving.http.servers import missing
     from shipyard.serving.logs import configure_logging
     from shipyard.serving.server import run
+    from shipyard.serving.tls import load_tls
 
     try:
         settings = ServerSettings.resolve(
@@ -86,10 +104,14 @@ def serve(
                 "model_control": "poll" if watch else model_control,
                 "poll_interval_s": poll_interval, "load_models": load_model or [],
                 "control_token": control_token,
+                "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca,
+                "auth_token": auth_token, "auth_token_file": auth_token_file,
+                "auth_metrics": auth_metrics,
                 "http_server": None if http_server is None else http_server.value,
             },
             config,
         )
+        load_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)  # fail early
     except ShipyardError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc

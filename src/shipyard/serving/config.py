@@ -7,6 +7,7 @@ it is re-exported here for the server's own use.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,10 @@ __all__ = [
     "format_validation_error",
     "load_model_config",
 ]
+
+
+#: what an auth token may hold: it travels in an HTTP header (printable ASCII, no spaces)
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
 def demo_repository() -> Path:
@@ -83,12 +88,55 @@ class ServerSettings(BaseModel):
     """How often ``poll`` mode rescans the repository (seconds)."""
     load_models: list[str] = Field(default_factory=list)
     """explicit mode: models loaded at start-up (the server is ready once they are)."""
-    control_token: str | None = None
+    control_token: str | None = Field(None, repr=False)
     """Bearer token that the repository load/unload calls need in explicit mode; once set (in
     any mode), changing the log or trace settings needs it too."""
     http_server: Literal["builtin", "uvicorn"] = "builtin"
     """The HTTP server that runs the REST app: builtin (Shipyard's own HTTP/1.1 server on
     httptools, measured faster) or uvicorn (the widely used one; needs the uvicorn package)."""
+
+    tls_cert: Path | None = None
+    """PEM certificate (chain) of the server; with ``tls_key`` both REST and gRPC speak TLS
+    only (https, and gRPC with TLS credentials) on their ports."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert`` (unencrypted; keep it readable only by the server)."""
+    tls_client_ca: Path | None = None
+    """PEM CA certificate(s): with it, TLS is mutual: a client must present a certificate
+    signed by one of them, or the handshake fails (both frontends)."""
+    auth_token: str | None = Field(None, repr=False)
+    """Bearer token every call but the health checks (and ``/metrics``, unless
+    ``auth_metrics``) needs: ``Authorization: Bearer <token>`` (gRPC metadata
+    ``authorization``); missing or wrong gets 401 / UNAUTHENTICATED. Off when unset. The
+    control token, where set, is accepted in its place; the auth token never grants the
+    control calls (load, unload, changing log or trace settings)."""
+    auth_token_file: Path | None = None
+    """File whose content (stripped) is ``auth_token``: keeps the token out of the process
+    list and the environment. Give this or ``auth_token``, not both."""
+    auth_metrics: bool = False
+    """With ``auth_token``: ``/metrics`` needs the token too (health stays open)."""
+
+    @model_validator(mode="after")
+    def _auth_token(self) -> ServerSettings:
+        # InvalidInput, not ValueError: pydantic would print the whole input, the token too
+        if self.auth_token_file is not None:
+            if self.auth_token is not None:
+                raise InvalidInput("server settings: give auth_token (--auth-token, "
+                                   "SHIPYARD_AUTH_TOKEN) or auth_token_file "
+                                   "(--auth-token-file), not both")
+            try:
+                text = self.auth_token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidInput(
+                    f"--auth-token-file {str(self.auth_token_file)!r}: cannot read it "
+                    f"({exc}); pass a file holding the token") from exc
+            self.auth_token = text
+        if self.auth_token is not None and (len(self.auth_token) < 16
+                                            or not _TOKEN_CHARS.fullmatch(self.auth_token)):
+            raise InvalidInput(
+                f"auth_token (--auth-token, --auth-token-file or SHIPYARD_AUTH_TOKEN) has "
+                f"{len(self.auth_token)} characters: it needs at least 16, printable ASCII "
+                "without spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
+        return self
 
     @model_validator(mode="after")
     def _explicit_needs_token(self) -> ServerSettings:
@@ -111,13 +159,30 @@ class ServerSettings(BaseModel):
             loaded = yaml.safe_load(settings_file.read_text(encoding="utf-8")) or {}
             if not isinstance(loaded, dict):
                 raise InvalidInput(f"{settings_file}: expected a mapping of settings")
-            merged.update(loaded)
+            _update(merged, loaded)
+        env: dict[str, Any] = {}
         for name in cls.model_fields:
-            env = os.environ.get(f"SHIPYARD_{name.upper()}")
-            if env is not None:
-                merged[name] = env.split(",") if name == "load_models" else env
-        merged.update({k: v for k, v in cli.items() if v is not None and v != []})
+            value = os.environ.get(f"SHIPYARD_{name.upper()}")
+            if value is not None:
+                env[name] = value.split(",") if name == "load_models" else value
+        _update(merged, env)
+        _update(merged, {k: v for k, v in cli.items() if v is not None and v != []})
         try:
             return cls.model_validate(merged)
         except ValidationError as exc:
             raise InvalidInput(format_validation_error(exc, "server settings")) from exc
+
+
+#: settings of which a layer (file, environment, CLI) gives one: it replaces the other
+_EITHER = ("auth_token", "auth_token_file")
+
+
+def _update(merged: dict[str, Any], layer: dict[str, Any]) -> None:
+    """Apply a higher-precedence ``layer``: an ``auth_token`` there replaces a lower layer's
+    ``auth_token_file`` and the other way round (one layer giving both is an error later)."""
+    for name in _EITHER:
+        if name in layer:
+            for other in _EITHER:
+                if other not in layer:
+                    merged.pop(other, None)
+    merged.update(layer)

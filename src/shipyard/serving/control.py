@@ -1,4 +1,10 @@
-"""The access rules of the control calls, shared by both frontends (protocol-free).
+"""The access rules of the server's calls, shared by both frontends (protocol-free).
+
+* With an auth token (``--auth-token``), every call but the health checks (REST
+  ``/v2/health/*``, gRPC ServerLive/ServerReady), the static API document and ``/metrics``
+  (unless ``--auth-metrics``) needs ``Authorization: Bearer <token>`` (:meth:`Control.check_access`;
+  the frontends decide which calls are open). The control token, where set, is accepted too:
+  an operator may do what a client may. Without an auth token nothing here changes.
 
 * The repository index is open in every mode: it says which models exist and their state, no
   more than ``/v2/models/{m}`` and ``.../ready`` do.
@@ -22,9 +28,34 @@ __all__ = ["Control"]
 class Control:
     """Checks tokens, then forwards to the :class:`ModelManager`."""
 
-    def __init__(self, manager: ModelManager, token: str | None) -> None:
+    def __init__(self, manager: ModelManager, token: str | None,
+                 auth_token: str | None = None) -> None:
         self.manager = manager
         self._token = token.encode() if token else None
+        self._access = tuple(t.encode() for t in (auth_token, token) if t) if auth_token else ()
+
+    @property
+    def auth(self) -> bool:
+        """Whether calls need the auth token (the server has one)."""
+        return bool(self._access)
+
+    def check_access(self, authorization: str | None) -> None:
+        """Raise Unauthenticated unless ``authorization`` carries the auth token (or the
+        control token); a no-op on a server without an auth token."""
+        if not self._access:
+            return
+        given = _bearer_token(authorization)
+        # compare against every accepted token (no early exit: the time says nothing)
+        ok = False
+        for token in self._access:
+            ok |= given is not None and hmac.compare_digest(given, token)
+        if not ok:
+            problem = ("is missing" if not authorization else
+                       "is not 'Bearer <token>'" if given is None else "has the wrong token")
+            raise Unauthenticated(
+                f"this server needs the header 'Authorization: Bearer <auth token>' (gRPC "
+                f"metadata 'authorization') on every call but the health checks; the header "
+                f"{problem}")
 
     @property
     def explicit(self) -> bool:
@@ -50,10 +81,18 @@ class Control:
 
     def _bearer(self, authorization: str | None, what: str) -> None:
         assert self._token is not None
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                                  self._token):
+        given = _bearer_token(authorization)
+        if given is None or not hmac.compare_digest(given, self._token):
             raise Unauthenticated(
                 f"{what} needs the header 'Authorization: Bearer <control token>'"
                 " (gRPC metadata 'authorization')"
             )
+
+
+def _bearer_token(authorization: str | None) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` value (scheme case-insensitive),
+    None when the value is absent or of another scheme."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return given.strip().encode()

@@ -19,6 +19,7 @@ from shipyard.serving.http.servers import HttpListener, http_server
 from shipyard.serving.lifecycle import ModelManager
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory
+from shipyard.serving.tls import load_tls
 
 __all__ = ["Server", "run"]
 
@@ -47,12 +48,15 @@ class Server:
             self.models, mode=settings.model_control, poll_interval_s=settings.poll_interval_s,
             startup_models=settings.load_models,
         )
-        control = Control(self.manager, settings.control_token)
+        #: the checked TLS files (None: plain HTTP and insecure gRPC)
+        self.tls = load_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        control = Control(self.manager, settings.control_token, settings.auth_token)
         #: the system shared-memory regions, one registry for both frontends
         self.shm = SystemSharedMemory()
         self.http_app = HttpApp(self.models, control, default_model=settings.default_model,
                                 max_body_bytes=settings.max_body_bytes,
-                                max_json_bytes=settings.max_json_bytes, shm=self.shm)
+                                max_json_bytes=settings.max_json_bytes, shm=self.shm,
+                                auth_metrics=settings.auth_metrics)
         self.grpc_frontend = GrpcFrontend(self.models, control,
                                           default_model=settings.default_model, shm=self.shm)
         self.http_port = 0
@@ -66,13 +70,22 @@ class Server:
         s = self.settings
         sock = _bind(s.host, s.http_port)
         self.http_port = sock.getsockname()[1]
-        self._http = http_server(s.http_server, self.http_app, keep_alive_s=30.0)
+        tls = self.tls
+        self._http = http_server(s.http_server, self.http_app, keep_alive_s=30.0,
+                                 ssl_context=None if tls is None else tls.ssl_context())
         await self._http.start(sock)
 
-        self._grpc = GrpcServer(self.grpc_frontend, max_message_bytes=s.max_body_bytes)
+        self._grpc = GrpcServer(self.grpc_frontend, max_message_bytes=s.max_body_bytes,
+                                tls=tls)
         self.grpc_port = await self._grpc.start(s.host, s.grpc_port)
-        log.info("HTTP listening on http://%s:%d", s.host, self.http_port)
-        log.info("gRPC listening on %s:%d", s.host, self.grpc_port)
+        wire = ("plain" if tls is None else "TLS, client certificates required" if tls.mutual
+                else "TLS")
+        log.info("HTTP listening on %s://%s:%d", "http" if tls is None else "https", s.host,
+                 self.http_port)
+        log.info("gRPC listening on %s:%d (%s)", s.host, self.grpc_port, wire)
+        if s.auth_token:
+            log.info("auth: every call but health%s needs 'Authorization: Bearer <token>'",
+                     "" if s.auth_metrics else " and /metrics")
 
         await self.manager.start()
         ready = [mv for mv in self.models.all_versions() if mv.ready]

@@ -6,14 +6,18 @@ from __future__ import annotations
 import grpc
 
 from shipyard.serving.grpc.service import GrpcFrontend
+from shipyard.serving.tls import TlsFiles
 
 __all__ = ["GrpcServer"]
 
 
 class GrpcServer:
-    """Serves one :class:`GrpcFrontend`; ``max_message_bytes`` bounds a received message."""
+    """Serves one :class:`GrpcFrontend`; ``max_message_bytes`` bounds a received message;
+    with ``tls`` the port speaks TLS only (mutual when ``tls`` has a client CA)."""
 
-    def __init__(self, frontend: GrpcFrontend, *, max_message_bytes: int) -> None:
+    def __init__(self, frontend: GrpcFrontend, *, max_message_bytes: int,
+                 tls: TlsFiles | None = None) -> None:
+        self._tls = tls
         self._server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -25,7 +29,13 @@ class GrpcServer:
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0 = a free port) and serve; the port it listens on."""
         address = f"[{host}]" if ":" in host else host
-        bound: int = self._server.add_insecure_port(f"{address}:{port}")
+        if self._tls is None:
+            bound: int = self._server.add_insecure_port(f"{address}:{port}")
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(self._tls.key, self._tls.cert)], root_certificates=self._tls.client_ca,
+                require_client_auth=self._tls.mutual)
+            bound = self._server.add_secure_port(f"{address}:{port}", credentials)
         await self._server.start()
         return bound
 

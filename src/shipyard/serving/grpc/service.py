@@ -72,12 +72,15 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) ->
     raise  # pragma: no cover - abort always raises
 
 
-def _guard(fn: Handler, message: Any) -> Handler:
+def _guard(fn: Handler, message: Any, access: Control | None = None) -> Handler:
     """Parse the request bytes (malformed ones -> INVALID_ARGUMENT), call ``fn``, and turn
-    every ShipyardError into its status code."""
+    every ShipyardError into its status code; with ``access``, check the auth token first
+    (UNAUTHENTICATED before the request is parsed)."""
 
     async def wrapper(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
+            if access is not None:
+                access.check_access(_authorization(context))
             return await fn(_parse(message, data), context)
         except grpc.aio.AbortError:
             raise
@@ -110,15 +113,22 @@ class GrpcFrontend:
         self.accepting = True
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        def unary(fn: Handler, req: Any, resp: Any) -> grpc.RpcMethodHandler:
+        """The generic handlers of both services; with an auth token every RPC but
+        ServerLive and ServerReady checks it."""
+        guard = self.control if self.control.auth else None
+
+        def unary(fn: Handler, req: Any, resp: Any, *, open_: bool = False
+                  ) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
-                _guard(fn, req), response_serializer=resp.SerializeToString
+                _guard(fn, req, None if open_ else guard),
+                response_serializer=resp.SerializeToString
             )
 
         v2 = {
-            "ServerLive": unary(self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
+            "ServerLive": unary(self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse,
+                                open_=True),
             "ServerReady": unary(self.server_ready, pb.ServerReadyRequest,
-                                 pb.ServerReadyResponse),
+                                 pb.ServerReadyResponse, open_=True),
             "ModelReady": unary(self.model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
             "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest,
                                     pb.ServerMetadataResponse),
@@ -308,7 +318,13 @@ class GrpcFrontend:
         ``id``. A request that fails gets ``error_message`` (the same text as the unary call's
         status) and its ``id``; the stream goes on. The stream ends once the client has closed
         its side and every answer is written, or after the first request refused because the
-        server is stopping."""
+        server is stopping. With an auth token, a stream without it ends at once with
+        UNAUTHENTICATED."""
+        if self.control.auth:
+            try:
+                self.control.check_access(_authorization(context))
+            except ShipyardError as exc:
+                await _abort(context, exc)
         answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
         running: set[asyncio.Task[None]] = set()

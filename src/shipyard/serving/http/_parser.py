@@ -129,7 +129,8 @@ class RequestParser:
         conn = self.conn
         scope: Scope = {
             "type": "http", "asgi": _ASGI, "http_version": version,
-            "method": parser.get_method().decode("ascii", "replace"), "scheme": "http",
+            "method": parser.get_method().decode("ascii", "replace"),
+            "scheme": conn.server.scheme,
             "path": path, "raw_path": raw_path, "query_string": parsed.query or b"",
             "root_path": "", "headers": headers, "client": conn.client,
             "server": conn.sockname,

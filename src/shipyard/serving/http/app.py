@@ -31,6 +31,7 @@ from shipyard.serving.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     ShipyardError,
+    Unauthenticated,
 )
 from shipyard.serving.http.asgi import Message, Receive, Scope, Send
 from shipyard.serving.http.codec import decode_infer_request, encode_infer_response, parse_json
@@ -77,7 +78,7 @@ class HttpApp:
     def __init__(
         self, models: ModelRegistry, control: Control, *, default_model: str = "risk",
         max_body_bytes: int = 64 * 1024 * 1024, max_json_bytes: int = 16 * 1024 * 1024,
-        shm: SystemSharedMemory | None = None,
+        shm: SystemSharedMemory | None = None, auth_metrics: bool = False,
     ) -> None:
         self.models = models
         self.shm = shm if shm is not None else SystemSharedMemory()
@@ -88,7 +89,9 @@ class HttpApp:
         self.metrics = MetricsExporter(models)
         self.accepting = True
         self._openapi_json = orjson.dumps(openapi_document())
-        self._router: Router[Handler] = Router(ROUTES, lambda name: getattr(self, "_" + name))
+        guarded = _guarded_handlers(control.auth, auth_metrics)
+        self._router: Router[tuple[Handler, bool]] = Router(
+            ROUTES, lambda name: (getattr(self, "_" + name), name in guarded))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,7 +102,10 @@ class HttpApp:
         rid = _request_id(headers)
         _REQUEST_ID.set((b"x-request-id", rid.encode()))  # this request's task only
         try:
-            handler, params = self._router.match(scope["method"], scope["path"])
+            (handler, guarded), params = self._router.match(scope["method"], scope["path"])
+            if guarded:
+                auth = headers.get(b"authorization")
+                self.control.check_access(None if auth is None else auth.decode("latin-1"))
             await handler(scope, receive, send, *params)
         except _Disconnected:
             return
@@ -116,6 +122,8 @@ class HttpApp:
                 extra = [(b"connection", b"close")]
             elif isinstance(exc, MethodNotAllowed):
                 extra = [(b"allow", ", ".join(exc.allowed).encode())]
+            elif isinstance(exc, Unauthenticated):
+                extra = [(b"www-authenticate", b'Bearer realm="shipyard"')]
             await _send(send, status, _err(exc.message), extra=extra)
         except Exception as exc:  # last line of defence: log it, answer 500, keep serving
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"),
@@ -373,6 +381,19 @@ class HttpApp:
         if json and len(body) > self.max_json_bytes:
             raise PayloadTooLarge(self._json_too_large(len(body)))
         return body
+
+
+def _guarded_handlers(auth: bool, auth_metrics: bool) -> frozenset[str]:
+    """The handlers that check the auth token before they run (none without one); a handler
+    that answers routes of different access is refused (the check is per handler)."""
+    access: dict[str, str] = {}
+    for route in ROUTES:
+        if access.setdefault(route.handler, route.access) != route.access:
+            raise ValueError(f"handler {route.handler!r} serves routes of different access")
+    if not auth:
+        return frozenset()
+    return frozenset(name for name, how in access.items()
+                     if how == "token" or (how == "metrics" and auth_metrics))
 
 
 def _header_int(value: bytes | None) -> int | None:

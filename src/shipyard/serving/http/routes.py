@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from shipyard.serving.errors import ErrorCode, MethodNotAllowed, NotFound
 
@@ -49,6 +49,10 @@ class Route:
     health check that answers ``{"ready": false}``."""
     bearer: bool = False
     """The call needs the control bearer token."""
+    access: Literal["token", "open", "metrics"] = "token"
+    """On a server with an auth token (``--auth-token``): ``token``, the call needs it;
+    ``open``, it never does (health checks, the static API document); ``metrics``, only with
+    ``--auth-metrics``."""
     documented: bool = True
     """Listed in the OpenAPI document (the document and ``/docs`` themselves are not)."""
 
@@ -107,9 +111,10 @@ def _cuda_routes() -> list[Route]:
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v2", "server_metadata", "Server metadata", ok="Metadata",
           answer="ServerMetadataResponse"),
-    Route("GET", "/v2/health/live", "live", "Liveness", ok="Alive", answer="ServerLiveResponse"),
+    Route("GET", "/v2/health/live", "live", "Liveness", ok="Alive", answer="ServerLiveResponse",
+          access="open"),
     Route("GET", "/v2/health/ready", "ready", "Readiness", ok="Ready",
-          answer="ServerReadyResponse", statuses=((503, "Not ready"),)),
+          answer="ServerReadyResponse", statuses=((503, "Not ready"),), access="open"),
     Route("GET", "/v2/models/stats", "all_stats", "Statistics of every model", ok="Statistics",
           answer="object"),
     Route("POST", "/v2/repository/index", "repository_index",
@@ -159,9 +164,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/predict", "predict", "Simple API on the default model", _INFER_ERRORS,
           ok="Results", answer="PredictResponse", body="PredictRequest"),
     Route("GET", "/metrics", "metrics", "Prometheus metrics", ok="Text exposition format",
-          answer="text"),
-    Route("GET", "/openapi.json", "openapi", "This document", answer="object", documented=False),
-    Route("GET", "/docs", "docs", "The API's HTML page", documented=False),
+          answer="text", access="metrics"),
+    Route("GET", "/openapi.json", "openapi", "This document", answer="object", documented=False,
+          access="open"),
+    Route("GET", "/docs", "docs", "The API's HTML page", documented=False, access="open"),
     *_model_routes("/v2/models/{model_name}"),
     *_model_routes("/v2/models/{model_name}/versions/{model_version}"),
 )

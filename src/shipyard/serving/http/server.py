@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from email.utils import formatdate
 
@@ -61,8 +62,11 @@ class HttpServer:
 
     def __init__(self, app: ASGIApp, *, keep_alive_s: float = 30.0,
                  max_header_bytes: int = 256 * 1024, header_timeout_s: float = 30.0,
-                 body_timeout_s: float = 30.0) -> None:
+                 body_timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.ssl_context = ssl_context
+        #: the ASGI scope's ``scheme``
+        self.scheme = "http" if ssl_context is None else "https"
         self.keep_alive_s = keep_alive_s
         self.header_timeout_s = header_timeout_s
         self.body_timeout_s = body_timeout_s
@@ -78,8 +82,11 @@ class HttpServer:
         self._tick()
 
     async def start(self, sock: socket.socket) -> None:
+        # TLS: the handshake must finish within header_timeout_s (a client that opens a
+        # connection and says nothing is dropped); a failed one closes that connection alone
         server = await self.loop.create_server(
-            lambda: HttpProtocol(self), sock=sock, backlog=2048)
+            lambda: HttpProtocol(self), sock=sock, backlog=2048, ssl=self.ssl_context,
+            ssl_handshake_timeout=None if self.ssl_context is None else self.header_timeout_s)
         self._servers.append(server)
 
     def _tick(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import socket
+import ssl
 from typing import Literal, Protocol
 
 from shipyard.serving.http.asgi import ASGIApp
@@ -33,16 +34,16 @@ def missing(kind: HttpServerKind) -> str | None:
     return None
 
 
-def http_server(kind: HttpServerKind, app: ASGIApp, *, keep_alive_s: float = 30.0
-                ) -> HttpListener:
-    """A server of ``kind`` for ``app`` (not started)."""
+def http_server(kind: HttpServerKind, app: ASGIApp, *, keep_alive_s: float = 30.0,
+                ssl_context: ssl.SSLContext | None = None) -> HttpListener:
+    """A server of ``kind`` for ``app`` (not started); https only with ``ssl_context``."""
     problem = missing(kind)
     if problem is not None:
         raise RuntimeError(problem)
     if kind == "uvicorn":
         from shipyard.serving.http.uvicorn_server import UvicornServer
 
-        return UvicornServer(app, keep_alive_s=keep_alive_s)
+        return UvicornServer(app, keep_alive_s=keep_alive_s, ssl_context=ssl_context)
     from shipyard.serving.http.server import HttpServer
 
-    return HttpServer(app, keep_alive_s=keep_alive_s)
+    return HttpServer(app, keep_alive_s=keep_alive_s, ssl_context=ssl_context)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from typing import Any
 
 import uvicorn
@@ -25,11 +26,15 @@ __all__ = ["UvicornServer"]
 class UvicornServer:
     """Serves one ASGI app on a listening socket with ``uvicorn.Server``."""
 
-    def __init__(self, app: ASGIApp, *, keep_alive_s: float = 30.0) -> None:
+    def __init__(self, app: ASGIApp, *, keep_alive_s: float = 30.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        tls: dict[str, Any] = {}
+        if ssl_context is not None:  # the context Shipyard built, the same as the builtin's
+            tls["ssl_context_factory"] = lambda config, default: ssl_context
         self.config = uvicorn.Config(
             app, http="httptools", ws="none", lifespan="off", access_log=False,
             log_config=None, proxy_headers=False, server_header=False,
-            timeout_keep_alive=max(1, round(keep_alive_s)), backlog=2048,
+            timeout_keep_alive=max(1, round(keep_alive_s)), backlog=2048, **tls,
         )
         self.config.load()
         self.server = uvicorn.Server(self.config)
