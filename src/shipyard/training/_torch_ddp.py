@@ -12,16 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import socket
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
-from shipyard.training.distributed import ENV_DIGESTS, env_rank, env_world_size
+from shipyard.errors import ExperimentError
+from shipyard.training.distributed import DEFAULT_PORT, ENV_DIGESTS, env_rank, env_world_size
 
-__all__ = ["Group", "state_digest"]
+if TYPE_CHECKING:
+    from shipyard.training.distributed import Launch
+
+__all__ = ["Group", "elastic_run", "state_digest"]
 
 
 class Group:
@@ -130,3 +136,35 @@ def write_digest(model: torch.nn.Module, group: Group) -> None:
     path = Path(folder) / f"rank-{group.rank}.json"
     path.write_text(json.dumps({"rank": group.rank, "world": group.world,
                                 "digest": state_digest(model)}), encoding="utf-8")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def elastic_run(launch: Launch, job: Any, entry: Callable[[Any], Any]) -> None:
+    """``entry(job)`` in ``launch.nproc_per_node`` processes of this node through torch's
+    elastic launcher (static rendezvous at the master address, no restarts); a failed
+    process stops the others and raises ExperimentError."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    addr = launch.master_addr or "127.0.0.1"
+    port = launch.master_port or (_free_port() if launch.nnodes == 1 else DEFAULT_PORT)
+    config = LaunchConfig(
+        min_nodes=launch.nnodes, max_nodes=launch.nnodes,
+        nproc_per_node=launch.nproc_per_node, run_id=f"shipyard-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="static", rdzv_endpoint=f"{addr}:{port}",
+        rdzv_configs={"rank": launch.node_rank}, max_restarts=0, monitor_interval=0.1,
+        start_method="spawn")
+    try:
+        elastic_launch(config, entry)(job)
+    except ChildFailedError as exc:
+        failures = sorted(exc.failures.items())
+        rank, failure = failures[0]
+        raise ExperimentError(
+            f"data-parallel training failed: rank {rank} exited with status {failure.exitcode}"
+            f" ({len(failures)} of {launch.world_size} processes failed); its error is printed "
+            "above") from None

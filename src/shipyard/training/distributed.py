@@ -25,9 +25,7 @@ This module imports neither torch nor the trainer until :func:`launch` runs.
 from __future__ import annotations
 
 import os
-import socket
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,12 +103,6 @@ class Launch:
         return self.nnodes * self.nproc_per_node
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class _Job:
     """What every worker needs to run the experiment (pickled to the spawned processes)."""
@@ -168,31 +160,10 @@ def launch(launch: Launch, config: str | Path | Mapping[str, Any], *,
     job = _Job(config if isinstance(config, Mapping) else str(config), overrides,
                None if run_dir is None or resume is not None else str(run_dir),
                None if resume is None else str(resume), progress, config_note)
-    _elastic(launch, job)
+    from shipyard.training._torch_ddp import elastic_run
+
+    elastic_run(launch, job, run_worker)
     return run_dir
-
-
-def _elastic(launch: Launch, job: _Job) -> None:
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    addr = launch.master_addr or "127.0.0.1"
-    port = launch.master_port or (_free_port() if launch.nnodes == 1 else DEFAULT_PORT)
-    config = LaunchConfig(
-        min_nodes=launch.nnodes, max_nodes=launch.nnodes,
-        nproc_per_node=launch.nproc_per_node, run_id=f"shipyard-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="static", rdzv_endpoint=f"{addr}:{port}",
-        rdzv_configs={"rank": launch.node_rank}, max_restarts=0, monitor_interval=0.1,
-        start_method="spawn")
-    try:
-        elastic_launch(config, run_worker)(job)
-    except ChildFailedError as exc:
-        failures = sorted(exc.failures.items())
-        rank, failure = failures[0]
-        raise ExperimentError(
-            f"data-parallel training failed: rank {rank} exited with status {failure.exitcode}"
-            f" ({len(failures)} of {launch.world_size} processes failed); its error is printed "
-            "above") from None
 
 
 def run_worker(job: Any) -> str | None:
