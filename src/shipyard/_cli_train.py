@@ -73,6 +73,21 @@ def train(
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue an interrupted torch run (its directory) from its newest "
         "checkpoint, with the same experiment.")] = None,
+    nproc_per_node: Annotated[int | None, typer.Option(
+        "--nproc-per-node", help="Torch runs: train data-parallel in this many processes on "
+        "this node (torch.distributed, DistributedDataParallel; gloo on CPU, NCCL on CUDA). "
+        "training.batch_size is the global batch, split evenly over all processes.")] = None,
+    nnodes: Annotated[int, typer.Option(
+        "--nnodes", help="With --nproc-per-node: machines taking part (each runs this "
+        "command with its own --node-rank).")] = 1,
+    node_rank: Annotated[int, typer.Option(
+        "--node-rank", help="With --nnodes: this machine's index, 0..nnodes-1 (node 0 writes "
+        "the run).")] = 0,
+    master_addr: Annotated[str | None, typer.Option(
+        "--master-addr", help="With --nnodes > 1: address of node 0.")] = None,
+    master_port: Annotated[int | None, typer.Option(
+        "--master-port", help="Rendezvous port on node 0 (default: a free port on one node, "
+        "29500 across nodes).")] = None,
 ) -> None:
     """Train an experiment into a new run directory.
 
@@ -80,9 +95,34 @@ def train(
     """
     from shipyard import api
 
+    multi = nnodes != 1 or node_rank != 0 or master_addr is not None or master_port is not None
     with _user_errors():
-        run = api.train(config, overrides=overrides or [], output=output,
-                        progress=_progress(quiet), resume=resume)
+        if nproc_per_node is None and multi:
+            from shipyard.errors import ConfigError
+
+            raise ConfigError("--nnodes, --node-rank, --master-addr and --master-port go with "
+                              "--nproc-per-node N; add it (the processes on this node)")
+        if nproc_per_node is not None:
+            from shipyard.training.distributed import Launch
+
+            launch = Launch(nproc_per_node, nnodes, node_rank, master_addr, master_port)
+            parallel = api.train_parallel(config, launch, overrides=overrides or [],
+                                          output=output, progress=_progress(quiet),
+                                          resume=resume)
+            if parallel is None:
+                typer.echo(f"node {node_rank}: done (node 0 writes the run)")
+                return
+            run = parallel
+        elif _under_torchrun():
+            run_dir = _torchrun_rank(config, overrides or [], output, quiet, resume)
+            if run_dir is None:
+                return
+            from shipyard.training.run import Run
+
+            run = Run.load(run_dir)
+        else:
+            run = api.train(config, overrides=overrides or [], output=output,
+                            progress=_progress(quiet), resume=resume)
     if as_json:
         typer.echo(json.dumps(run.metrics, indent=2))
         return
@@ -110,6 +150,28 @@ def train(
             typer.echo(f"tokenizer in the graph: not made: {graph.get('error')}")
     typer.echo(f"run: {run.path}")
     typer.echo(f"report: {run.path / 'report.md'}")
+
+
+def _under_torchrun() -> bool:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and "MASTER_ADDR" in os.environ
+
+
+def _torchrun_rank(config: Path, overrides: list[str], output: Path | None, quiet: bool,
+                   resume: Path | None) -> Path | None:
+    """One rank of a torchrun someone started (``torchrun ... -m shipyard train EXP``):
+    every rank must be told the same ``--output`` (or ``--resume``)."""
+    from shipyard.errors import ConfigError
+    from shipyard.training.distributed import _Job, run_worker
+
+    if output is None and resume is None:
+        raise ConfigError("under torchrun, give every rank the same --output RUN_DIR (or "
+                          "--resume RUN_DIR); each would otherwise name its own run directory")
+    job = _Job(str(config), overrides, None if output is None else str(output),
+               None if resume is None else str(resume), _progress(quiet))
+    done = run_worker(job)
+    return None if done is None else Path(done)
 
 
 def evaluate(

@@ -17,10 +17,11 @@ if TYPE_CHECKING:
     from shipyard.evaluation.scoring import Evaluation
     from shipyard.export.publish import Published
     from shipyard.training.config import Experiment
+    from shipyard.training.distributed import Launch
     from shipyard.training.optimise import Optimised
     from shipyard.training.run import Run
 
-__all__ = ["evaluate", "optimise", "publish", "train"]
+__all__ = ["evaluate", "optimise", "publish", "train", "train_parallel"]
 
 
 def train(
@@ -41,6 +42,12 @@ def train(
     from shipyard.training.trainer import train_experiment
 
     experiment, base_dir = load_experiment(config, overrides)
+    return train_experiment(experiment, base_dir, output=Path(output) if output else None,
+                            show_progress=progress, config_note=_config_note(config, overrides),
+                            resume=Path(resume) if resume is not None else None)
+
+
+def _config_note(config: Any, overrides: Sequence[str] | Mapping[str, Any]) -> str:
     note = ""
     if isinstance(config, str | Path):
         note = f"from {Path(config).resolve()}"
@@ -48,9 +55,30 @@ def train(
         items = overrides.items() if isinstance(overrides, Mapping) else None
         shown = [f"{k}={v}" for k, v in items] if items is not None else list(overrides)
         note += f" with --set {' --set '.join(shown)}"
-    return train_experiment(experiment, base_dir, output=Path(output) if output else None,
-                            show_progress=progress, config_note=note.strip(),
-                            resume=Path(resume) if resume is not None else None)
+    return note.strip()
+
+
+def train_parallel(
+    config: str | Path | Mapping[str, Any],
+    launch: Launch,
+    *,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    output: str | Path | None = None,
+    progress: bool = False,
+    resume: str | Path | None = None,
+) -> Run | None:
+    """:func:`train` data-parallel: ``launch.nproc_per_node`` processes on this node (of
+    ``launch.nnodes``) train a torch experiment together on torch.distributed (see
+    :mod:`shipyard.training.distributed`); returns the run on node 0, None on the others.
+    ``training.batch_size`` is the global batch (split evenly over the processes)."""
+    from shipyard.training.distributed import launch as launch_run
+    from shipyard.training.run import Run
+
+    run_dir = launch_run(launch, config, overrides=overrides,
+                         output=Path(output) if output else None, progress=progress,
+                         resume=Path(resume) if resume is not None else None,
+                         config_note=_config_note(config, overrides))
+    return None if run_dir is None else Run.load(run_dir)
 
 
 def _as_run(run: str | Path | Run) -> Run:

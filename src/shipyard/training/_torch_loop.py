@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from shipyard.errors import ConfigError, ExperimentError
 from shipyard.training import _torch_parts as parts
 from shipyard.training._torch_curves import curves_plot
+from shipyard.training._torch_ddp import Group, write_digest
 from shipyard.training.torch import (
     CHECKPOINT_DIR,
     CURVES_FILE,
@@ -165,8 +166,9 @@ class _Step:
 
 def _train_epoch(step: _Step, data: Any, epoch: int, display: Display,
                  augment: Callable[[torch.Tensor], torch.Tensor] | None,
-                 device: torch.device) -> tuple[float, float, float, int]:
-    """(mean loss, accuracy, lr of the last batch, samples) of one training epoch."""
+                 device: torch.device, group: Group) -> tuple[float, float, float, int, float]:
+    """(mean loss, accuracy, lr of the last batch, samples, samples/s) of one training epoch,
+    over all the processes of ``group`` (the samples and rates summed)."""
     step.net.train()
     losses: list[torch.Tensor] = []  # per batch, on the device; summed once at the end
     corrects: list[torch.Tensor] = []
@@ -183,8 +185,12 @@ def _train_epoch(step: _Step, data: Any, epoch: int, display: Display,
         corrects.append((logits.argmax(1) == y).sum())
         sizes.append(y.shape[0])
         display.batch(losses, corrects, sizes, started)
-    loss_sum, correct, seen = _totals(losses, corrects, sizes)
-    return loss_sum, correct / seen, float(lr), seen
+    mean, correct, seen = _totals(losses, corrects, sizes)
+    rate = seen / max(time.perf_counter() - started, 1e-9)
+    if not group.parallel:
+        return mean, correct / seen, float(lr), seen, rate
+    loss_sum, correct, total, rate = group.sum([mean * seen, correct, seen, rate], device)
+    return loss_sum / total, correct / total, float(lr), int(total), rate
 
 
 def _totals(losses: list[torch.Tensor], corrects: list[torch.Tensor],
@@ -198,8 +204,10 @@ def _totals(losses: list[torch.Tensor], corrects: list[torch.Tensor],
 
 
 def _scores(net: Any, data: Any, device: torch.device,
-            autocast: Callable[[], contextlib.AbstractContextManager[Any]]) -> tuple[float, float]:
-    """(mean plain cross-entropy, accuracy) over labelled batches, in eval mode."""
+            autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+            group: Group | None = None) -> tuple[float, float]:
+    """(mean plain cross-entropy, accuracy) over labelled batches, in eval mode; with a
+    ``group``, over every process's shard of the data."""
     was_training = net.training
     net.eval()
     loss_sum = torch.zeros((), device=device)
@@ -215,17 +223,49 @@ def _scores(net: Any, data: Any, device: torch.device,
                 seen += y.shape[0]
     finally:
         net.train(was_training)
-    return loss_sum.item() / seen, correct.item() / seen
+    totals = [loss_sum.item(), float(correct.item()), float(seen)]
+    if group is not None:
+        totals = group.sum(totals, device)
+    return totals[0] / totals[2], totals[1] / totals[2]
 
 
 def _pin(cfg: TorchTraining, device: torch.device) -> bool:
     return device.type == "cuda" if cfg.pin_memory == "auto" else bool(cfg.pin_memory)
 
 
+def _resume_state(resume: bool, found: list[tuple[int, Path]], device: torch.device,
+                  group: Group) -> tuple[dict[str, Any] | None, str]:
+    """The newest checkpoint's state when resuming (read by rank 0, sent to every process)
+    and its file name; (None, "") without one."""
+    state, name = None, ""
+    if group.writer and resume and found:
+        path = found[-1][1]
+        state = parts.load(path, torch.device("cpu") if group.parallel else device)
+        name = path.name
+    return group.share((state, name)) if group.parallel else (state, name)
+
+
+def _rng_for(state: dict[str, Any], group: Group, notes: list[str]) -> None:
+    """Put back this process's RNG state of a checkpoint (rank 0's for a single process);
+    a checkpoint of another world size has none for some ranks: they are seeded afresh."""
+    ranks = state.get("rng_ranks")
+    if not group.parallel and not ranks:
+        parts.set_rng_state(state["rng"])
+    elif ranks and len(ranks) == group.world:
+        parts.set_rng_state(ranks[group.rank])
+    else:
+        saved = len(ranks) if ranks else 1
+        parts.seed_everything(state["epoch"] * 100_003 + group.rank)
+        notes.append(f"resume: the checkpoint was written by {saved} process(es), this run has "
+                     f"{group.world}; the random streams (dropout, augmentation) and the "
+                     "shuffling differ from an uninterrupted run")
+
+
 def fit(model: torch.nn.Module, train_data: Any, val_data: Any, cfg: TorchTraining,
         run_dir: Path, *, augment: Callable[[torch.Tensor], torch.Tensor] | None,
         progress: bool, resume: bool) -> History:
-    device = parts.resolve_device(cfg.device)
+    group = Group.detect(parts.resolve_device(cfg.device))
+    device = group.device(parts.resolve_device(cfg.device))
     dtype = parts.autocast_dtype(cfg.precision, device)
     notes: list[str] = []
     channels_last = cfg.channels_last and device.type == "cuda"
@@ -235,26 +275,35 @@ def fit(model: torch.nn.Module, train_data: Any, val_data: Any, cfg: TorchTraini
         raise ConfigError(
             f"early_stopping: monitors {cfg.early_stopping.monitor}, but there is no "
             "validation data; give validation data or set early_stopping: null")
+    if cfg.batch_size % group.world:
+        raise ConfigError(
+            f"training.batch_size: {cfg.batch_size} is the global batch, split evenly over "
+            f"the {group.world} processes; set a multiple of {group.world}")
     folder = run_dir / CHECKPOINT_DIR
-    found = parts.checkpoints(folder)
+    found = parts.checkpoints(folder) if group.writer else []
     if found and not resume:
         raise ConfigError(
             f"run directory {run_dir} already holds checkpoints of a run ({found[-1][1].name}); "
             "resume it (resume=True) or train into a new run directory")
 
     pin = _pin(cfg, device)
-    train = parts.batches(train_data, cfg.batch_size, shuffle=True, device=device,
-                          seed=cfg.seed, num_workers=cfg.num_workers, pin_memory=pin,
-                          channels_last=channels_last)
+    shard = (group.rank, group.world) if group.parallel else None
+    train = parts.batches(train_data, cfg.batch_size // group.world, shuffle=True,
+                          device=device, seed=cfg.seed, num_workers=cfg.num_workers,
+                          pin_memory=pin, channels_last=channels_last, shard=shard)
     val = None if val_data is None else parts.batches(
         val_data, cfg.eval_batch_size or 2 * cfg.batch_size, shuffle=False, device=device,
-        num_workers=cfg.num_workers, pin_memory=pin, channels_last=channels_last)
+        num_workers=cfg.num_workers, pin_memory=pin, channels_last=channels_last, shard=shard)
 
-    parts.seed_everything(cfg.seed)
+    parts.seed_everything(cfg.seed + group.rank)  # rank 0 (and a single process): cfg.seed
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    net: Any = torch.compile(model) if cfg.compile else model
+    wrapped = group.wrap(model, device)
+    net: Any = torch.compile(wrapped) if cfg.compile else wrapped
+    # validation shards may differ in size: evaluate the bare model (DDP's forward would
+    # broadcast buffers, a collective every process must join the same number of times)
+    eval_net: Any = model if group.parallel else net
     optimizer = parts.make_optimizer(model, cfg.optimizer, device)
     scheduler = parts.make_scheduler(optimizer, cfg, len(train))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
@@ -263,21 +312,24 @@ def fit(model: torch.nn.Module, train_data: Any, val_data: Any, cfg: TorchTraini
     best = parts.Best(monitor, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
     history = History(monitor=monitor, device=str(device), precision=cfg.precision)
     start, finished = 0, False
+    if group.parallel:
+        notes.append(f"data-parallel: {group.world} processes, {cfg.batch_size // group.world} "
+                     f"examples each per step (global batch {cfg.batch_size})")
 
-    if resume and found:
-        path = found[-1][1]
-        state = parts.load(path, device)
-        parts.check_resume(state["config"], cfg, path)
-        parts.load_model_state(model, state["model"], path)
+    state, name = _resume_state(resume, found, device, group)
+    if state is not None:
+        parts.check_resume(state["config"], cfg, folder / name)
+        parts.load_model_state(model, state["model"], folder / name)
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:
             scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         history = History.from_dict(state["history"])
         best.load(state["best"])
-        parts.set_rng_state(state["rng"])
+        _rng_for(state, group, notes)
         start, finished = state["epoch"], state["finished"]
-        notes.append(f"resumed from {path.name} (epoch {start})")
+        notes.append(f"resumed from {name} (epoch {start})")
+        del state
     elif resume:
         notes.append("resume: no checkpoint found, started from epoch 1")
     history.notes += notes
@@ -286,22 +338,24 @@ def fit(model: torch.nn.Module, train_data: Any, val_data: Any, cfg: TorchTraini
         log.info("%s", note)
 
     step = _Step(net, optimizer, scheduler, scaler, cfg, device, dtype)
-    with parts.cudnn_flags(cfg.deterministic, device), Display(progress, cfg.epochs) as display:
+    with parts.cudnn_flags(cfg.deterministic, device), \
+            Display(progress and group.writer, cfg.epochs) as display:
         for epoch in range(start + 1, cfg.epochs + 1):
             if finished:
                 break
             t0 = time.perf_counter()
-            loss, acc, lr, seen = _train_epoch(step, train, epoch, display, augment, device)
-            train_s = time.perf_counter() - t0
+            loss, acc, lr, _, rate = _train_epoch(step, train, epoch, display, augment,
+                                                     device, group)
+            group.sync_buffers(model)
             if not np.isfinite(loss):
                 raise ExperimentError(
                     f"training loss became {loss} in epoch {epoch}; lower optimizer.lr "
                     f"(now {cfg.optimizer.lr}), set grad_clip, or use precision: fp32")
-            v_loss, v_acc = _scores(net, val, device, step.autocast) if val is not None \
-                else (None, None)
+            v_loss, v_acc = _scores(eval_net, val, device, step.autocast, group) \
+                if val is not None else (None, None)
             value = {"val_loss": v_loss, "val_accuracy": v_acc, "train_loss": loss}[monitor]
             improved = best.update(value, epoch)
-            if improved:
+            if improved and group.writer:
                 parts.save({"format": parts.FORMAT, "epoch": epoch, "monitor": monitor,
                             "value": value, "model": model.state_dict()}, folder / parts.BEST)
             stop = (cfg.early_stopping is not None
@@ -312,19 +366,21 @@ def fit(model: torch.nn.Module, train_data: Any, val_data: Any, cfg: TorchTraini
             history.val_loss.append(v_loss)
             history.val_accuracy.append(v_acc)
             history.lr.append(lr)
-            history.samples_per_s.append(seen / train_s)
+            history.samples_per_s.append(rate)
             history.seconds.append(time.perf_counter() - t0)
             history.best_epoch, history.stopped_early = best.epoch, stop
-            parts.save({
-                "format": parts.FORMAT, "epoch": epoch, "finished": stop,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": None if scheduler is None else scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "best": best.state(),
-                "config": cfg.model_dump(mode="json"),
-                "history": history.to_dict(), "rng": parts.rng_state()},
-                parts.checkpoint_path(folder, epoch))
-            parts.prune(folder, cfg.keep_checkpoints)
-            history.write(run_dir / HISTORY_FILE)
+            rngs = group.gather(parts.rng_state()) if group.parallel else None
+            if group.writer:
+                parts.save({
+                    "format": parts.FORMAT, "epoch": epoch, "finished": stop,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": None if scheduler is None else scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "best": best.state(),
+                    "config": cfg.model_dump(mode="json"),
+                    "history": history.to_dict(), "rng": parts.rng_state(),
+                    "rng_ranks": rngs}, parts.checkpoint_path(folder, epoch))
+                parts.prune(folder, cfg.keep_checkpoints)
+                history.write(run_dir / HISTORY_FILE)
             i = len(history.epoch) - 1
             display.end(len(train), f"epoch {epoch}/{cfg.epochs}  "
                         + _summary(history, i, improved), _short(history, i, improved))
@@ -334,13 +390,18 @@ def fit(model: torch.nn.Module, train_data: Any, val_data: Any, cfg: TorchTraini
                 break
 
     if (cfg.early_stopping is not None and cfg.early_stopping.restore_best
-            and best.epoch is not None and (folder / parts.BEST).exists()):
-        state = parts.load(folder / parts.BEST, device)
-        parts.load_model_state(model, state["model"], folder / parts.BEST)
-        history.restored_best = True
-    history.write(run_dir / HISTORY_FILE)
-    if cfg.plot and history.epoch:
-        curves_plot(history, run_dir / CURVES_FILE)
+            and best.epoch is not None):
+        if group.writer and (folder / parts.BEST).exists():
+            state = parts.load(folder / parts.BEST, device)
+            parts.load_model_state(model, state["model"], folder / parts.BEST)
+            history.restored_best = True
+        history.restored_best = bool(group.share(history.restored_best))
+        group.sync_model(model)
+    if group.writer:
+        history.write(run_dir / HISTORY_FILE)
+        if cfg.plot and history.epoch:
+            curves_plot(history, run_dir / CURVES_FILE)
+    write_digest(model, group)
     return history
 
 

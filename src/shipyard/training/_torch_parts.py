@@ -120,6 +120,41 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 # --- batches -------------------------------------------------------------------------------
 
 Batch = tuple[Any, torch.Tensor]
+Shard = tuple[int, int]
+"""(rank, world size) of a data-parallel process."""
+
+
+def shard_order(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """Process ``rank``'s part of a permutation: the permutation padded by wrapping around to
+    a multiple of ``world`` (so every process gets the same number of examples and of
+    batches, as torch's DistributedSampler does), then every ``world``-th index from
+    ``rank``. The whole ``order`` when ``world`` is 1."""
+    if world == 1:
+        return order
+    pad = -len(order) % world
+    if pad:
+        order = torch.cat([order, order.repeat(pad // len(order) + 1)[:pad]])
+    return order[rank::world]
+
+
+class ShardSampler(torch.utils.data.Sampler[int]):
+    """A DataLoader sampler of one data-parallel process's shuffled shard: the permutation of
+    (seed, epoch) cut by :func:`shard_order`; :meth:`set_epoch` picks the epoch."""
+
+    def __init__(self, size: int, rank: int, world: int, seed: int) -> None:
+        self.size, self.rank, self.world, self.seed, self.epoch = size, rank, world, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle the next iteration as epoch ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.world)
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        order = shard_order(torch.randperm(self.size, generator=gen), self.rank, self.world)
+        return iter(order.tolist())
 
 
 def _as_tensor(value: Any, what: str) -> torch.Tensor:
@@ -164,15 +199,21 @@ class TensorBatches:
     batch, no DataLoader, no collation of single items."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool,
-                 device: torch.device, seed: int, channels_last: bool = False) -> None:
+                 device: torch.device, seed: int, channels_last: bool = False,
+                 shard: Shard | None = None) -> None:
         if len(x) == 0:
             raise DataError("the data holds no examples")
+        rank, world = shard or (0, 1)
+        if world > 1 and not shuffle:  # evaluation: every world-th example, no padding
+            x, y = x[rank::world], y[rank::world]
         self.x = x.to(device)
         if channels_last and self.x.dim() == 4:
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.y = _labels(y, "labels").to(device)
         self.batch_size, self.shuffle, self.seed, self.device = batch_size, shuffle, seed, device
-        self.samples = len(self.x)
+        self.rank, self.world = rank, world
+        self.samples = math.ceil(len(self.x) / world) if shuffle else len(self.x)
+        """Examples this process sees per epoch (its shard when data-parallel)."""
         self.channels_last = channels_last and self.x.dim() == 4
 
     def __len__(self) -> int:
@@ -185,7 +226,8 @@ class TensorBatches:
                 yield self.x[i:i + bs], self.y[i:i + bs]
             return
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        order = torch.randperm(n, generator=gen).to(self.device)
+        order = shard_order(torch.randperm(len(self.x), generator=gen), self.rank,
+                            self.world).to(self.device)
         for i in range(0, n, bs):
             idx = order[i:i + bs]
             x = self.x[idx]
@@ -215,17 +257,28 @@ class LoaderBatches:
 
     def __init__(self, dataset: Dataset[Any], batch_size: int, *, shuffle: bool,
                  device: torch.device, seed: int, num_workers: int, pin_memory: bool,
-                 channels_last: bool = False, labelled: bool = True) -> None:
+                 channels_last: bool = False, labelled: bool = True,
+                 shard: Shard | None = None) -> None:
         self.generator = torch.Generator()
-        self.loader: DataLoader[Any] = DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-            pin_memory=pin_memory, generator=self.generator, worker_init_fn=seed_worker)
         try:
-            self.samples = len(dataset)  # type: ignore[arg-type]
+            size = len(dataset)  # type: ignore[arg-type]
         except TypeError as exc:
             raise DataError("the Dataset has no len(); fit needs a map-style Dataset") from exc
-        if self.samples == 0:
+        if size == 0:
             raise DataError("the data holds no examples")
+        rank, world = shard or (0, 1)
+        self.sampler: ShardSampler | None = None
+        if world > 1 and shuffle:
+            self.sampler = ShardSampler(size, rank, world, seed)
+        elif world > 1:  # evaluation: every world-th item, no padding
+            dataset = torch.utils.data.Subset(dataset, range(rank, size, world))
+        self.loader: DataLoader[Any] = DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle and self.sampler is None,
+            sampler=self.sampler, num_workers=num_workers, pin_memory=pin_memory,
+            generator=self.generator, worker_init_fn=seed_worker)
+        self.samples = len(self.sampler) if self.sampler is not None else \
+            len(dataset)  # type: ignore[arg-type]
+        """Items this process sees per epoch (its shard when data-parallel)."""
         self.seed, self.device, self.labelled = seed, device, labelled
         self.non_blocking = pin_memory and device.type == "cuda"
         self.channels_last = channels_last
@@ -235,6 +288,8 @@ class LoaderBatches:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         self.generator.manual_seed(epoch_seed(self.seed, epoch))
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
         for batch in self.loader:
             if not self.labelled:
                 x = batch[0] if isinstance(batch, list | tuple) else batch
@@ -253,11 +308,14 @@ class LoaderBatches:
 
 def batches(data: Any, batch_size: int, *, shuffle: bool, device: torch.device, seed: int = 0,
             num_workers: int = 0, pin_memory: bool = False, channels_last: bool = False,
-            labelled: bool = True) -> TensorBatches | LoaderBatches:
+            labelled: bool = True, shard: Shard | None = None) -> TensorBatches | LoaderBatches:
+    """Batches of ``data`` on ``device``; ``shard`` = (rank, world size) gives a data-parallel
+    process its part: with ``shuffle`` an equal-sized slice of each epoch's permutation (see
+    :func:`shard_order`), without it every world-th example (evaluation; sizes may differ)."""
     pair = tensor_pair(data)
     if pair is not None:
         return TensorBatches(*pair, batch_size, shuffle=shuffle, device=device, seed=seed,
-                             channels_last=channels_last)
+                             channels_last=channels_last, shard=shard)
     if not labelled and not isinstance(data, Dataset):
         x = _as_tensor(data, "inputs")
         return TensorBatches(x, torch.zeros(len(x), dtype=torch.long), batch_size,
@@ -267,7 +325,7 @@ def batches(data: Any, batch_size: int, *, shuffle: bool, device: torch.device, 
                         f"got {type(data).__name__}")
     return LoaderBatches(data, batch_size, shuffle=shuffle, device=device, seed=seed,
                          num_workers=num_workers, pin_memory=pin_memory,
-                         channels_last=channels_last, labelled=labelled)
+                         channels_last=channels_last, labelled=labelled, shard=shard)
 
 
 def call(model: Any, x: Any) -> torch.Tensor:

@@ -14,7 +14,8 @@ loads torch and the reverse. It provides :class:`FamilyModule`'s functions:
     The run itself, into ``run_dir`` (created, empty, with ``train.log`` attached to the
     ``shipyard`` loggers); ``base_dir`` resolves relative data paths, ``steps`` times and shows
     each step, ``config_note`` is one line for the header of the run's ``experiment.yaml``.
-    Returns ``Run.load(run_dir)``. A family whose ``train`` also takes ``resume: bool``
+    Returns ``Run.load(run_dir)`` (None on a data-parallel rank other than 0, which writes
+    nothing). A family whose ``train`` also takes ``resume: bool``
     can continue an interrupted run (``shipyard train EXP --resume RUN_DIR``: ``run_dir`` is
     then that run's folder, with its checkpoints); the others refuse ``--resume``.
 ``evaluate(run, data, *, show_progress) -> Evaluation`` (optional)
@@ -50,7 +51,7 @@ class FamilyModule(Protocol):
     def prepare(self, exp: AnyExperiment) -> Any: ...
 
     def train(self, exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path,
-              steps: Steps, config_note: str = "") -> Run: ...
+              steps: Steps, config_note: str = "") -> Run | None: ...
 
 
 class FamilyEvaluator(Protocol):

@@ -33,6 +33,7 @@ from shipyard.evaluation.scoring import Evaluation
 from shipyard.models.transformer import TransformerConfig, build_transformer, count_parameters
 from shipyard.training._config_errors import format_errors
 from shipyard.training.config import AnyExperiment
+from shipyard.training.distributed import env_world_size
 from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, write_json, write_run_files
 from shipyard.training.text_config import TextExperiment
@@ -133,6 +134,10 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
     from shipyard.data.text_tokenizer import train_tokenizer
 
     text = text_experiment(exp)
+    if env_world_size() > 1:  # each rank would need rank 0's tokenizer before the fit
+        raise ConfigError(f"{text.model.label}: data-parallel training (world size "
+                          f"{env_world_size()}) is not supported for text experiments yet; "
+                          "train them in one process")
     cfg = prepared.net if isinstance(prepared, Prepared) else _net(text)
     chain = chain_steps(text)
     with steps.step(f"loading {text.data.source}", "load"):

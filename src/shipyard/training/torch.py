@@ -136,7 +136,10 @@ class TorchTraining(_Strict):
     epochs: int = Field(10, ge=1)
     """Passes over the training data (at most: early stopping may end sooner)."""
     batch_size: int = Field(64, ge=1)
-    """Training examples per optimizer step."""
+    """Training examples per optimizer step, in all: under data-parallel training
+    (``shipyard train --nproc-per-node N``) this is the global batch, and each of the N
+    processes takes batch_size / N of it (it must divide evenly), so the steps per epoch, the
+    learning rate and the schedule stay those of one process."""
     eval_batch_size: int | None = Field(None, ge=1)
     """Examples per batch for validation; null = 2 x batch_size."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

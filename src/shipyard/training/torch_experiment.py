@@ -36,6 +36,7 @@ from shipyard.evaluation.scoring import Evaluation, SplitScore, split_plots
 from shipyard.models.cnn import CNNConfig, build_cnn, count_parameters
 from shipyard.training._config_errors import format_errors
 from shipyard.training.config import AnyExperiment, ImageExperiment
+from shipyard.training.distributed import env_rank
 from shipyard.training.image_splits import ImageSplits, split_images
 from shipyard.training.progress import Steps
 from shipyard.training.run import (
@@ -105,7 +106,8 @@ def _load(exp: ImageExperiment, base_dir: Path, source: str | None = None
           ) -> dict[str, ImageSet]:
     return load_image_source(source or exp.data.source, size=exp.data.size,
                              channels=exp.data.channels, interpolation=exp.data.interpolation,
-                             class_names=exp.data.class_names, cache=exp.data.cache,
+                             class_names=exp.data.class_names,
+                             cache=exp.data.cache and env_rank() == 0,  # other ranks: no files
                              base_dir=base_dir)
 
 
@@ -187,10 +189,11 @@ def _versions() -> dict[str, str]:
 
 
 def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, steps: Steps,
-          config_note: str = "", resume: bool = False) -> Run:
+          config_note: str = "", resume: bool = False) -> Run | None:
     """Load, split, fit, score, plot, export and write ``run_dir``; ``prepared`` is
     :func:`prepare`'s. ``resume`` continues the fit from the newest checkpoint in
-    ``run_dir``."""
+    ``run_dir``. In a data-parallel run, a rank other than 0 stops after the fit (it writes
+    nothing) and returns None."""
     image = _image(exp)
     cfg = prepared.cnn if isinstance(prepared, Prepared) else _cnn(image)
     with steps.step(f"loading {image.data.source}", "load"):
@@ -218,6 +221,8 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
         history = fit(model, (x_train, parts.train.labels), val, image.training, run_dir,
                       augment=augment, progress=steps.show, resume=resume)
     del x_train, val
+    if env_rank() != 0:
+        return None
     model.eval()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                run_dir / RUN_FILES["weights"])

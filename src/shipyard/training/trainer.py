@@ -5,6 +5,10 @@ The module of the experiment's ``model.family`` does the work (see
 ``prepare`` the model (checks that need no data; nothing written yet), creates the run
 directory, attaches ``train.log`` and hands both to its ``train``. :func:`evaluate_run` hands a
 finished run to the family's ``evaluate``.
+
+Under data-parallel training (:mod:`shipyard.training.distributed`) every process runs
+:func:`train_rank`; rank 0 alone creates and writes the run directory, the others train their
+shard and create nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, ExperimentError
 from shipyard.training.config import AnyExperiment, family_key
+from shipyard.training.distributed import env_rank
 from shipyard.training.families import FamilyModule, family_evaluator, family_module
 from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, create_run_dir
@@ -25,7 +30,7 @@ from shipyard.training.run import RUN_FILES, Run, create_run_dir
 if TYPE_CHECKING:
     from shipyard.evaluation.scoring import Evaluation
 
-__all__ = ["evaluate_run", "train_experiment"]
+__all__ = ["evaluate_run", "train_experiment", "train_rank"]
 
 log = logging.getLogger("shipyard.training")
 
@@ -48,14 +53,15 @@ def _run_log(run_dir: Path) -> Iterator[None]:
         handler.close()
 
 
-def _resume_dir(family: FamilyModule, name: str, resume: Path, output: Path | None) -> Path:
+def _resume_dir(family: FamilyModule, name: str, resume: Path, output: Path | None,
+                check: bool = True) -> Path:
     if output is not None:
         raise ConfigError("--resume continues the run in its own folder; leave out --output")
     if "resume" not in inspect.signature(family.train).parameters:
         raise ConfigError(f"--resume: runs of model family {name!r} cannot be resumed (they "
                           "keep no checkpoints); train into a new run directory")
     checkpoints = resume / "checkpoints"
-    if not checkpoints.is_dir() or not any(checkpoints.glob("epoch-*.pt")):
+    if check and (not checkpoints.is_dir() or not any(checkpoints.glob("epoch-*.pt"))):
         raise ConfigError(f"--resume: {str(resume)!r} holds no checkpoints/epoch-*.pt; give the "
                           "run directory of an interrupted torch run")
     return resume.resolve()
@@ -68,15 +74,40 @@ def train_experiment(
     """Run ``exp`` and return the finished :class:`Run`. A failed run leaves its directory
     with ``train.log`` saying why. ``resume``: continue that run directory's fit from its
     newest checkpoint (torch runs; the experiment must match the checkpoint's training)."""
+    run = train_rank(exp, base_dir, output=output, show_progress=show_progress,
+                     config_note=config_note, resume=resume)
+    if run is None:
+        raise ExperimentError(
+            f"train_experiment: this process is rank {env_rank()} of a data-parallel run, "
+            "which writes no run; call train_rank there (shipyard train does)")
+    return run
+
+
+def train_rank(
+    exp: AnyExperiment, base_dir: Path, *, output: Path | None = None, show_progress: bool = False,
+    config_note: str = "", resume: Path | None = None,
+) -> Run | None:
+    """:func:`train_experiment` in one process of a data-parallel run (or alone): rank 0 (the
+    ``RANK`` environment variable; 0 when unset) creates the run directory, attaches
+    ``train.log`` and returns the finished :class:`Run`; any other rank creates no file,
+    trains its shard of the data with the others and returns None. Every rank must get the
+    same ``output`` or ``resume``; rank 0 alone checks and reads them."""
     key = family_key(exp)
     family = family_module(key)
     prepared = family.prepare(exp)
     extra: dict[str, Any] = {}
+    writer = env_rank() == 0
     if resume is not None:
-        run_dir = _resume_dir(family, key, resume, output)
+        run_dir = _resume_dir(family, key, resume, output, check=writer)
         extra["resume"] = True
-    else:
+    elif writer:
         run_dir = create_run_dir(exp, output)
+    else:  # never created here: rank 0 writes it
+        run_dir = (output or Path(exp.output.dir) / "rank-without-run-dir").resolve()
+    if not writer:
+        with Steps(False) as steps:
+            return family.train(exp, base_dir, prepared, run_dir=run_dir, steps=steps,
+                                config_note=config_note, **extra)
     with _run_log(run_dir):
         try:
             log.info("run %s: experiment %s (%s, %s)", run_dir, exp.name, exp.task,
