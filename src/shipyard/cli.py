@@ -38,6 +38,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     default_model: Annotated[str | None, typer.Option(
         help="Model behind POST /predict and gRPC ModelService.Predict.")] = None,
+    model_name: Annotated[str | None, typer.Option(
+        help="Serve --model-repository as this one model when it is a model's own folder "
+             "(version folders, or the model files: KServe's /mnt/models).")] = None,
     max_body_bytes: Annotated[int | None, typer.Option(
         help="Largest request body / gRPC message (bytes).")] = None,
     max_json_bytes: Annotated[int | None, typer.Option(
@@ -98,6 +101,7 @@ def serve(
             {
                 "model_repository": model_repository, "http_port": http_port,
                 "grpc_port": grpc_port, "host": host, "default_model": default_model,
+                "model_name": model_name,
                 "max_body_bytes": max_body_bytes, "max_json_bytes": max_json_bytes,
                 "grace_period_s": grace_period,
                 "log_level": log_level, "log_format": log_format,

@@ -220,8 +220,9 @@ def test_kserve_runtime_passes_flags_the_server_accepts() -> None:
     assert (args["--http-port"], args["--grpc-port"]) == ("8080", "9000")
     assert [p["containerPort"] for p in container["ports"]] == [8080]
     # the values are ones the settings accept (the template {{.Name}} stands for a model name)
-    ServerSettings.model_validate({k[2:].replace("-", "_"): v for k, v in args.items()
-                                   if k not in ("--default-model", "--log-format")})
+    ServerSettings.model_validate({k[2:].replace("-", "_"): v.replace("{{.Name}}", "risk")
+                                   for k, v in args.items() if k != "--log-format"})
+    assert args["--model-name"] == args["--default-model"] == "{{.Name}}"
     isvc = load_docs(DEPLOY / "kserve" / "inference-service.yaml")[0]
     model = isvc["spec"]["predictor"]["model"]
     assert model["runtime"] == runtime["metadata"]["name"]

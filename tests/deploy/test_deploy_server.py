@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 import yaml
 from conftest import DEMO_REPOSITORY, ServerProcess, http_call, start_server
 
@@ -205,11 +204,23 @@ def test_kserve_repository_layout_is_served(tmp_path: Path) -> None:
     assert [(m["name"], m["state"]) for m in served["index"]] == [("risk", "READY")]
 
 
-@pytest.mark.xfail(strict=True, reason="the server has no single-model mode: a storageUri "
-                   "naming the model folder itself (/mnt/models/{config.yaml,1/}) is read as a "
-                   "repository holding a model named '1' (deploy/README.md, 'KServe')")
 def test_kserve_model_folder_layout_is_served(tmp_path: Path) -> None:
+    """storageUri -> the model folder itself: /mnt/models/{config.yaml,1/model.onnx} is the
+    one model --model-name names."""
     mnt = tmp_path / "mnt" / "models"
     shutil.copytree(DEMO_REPOSITORY / "risk", mnt)
     served = serve_mnt_models(mnt)
     assert served["risk_ready"], served
+    assert [(m["name"], m["version"], m["state"]) for m in served["index"]] == \
+        [("risk", "1", "READY")]
+
+
+def test_kserve_bare_model_files_are_version_1(tmp_path: Path) -> None:
+    """storageUri -> the model's files: /mnt/models/{config.yaml,model.onnx} is version 1."""
+    mnt = tmp_path / "mnt" / "models"
+    mnt.mkdir(parents=True)
+    shutil.copy(DEMO_REPOSITORY / "risk" / "1" / "model.onnx", mnt / "model.onnx")
+    shutil.copy(DEMO_REPOSITORY / "risk" / "config.yaml", mnt / "config.yaml")
+    served = serve_mnt_models(mnt)
+    assert served["risk_ready"], served
+    assert [(m["name"], m["version"]) for m in served["index"]] == [("risk", "1")]

@@ -33,6 +33,7 @@ __all__ = [
     "model_names",
     "scan_model",
     "scan_repository",
+    "single_model_view",
     "version_signature",
     "versions_on_disk",
 ]
@@ -162,3 +163,32 @@ def scan_model(root: Path, name: str) -> ModelEntry | None:
     if not model_dir.is_dir():
         return None
     return _scan_model(model_dir)
+
+
+def single_model_view(folder: Path, name: str, into: Path) -> Path | None:
+    """A repository under ``into`` that holds ``folder`` as the one model ``name``, when
+    ``folder`` is itself a model's folder rather than a repository (KServe mounts one model at
+    ``/mnt/models``); None when ``folder`` is a repository (folders of models) already.
+
+    ``folder`` is a model's folder when it holds version folders (``1/``, beside an optional
+    ``config.yaml``): it is linked as ``into/name``. When it holds only files (``model.onnx``
+    and the files beside it, no folders), they are linked as version 1: ``into/name/1`` (its
+    ``config.yaml``, if any, stays the model's). Links, not copies: the watcher sees changes.
+    """
+    if not MODEL_NAME_RE.match(name):
+        raise ValueError(f"model name {name!r} is not valid ({NAME_RULE})")
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "_"))]
+    dirs = [p for p in entries if p.is_dir()]
+    files = [p for p in entries if p.is_file()]
+    if versions_on_disk(folder):  # [config.yaml] and 1/, 2/, ...
+        into.mkdir(parents=True, exist_ok=True)
+        (into / name).symlink_to(folder.resolve(), target_is_directory=True)
+        return into
+    if files and not dirs:  # the model's files themselves
+        model_dir = into / name
+        model_dir.mkdir(parents=True)
+        (model_dir / "1").symlink_to(folder.resolve(), target_is_directory=True)
+        if (folder / "config.yaml").is_file():
+            (model_dir / "config.yaml").symlink_to((folder / "config.yaml").resolve())
+        return into
+    return None

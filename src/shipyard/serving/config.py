@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shipyard.repository.config import (
     DynamicBatching,
@@ -25,6 +32,7 @@ from shipyard.repository.config import (
     format_validation_error,
     load_model_config,
 )
+from shipyard.repository.layout import MODEL_NAME_RE, NAME_RULE
 from shipyard.serving.errors import InvalidInput
 
 __all__ = [
@@ -66,6 +74,11 @@ class ServerSettings(BaseModel):
     """gRPC port (0 = pick a free one; the log says which)."""
     default_model: str = "risk"
     """Model behind ``POST /predict`` and gRPC ``ModelService.Predict``."""
+    model_name: str | None = None
+    """Serve ``model_repository`` as this one model where it is a model's own folder rather
+    than a repository (KServe mounts one model at ``/mnt/models``): version folders (``1/``)
+    beside an optional ``config.yaml``, or the model's files themselves (served as version 1).
+    A repository of model folders is served as usual. null = always a repository."""
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     """Largest request body / gRPC message accepted (bytes)."""
     max_json_bytes: int = Field(16 * 1024 * 1024, gt=0)
@@ -114,6 +127,13 @@ class ServerSettings(BaseModel):
     list and the environment. Give this or ``auth_token``, not both."""
     auth_metrics: bool = False
     """With ``auth_token``: ``/metrics`` needs the token too (health stays open)."""
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, v: str | None) -> str | None:
+        if v is not None and not MODEL_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a model name ({NAME_RULE})")
+        return v
 
     @model_validator(mode="after")
     def _auth_token(self) -> ServerSettings:

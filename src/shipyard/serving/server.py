@@ -9,7 +9,10 @@ import os
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
+from shipyard.repository.layout import single_model_view
 from shipyard.serving.config import ServerSettings
 from shipyard.serving.control import Control
 from shipyard.serving.grpc.server import GrpcServer
@@ -43,7 +46,9 @@ class Server:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.models = ModelRegistry(settings.model_repository)
+        #: with model_name, the repository that holds model_repository as that one model
+        self._view: tempfile.TemporaryDirectory[str] | None = None
+        self.models = ModelRegistry(self._repository(settings))
         self.manager = ModelManager(
             self.models, mode=settings.model_control, poll_interval_s=settings.poll_interval_s,
             startup_models=settings.load_models,
@@ -64,6 +69,21 @@ class Server:
         self._stop = asyncio.Event()
         self._http: HttpListener | None = None
         self._grpc: GrpcServer | None = None
+
+    def _repository(self, settings: ServerSettings) -> Path:
+        """``model_repository``, or with ``model_name`` a view serving it as that one model
+        where it is a model's own folder (KServe's ``/mnt/models``)."""
+        root = settings.model_repository
+        if settings.model_name is None or not root.is_dir():
+            return root
+        self._view = tempfile.TemporaryDirectory(prefix="shipyard-model-")
+        view = single_model_view(root, settings.model_name, Path(self._view.name))
+        if view is None:  # a repository of model folders: served as it is
+            self._view.cleanup()
+            self._view = None
+            return root
+        log.info("serving %s as the one model %r", root, settings.model_name)
+        return view
 
     async def serve(self) -> None:
         """Listen, load the models, serve until a stop is requested, then drain."""
@@ -121,6 +141,8 @@ class Server:
             await asyncio.wait_for(self.models.drain(), timeout=max(grace, 0.1))
         self.models.unload_all()
         self.shm.close()
+        if self._view is not None:
+            self._view.cleanup()
         log.info("stopped")
 
 
