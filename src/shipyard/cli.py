@@ -81,6 +81,10 @@ def serve(
     auth_metrics: Annotated[bool | None, typer.Option(
         "--auth-metrics/--no-auth-metrics",
         help="With an auth token, /metrics needs it too. \\[default: no]")] = None,
+    strict_readiness: Annotated[bool | None, typer.Option(
+        "--strict-readiness/--no-strict-readiness",
+        help="Ready only with at least one model and every model ready (Triton's). "
+             "\\[default: no]")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="YAML file of server settings (CLI and SHIPYARD_* env win).")] = None,
     http_server: Annotated[_HttpServer | None, typer.Option(
@@ -110,7 +114,7 @@ def serve(
                 "control_token": control_token,
                 "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca,
                 "auth_token": auth_token, "auth_token_file": auth_token_file,
-                "auth_metrics": auth_metrics,
+                "auth_metrics": auth_metrics, "strict_readiness": strict_readiness,
                 "http_server": None if http_server is None else http_server.value,
             },
             config,

@@ -208,7 +208,7 @@ def test_kserve_runtime_passes_flags_the_server_accepts() -> None:
     assert all(f.get("version") and f.get("autoSelect") is True for f in formats.values())
     container = spec["containers"][0]
     assert container["name"] == "kserve-container"  # the name KServe merges its settings into
-    args = dict(a.split("=", 1) for a in container["args"])
+    args = dict(a.split("=", 1) if "=" in a else (a, "true") for a in container["args"])
     # KServe fills {{.Name}} with the InferenceService's name
     parsed = parse_serve_args([a.replace("{{.Name}}", "risk") for a in container["args"]])
     assert str(parsed["model_repository"]) == "/mnt/models"

@@ -101,6 +101,11 @@ class ServerSettings(BaseModel):
     """How often ``poll`` mode rescans the repository (seconds)."""
     load_models: list[str] = Field(default_factory=list)
     """explicit mode: models loaded at start-up (the server is ready once they are)."""
+    strict_readiness: bool = False
+    """``/v2/health/ready`` (and gRPC ServerReady) only when the server serves at least one
+    model and every model it knows has a ready version (Triton's ``--strict-readiness``): a
+    Kubernetes or KServe pod whose model failed to load, or whose repository is empty, is not
+    sent traffic. false: ready once the start-up loads are done (whatever they gave)."""
     control_token: str | None = Field(None, repr=False)
     """Bearer token that the repository load/unload calls need in explicit mode; once set (in
     any mode), changing the log or trace settings needs it too."""

@@ -71,6 +71,8 @@ class ModelRegistry:
         self.loaded = False
         #: models that must have a ready version for the server to be ready
         self.required: list[str] = []
+        #: strict readiness: at least one model, and every known model has a ready version
+        self.strict = False
         self.counters = LifecycleCounters()
 
     # -- state changes (lifecycle only) -------------------------------------------------------
@@ -146,8 +148,14 @@ class ModelRegistry:
 
     @property
     def ready(self) -> bool:
-        """Start-up loads done and every required model has a ready version."""
-        return self.loaded and all(self.model_ready(name) for name in self.required)
+        """Start-up loads done and every required model has a ready version; with
+        :attr:`strict`, also at least one model and every known model ready."""
+        if not self.loaded or not all(self.model_ready(name) for name in self.required):
+            return False
+        if self.strict:
+            names = self.names()
+            return bool(names) and all(self.model_ready(name) for name in names)
+        return True
 
     def index(self) -> list[dict[str, str]]:
         """Triton's repository index: one row per model version (or per model without one)."""

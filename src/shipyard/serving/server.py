@@ -49,6 +49,7 @@ class Server:
         #: with model_name, the repository that holds model_repository as that one model
         self._view: tempfile.TemporaryDirectory[str] | None = None
         self.models = ModelRegistry(self._repository(settings))
+        self.models.strict = settings.strict_readiness
         self.manager = ModelManager(
             self.models, mode=settings.model_control, poll_interval_s=settings.poll_interval_s,
             startup_models=settings.load_models,
