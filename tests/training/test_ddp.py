@@ -128,3 +128,35 @@ def test_two_processes_match_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert history["epoch"] == [1, 2, 3, 4, 5, 6]
     assert any("data-parallel: 2 processes, 8 examples each" in n for n in history["notes"])
     assert _files(two.path) == _files(one.path)  # the same run files, nothing extra
+
+
+def test_resume_under_two_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train 2 epochs on 2 processes, then --resume to 3 on 2 processes: the history goes on
+    from the checkpoint (rank 0 reads it, every rank continues from it) and both ranks end with
+    the run's weights."""
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    monkeypatch.setenv(ENV_DIGESTS, str(digests))
+
+    def config(epochs: int) -> Path:
+        raw = _digits()
+        raw["training"]["epochs"] = epochs
+        raw["export"] = {"onnx": False, "torch_program": False}
+        raw["output"] = {"plots": False}
+        path = tmp_path / f"exp{epochs}.yaml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        return path
+
+    run_dir = tmp_path / "run"
+    first = CliRunner().invoke(app, ["train", str(config(2)), "-o", str(run_dir),
+                                     "--nproc-per-node", "2", "-q"])
+    assert first.exit_code == 0, first.output
+    assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2]
+    again = CliRunner().invoke(app, ["train", str(config(3)), "--resume", str(run_dir),
+                                     "--nproc-per-node", "2", "-q"])
+    assert again.exit_code == 0, again.output
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["epoch"] == [1, 2, 3]
+    assert any("resum" in note for note in history["notes"])
+    ranks = [json.loads((digests / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["digest"] == ranks[1]["digest"]
