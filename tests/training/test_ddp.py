@@ -160,3 +160,34 @@ def test_resume_under_two_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert any("resum" in note for note in history["notes"])
     ranks = [json.loads((digests / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["digest"] == ranks[1]["digest"]
+
+
+def test_a_text_transformer_trains_on_two_processes(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 0 trains the tokenizer and every rank fits with it (broadcast); the ranks end with
+    the same weights, which are the run's, and only the run's files exist."""
+    from training_support import SMS_SPAM
+
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    monkeypatch.setenv(ENV_DIGESTS, str(digests))
+    raw = {"kind": "text", "name": "sms-ddp", "task": "binary",
+           "data": {"source": str(SMS_SPAM), "text_column": 1, "label_column": 0,
+                    "limit": 400},
+           "model": {"family": "torch", "params": {"d_model": 16, "heads": 2, "d_ff": 32,
+                                                   "layers": 1, "max_length": 32}},
+           "tokenizer": {"vocab_size": 400, "max_length": 32},
+           "training": {"epochs": 2, "batch_size": 32},
+           "export": {"torch_program": False}, "output": {"plots": False}}
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(config), "-o", str(tmp_path / "run"),
+                                      "--nproc-per-node", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    run = Run.load(tmp_path / "run")
+    assert run.export["agreement"]["passed"]
+    ranks = [json.loads((digests / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    history = json.loads((run.path / "history.json").read_text())
+    assert any("data-parallel: 2 processes" in n for n in history["notes"])

@@ -42,7 +42,7 @@ ENV_DIGESTS = "SHIPYARD_TEST_DDP_DIGESTS"
 """Tests only: a folder where each rank writes the sha256 of its weights at the end of fit."""
 DEFAULT_PORT = 29500
 """torchrun's default master port (used for --nnodes > 1 without --master-port)."""
-FAMILIES = ("torch",)
+FAMILIES = ("torch", "text-torch")
 """The model families whose fit runs data-parallel."""
 
 
@@ -123,8 +123,8 @@ def _check_experiment(config: Any, overrides: Any, world: int) -> tuple[Any, Pat
     key = family_key(exp)
     if key not in FAMILIES:
         raise ConfigError(f"--nproc-per-node: model family {key!r} does not train with torch; "
-                          "data-parallel training is for torch image experiments (model.family:"
-                          " torch); leave out --nproc-per-node")
+                          "data-parallel training is for torch experiments (image or text, "
+                          "model.family: torch); leave out --nproc-per-node")
     batch = getattr(exp.training, "batch_size", 1)
     if batch % world:
         raise ConfigError(f"training.batch_size: {batch} is the global batch, split evenly over "

@@ -19,6 +19,7 @@ BPE tokenizer inside the graph, :mod:`shipyard.export.text_graph`).
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from shipyard.evaluation.scoring import Evaluation
 from shipyard.models.transformer import TransformerConfig, build_transformer, count_parameters
 from shipyard.training._config_errors import format_errors
 from shipyard.training.config import AnyExperiment
-from shipyard.training.distributed import env_world_size
+from shipyard.training.distributed import env_rank, env_world_size
 from shipyard.training.progress import Steps
 from shipyard.training.run import RUN_FILES, Run, write_json, write_run_files
 from shipyard.training.text_config import TextExperiment
@@ -110,6 +111,24 @@ def _tokenizer(exp: TextExperiment, run_dir: Path) -> Tokenize:
     return Tokenize(**params, base_dir=run_dir).load()
 
 
+def _shared_tokenizer(exp: TextExperiment, run_dir: Path
+                      ) -> tempfile.TemporaryDirectory[str] | None:
+    """In a data-parallel run: rank 0's ``tokenizer.json`` on every rank (broadcast, so other
+    nodes need no shared folder); other ranks keep their copy in a temporary folder, which is
+    returned (None on rank 0, which reads the run's own file)."""
+    from shipyard.training._torch_ddp import Group
+    from shipyard.training._torch_parts import resolve_device
+
+    group = Group.detect(resolve_device(exp.training.device))
+    text = (run_dir / TOKENIZER_FILE).read_text(encoding="utf-8") if group.writer else None
+    text = group.share(text)
+    if group.writer:
+        return None
+    folder = tempfile.TemporaryDirectory(prefix="shipyard-tokenizer-")
+    (Path(folder.name) / TOKENIZER_FILE).write_text(text, encoding="utf-8")
+    return folder
+
+
 def _ids(step: Tokenize, texts: list[str]) -> np.ndarray:
     items = np.empty(len(texts), dtype=object)
     items[:] = [t.encode("utf-8") for t in texts]
@@ -128,16 +147,14 @@ def _proba(logits: np.ndarray) -> np.ndarray:
 
 
 def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, steps: Steps,
-          config_note: str = "", resume: bool = False) -> Run:
+          config_note: str = "", resume: bool = False) -> Run | None:
     """Load, split, run the chain, train the tokenizer, fit, score, plot, export and write
-    ``run_dir``; ``resume`` continues the fit from the newest checkpoint there."""
+    ``run_dir``; ``resume`` continues the fit from the newest checkpoint there. In a
+    data-parallel run every rank fits with rank 0's tokenizer, and a rank other than 0 stops
+    after the fit (None)."""
     from shipyard.data.text_tokenizer import train_tokenizer
 
     text = text_experiment(exp)
-    if env_world_size() > 1:  # each rank would need rank 0's tokenizer before the fit
-        raise ConfigError(f"{text.model.label}: data-parallel training (world size "
-                          f"{env_world_size()}) is not supported for text experiments yet; "
-                          "train them in one process")
     cfg = prepared.net if isinstance(prepared, Prepared) else _net(text)
     chain = chain_steps(text)
     with steps.step(f"loading {text.data.source}", "load"):
@@ -151,11 +168,15 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
     tok = text.tokenizer
     with steps.step(f"training a {tok.kind} tokenizer ({tok.vocab_size} tokens at most)",
                     "tokenizer"):
-        if not (resume and (run_dir / TOKENIZER_FILE).is_file()):
+        if env_rank() == 0 and not (resume and (run_dir / TOKENIZER_FILE).is_file()):
             tokenizer = train_tokenizer(train_texts, kind=tok.kind, vocab_size=tok.vocab_size,
                                         min_frequency=tok.min_frequency)
             tokenizer.save(str(run_dir / TOKENIZER_FILE))
-        step = _tokenizer(text, run_dir)
+        if env_world_size() > 1:  # every rank tokenizes with rank 0's tokenizer
+            folder = _shared_tokenizer(text, run_dir)
+            step = _tokenizer(text, Path(folder.name) if folder is not None else run_dir)
+        else:
+            step = _tokenizer(text, run_dir)
         vocab = int(step.tokenizer_.get_vocab_size())
         ids_train = _ids(step, train_texts)
         ids_test = _ids(step, test_texts)
@@ -171,6 +192,8 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
                     "fit"), steps.paused():
         history = fit(model, (torch.from_numpy(ids_train), parts.train.labels), val,
                       text.training, run_dir, progress=steps.show, resume=resume)
+    if env_rank() != 0:  # data-parallel: rank 0 alone scores, exports and writes
+        return None
     model.eval()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                run_dir / RUN_FILES["weights"])
