@@ -6,7 +6,8 @@ start-up on 2 cores); both skip without ``shipyard[ray]``. The option mistakes n
 from __future__ import annotations
 
 import json
-import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -53,6 +54,16 @@ def ray_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             yield digests
         finally:
             ray.shutdown()
+
+
+def test_ray_is_imported_only_when_used() -> None:
+    """The package, the train command and the Ray Train launcher load neither Ray nor the
+    serving half; only the Ray Serve module does (in a fresh interpreter)."""
+    code = ("import sys, shipyard.integrations.ray, shipyard.integrations.ray._train, "
+            "shipyard.cli\nprint('\\n'.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert not [m for m in out if m == "ray" or m.startswith(("ray.", "shipyard.serving"))]
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -132,12 +143,13 @@ def test_ray_serve_answers_like_the_server(ray_env: Path, demo_server: ServerPro
     body = {"id": "q1", "inputs": [{"name": "features", "shape": list(rows.shape),
                                     "datatype": "FP32", "data": rows.ravel().tolist()}]}
     t0 = time.perf_counter()
-    serve_repository(DEMO_REPOSITORY, port=None, num_cpus=0.5, model_control="explicit",
-                     load_models=["risk"])
+    serve_repository(DEMO_REPOSITORY, port=None, num_cpus=0.5, route_prefix="/shipyard",
+                     model_control="explicit", load_models=["risk"])
     print(f"\nRay Serve start (proxy, controller, replica, risk loaded): "
           f"{time.perf_counter() - t0:.1f} s")
     try:
-        ray_url, plain_url = http_url(), f"http://{demo_server.http_url}"
+        # under a route prefix the routes answer below it
+        ray_url, plain_url = http_url() + "/shipyard", f"http://{demo_server.http_url}"
         assert _get(f"{ray_url}/v2/health/ready") == (200, {"ready": True})
         for path in ("/v2/models/risk", "/v2/models/risk/config"):
             assert _get(ray_url + path) == _get(plain_url + path), path
@@ -157,4 +169,3 @@ def test_ray_serve_answers_like_the_server(ray_env: Path, demo_server: ServerPro
         assert json.loads(ray_err.value.read()) == json.loads(plain_err.value.read())
     finally:
         serve.shutdown()
-    assert os.environ.get(ENV_DIGESTS) is None  # the module's environment did not leak

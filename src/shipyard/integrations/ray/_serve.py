@@ -140,8 +140,9 @@ def serve_repository(repository: str | Path, *, name: str = "shipyard", route_pr
     if port is None:
         port = _free_port(host)
     serve.start(http_options={"host": host, "port": port})
-    deployment = ShipyardDeployment.options(num_replicas=num_replicas,
-                                            ray_actor_options={"num_cpus": num_cpus})
+    deployment: Any = ShipyardDeployment  # a ray.serve Deployment (its decorator is untyped)
+    deployment = deployment.options(num_replicas=num_replicas,
+                                    ray_actor_options={"num_cpus": num_cpus})
     return serve.run(deployment.bind(root, **options), name=name, route_prefix=route_prefix,
                      blocking=blocking)
 
@@ -150,7 +151,10 @@ def http_url() -> str:
     """``http://host:port`` of Ray Serve's running HTTP proxy (where the V2 routes answer)."""
     from ray.serve.context import _get_global_client
 
-    config = _get_global_client().http_config
+    client = _get_global_client()
+    if client is None:
+        raise RuntimeError("Ray Serve is not running; start it with serve_repository(...)")
+    config = client.http_config
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
     return f"http://{host}:{config.port}"
 
