@@ -88,6 +88,17 @@ def train(
     master_port: Annotated[int | None, typer.Option(
         "--master-port", help="Rendezvous port on node 0 (default: a free port on one node, "
         "29500 across nodes).")] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Torch runs: train data-parallel under Ray Train's TorchTrainer (needs "
+        "shipyard[ray]); on the Ray at --ray-address, else a local Ray started here.")] = False,
+    num_workers: Annotated[int | None, typer.Option(
+        "--num-workers", help="With --ray: Ray Train workers (default 1); training.batch_size "
+        "is the global batch, split evenly over them.")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --ray: the Ray cluster to join (ray://HOST:10001, or "
+        "auto for the one 'ray start' runs here); default a local Ray.")] = None,
+    ray_gpu: Annotated[bool, typer.Option(
+        "--ray-gpu", help="With --ray: one GPU per worker (NCCL).")] = False,
 ) -> None:
     """Train an experiment into a new run directory.
 
@@ -102,7 +113,12 @@ def train(
 
             raise ConfigError("--nnodes, --node-rank, --master-addr and --master-port go with "
                               "--nproc-per-node N; add it (the processes on this node)")
-        if nproc_per_node is not None:
+        _check_ray_options(ray, num_workers, ray_address, ray_gpu, nproc_per_node, resume)
+        if ray:
+            run = api.train_ray(config, num_workers=1 if num_workers is None else num_workers,
+                                overrides=overrides or [], output=output,
+                                address=ray_address, use_gpu=ray_gpu)
+        elif nproc_per_node is not None:
             from shipyard.training.distributed import Launch
 
             launch = Launch(nproc_per_node, nnodes, node_rank, master_addr, master_port)
@@ -150,6 +166,27 @@ def train(
             typer.echo(f"tokenizer in the graph: not made: {graph.get('error')}")
     typer.echo(f"run: {run.path}")
     typer.echo(f"report: {run.path / 'report.md'}")
+
+
+def _check_ray_options(ray: bool, num_workers: int | None, ray_address: str | None,
+                       ray_gpu: bool, nproc_per_node: int | None, resume: Path | None) -> None:
+    """A ConfigError for a --ray option that cannot work with the others."""
+    from shipyard.errors import ConfigError
+
+    if not ray:
+        given = [name for name, value in (("--num-workers", num_workers is not None),
+                                           ("--ray-address", ray_address is not None),
+                                           ("--ray-gpu", ray_gpu)) if value]
+        if given:
+            raise ConfigError(f"{given[0]} goes with --ray; add --ray (or use --nproc-per-node "
+                              "N for torch.distributed without Ray)")
+        return
+    if nproc_per_node is not None:
+        raise ConfigError("--ray and --nproc-per-node both start the processes; choose one "
+                          "(--ray --num-workers N under Ray Train)")
+    if resume is not None:
+        raise ConfigError("--resume: a run is resumed without --ray (its checkpoints are in "
+                          "its directory): shipyard train EXP --resume RUN [--nproc-per-node N]")
 
 
 def _under_torchrun() -> bool:

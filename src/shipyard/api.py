@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from shipyard.training.optimise import Optimised
     from shipyard.training.run import Run
 
-__all__ = ["evaluate", "optimise", "publish", "train", "train_parallel"]
+__all__ = ["evaluate", "optimise", "publish", "train", "train_parallel", "train_ray"]
 
 
 def train(
@@ -79,6 +79,27 @@ def train_parallel(
                          resume=Path(resume) if resume is not None else None,
                          config_note=_config_note(config, overrides))
     return None if run_dir is None else Run.load(run_dir)
+
+
+def train_ray(
+    config: str | Path | Mapping[str, Any],
+    *,
+    num_workers: int = 1,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    output: str | Path | None = None,
+    address: str | None = None,
+    use_gpu: bool = False,
+) -> Run:
+    """:func:`train` data-parallel under Ray Train's ``TorchTrainer`` in ``num_workers``
+    workers (see :mod:`shipyard.integrations.ray`): on the Ray at ``address``, or a local Ray
+    started here; returns the run, which rank 0 wrote. Needs ``shipyard[ray]``."""
+    from shipyard.integrations.ray import train_ray as train_on_ray
+    from shipyard.training.run import Run
+
+    run_dir = train_on_ray(config, num_workers=num_workers, overrides=overrides,
+                           output=Path(output) if output else None, address=address,
+                           use_gpu=use_gpu, config_note=_config_note(config, overrides))
+    return Run.load(run_dir)
 
 
 def _as_run(run: str | Path | Run) -> Run:

@@ -115,16 +115,17 @@ class _Job:
     config_note: str = ""
 
 
-def _check_experiment(config: Any, overrides: Any, world: int) -> tuple[Any, Path]:
+def _check_experiment(config: Any, overrides: Any, world: int,
+                      option: str = "--nproc-per-node") -> tuple[Any, Path]:
     from shipyard.training.config import family_key, load_experiment
     from shipyard.training.families import family_module
 
     exp, base_dir = load_experiment(config, overrides)
     key = family_key(exp)
     if key not in FAMILIES:
-        raise ConfigError(f"--nproc-per-node: model family {key!r} does not train with torch; "
+        raise ConfigError(f"{option}: model family {key!r} does not train with torch; "
                           "data-parallel training is for torch experiments (image or text, "
-                          "model.family: torch); leave out --nproc-per-node")
+                          f"model.family: torch); leave out {option}")
     batch = getattr(exp.training, "batch_size", 1)
     if batch % world:
         raise ConfigError(f"training.batch_size: {batch} is the global batch, split evenly over "
