@@ -81,6 +81,9 @@ def serve(
     auth_metrics: Annotated[bool | None, typer.Option(
         "--auth-metrics/--no-auth-metrics",
         help="With an auth token, /metrics needs it too. \\[default: no]")] = None,
+    workers: Annotated[str | None, typer.Option(
+        "--workers", help="Server processes sharing both ports (SO_REUSEPORT) under a "
+                          "supervising parent; 'auto' = the cores. \\[default: 1]")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="YAML file of server settings (CLI and SHIPYARD_* env win).")] = None,
     http_server: Annotated[_HttpServer | None, typer.Option(
@@ -112,6 +115,7 @@ def serve(
                 "auth_token": auth_token, "auth_token_file": auth_token_file,
                 "auth_metrics": auth_metrics,
                 "http_server": None if http_server is None else http_server.value,
+                "workers": workers,
             },
             config,
         )
@@ -128,6 +132,10 @@ def serve(
         typer.echo(f"error: model repository {str(settings.model_repository)!r} is not a "
                    "directory; pass --model-repository DIR", err=True)
         raise typer.Exit(2)
+    if settings.worker_count() > 1:
+        from shipyard.serving.workers import supervise
+
+        raise typer.Exit(supervise(settings))
     run(settings)
 
 
