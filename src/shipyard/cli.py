@@ -85,6 +85,9 @@ def serve(
         "--strict-readiness/--no-strict-readiness",
         help="Ready only with at least one model and every model ready (Triton's). "
              "\\[default: no]")] = None,
+    workers: Annotated[str | None, typer.Option(
+        "--workers", help="Server processes sharing both ports (SO_REUSEPORT) under a "
+                          "supervising parent; 'auto' = the cores. \\[default: 1]")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="YAML file of server settings (CLI and SHIPYARD_* env win).")] = None,
     http_server: Annotated[_HttpServer | None, typer.Option(
@@ -116,6 +119,7 @@ def serve(
                 "auth_token": auth_token, "auth_token_file": auth_token_file,
                 "auth_metrics": auth_metrics, "strict_readiness": strict_readiness,
                 "http_server": None if http_server is None else http_server.value,
+                "workers": workers,
             },
             config,
         )
@@ -132,6 +136,10 @@ def serve(
         typer.echo(f"error: model repository {str(settings.model_repository)!r} is not a "
                    "directory; pass --model-repository DIR", err=True)
         raise typer.Exit(2)
+    if settings.worker_count() > 1:
+        from shipyard.serving.workers import supervise
+
+        raise typer.Exit(supervise(settings))
     run(settings)
 
 

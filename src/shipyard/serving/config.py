@@ -109,6 +109,10 @@ class ServerSettings(BaseModel):
     control_token: str | None = Field(None, repr=False)
     """Bearer token that the repository load/unload calls need in explicit mode; once set (in
     any mode), changing the log or trace settings needs it too."""
+    workers: int | Literal["auto"] = 1
+    """Server processes sharing the HTTP and gRPC ports (``SO_REUSEPORT``), each with its own
+    event loop and model instances, under one supervising parent; ``auto`` = the cores this
+    process may run on. 1 = this process serves alone (no parent)."""
     http_server: Literal["builtin", "uvicorn"] = "builtin"
     """The HTTP server that runs the REST app: builtin (Shipyard's own HTTP/1.1 server on
     httptools, measured faster) or uvicorn (the widely used one; needs the uvicorn package)."""
@@ -161,6 +165,28 @@ class ServerSettings(BaseModel):
                 f"auth_token (--auth-token, --auth-token-file or SHIPYARD_AUTH_TOKEN) has "
                 f"{len(self.auth_token)} characters: it needs at least 16, printable ASCII "
                 "without spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
+        return self
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"workers must be 1 or more, or 'auto' (the cores), got {v}")
+        return v
+
+    def worker_count(self) -> int:
+        """``workers`` as a number (``auto``: the cores this process may run on)."""
+        if self.workers == "auto":
+            return len(os.sched_getaffinity(0))
+        return self.workers
+
+    @model_validator(mode="after")
+    def _explicit_single_worker(self) -> ServerSettings:
+        if self.model_control == "explicit" and self.worker_count() > 1:
+            raise ValueError(
+                f"model_control 'explicit' with workers {self.workers!r}: a load or unload "
+                "call would reach only the worker that got it; use --model-control poll "
+                "(every worker watches the repository) or --workers 1")
         return self
 
     @model_validator(mode="after")

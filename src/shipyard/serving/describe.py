@@ -127,9 +127,10 @@ def _dur(d: Duration) -> dict[str, int]:
     return {"count": d.count, "ns": d.ns}
 
 
-def model_statistics(mv: ModelVersion) -> dict[str, Any]:
-    """Triton's statistics JSON for one model version."""
-    s: ModelStats = mv.stats
+def model_statistics(mv: ModelVersion, stats: ModelStats | None = None) -> dict[str, Any]:
+    """Triton's statistics JSON for one model version: its own counters, or ``stats`` (e.g.
+    summed over the workers of ``--workers N``)."""
+    s: ModelStats = mv.stats if stats is None else stats
     empty = Duration()
     return {
         "name": mv.name,

@@ -52,6 +52,9 @@ class JsonFormatter(logging.Formatter):
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
+        worker = getattr(record, "worker", None)  # set in the workers of --workers N
+        if worker is not None:
+            text = f"{text} [worker={worker}]"
         rid = getattr(record, "request_id", None)
         return f"{text} [request_id={rid}]" if rid else text
 

@@ -17,7 +17,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from shipyard.serving.registry import ModelRegistry
+from shipyard.serving.peers import Peers, local_versions
+from shipyard.serving.registry import LifecycleCounters, ModelRegistry
 from shipyard.serving.stats import Histogram
 
 __all__ = ["CONTENT_TYPE", "MetricsExporter"]
@@ -27,8 +28,11 @@ _LABELS = ["model", "version"]
 
 
 class _RegistryCollector(Collector):
-    def __init__(self, models: ModelRegistry) -> None:
+    """The registry's figures; with ``peers`` (``--workers N``), summed over every worker."""
+
+    def __init__(self, models: ModelRegistry, peers: Peers | None = None) -> None:
         self.models = models
+        self.peers = peers
 
     def collect(self) -> Iterator[Metric]:
         ok = CounterMetricFamily(
@@ -62,9 +66,10 @@ class _RegistryCollector(Collector):
             "batch": HistogramMetricFamily(
                 "shipyard_batch_size", "Rows per execution", labels=_LABELS),
         }
-        for mv in self.models.all_versions():
-            lv = [mv.name, str(mv.version)]
-            s = mv.stats
+        rows = (local_versions(self.models) if self.peers is None else self.peers.versions())
+        for (name, version), row in rows.items():
+            lv = [name, str(version)]
+            s = row.stats
             ok.add_metric(lv, s.success.count)
             for code, n in sorted(s.failures.items()):
                 fail.add_metric([*lv, code], n)
@@ -72,10 +77,11 @@ class _RegistryCollector(Collector):
                 rejected.add_metric([*lv, reason], n)
             inferences.add_metric(lv, s.inference_count)
             executions.add_metric(lv, s.execution_count)
-            ready.add_metric(lv, 1.0 if mv.ready else 0.0)
-            if mv.batcher is not None:
-                queue_depth.add_metric(lv, mv.batcher.queue_depth)
-                inflight.add_metric(lv, mv.batcher.running)
+            ready.add_metric(lv, 1.0 if row.ready else 0.0)
+            if row.queue_depth is not None:
+                queue_depth.add_metric(lv, row.queue_depth)
+            if row.running is not None:
+                inflight.add_metric(lv, row.running)
             for key, h in (("request", s.request_seconds), ("queue", s.queue_seconds),
                            ("compute", s.compute_seconds), ("batch", s.batch_size)):
                 _add(hists[key], lv, h)
@@ -85,7 +91,8 @@ class _RegistryCollector(Collector):
 
 
     def _lifecycle(self) -> Iterator[Metric]:
-        c = self.models.counters
+        c: LifecycleCounters = (self.models.counters if self.peers is None
+                                else self.peers.counters())
         for name, table, text in (
             ("shipyard_model_load", c.loads, "Versions loaded (and warmed up)"),
             ("shipyard_model_load_failure", c.load_failures,
@@ -103,11 +110,23 @@ def _add(family: HistogramMetricFamily, labels: list[str], h: Histogram) -> None
 
 
 class MetricsExporter:
-    """Renders the Prometheus text format for one registry."""
+    """Renders the Prometheus text format for one registry (with ``peers``: for every
+    worker of ``--workers N``, summed)."""
 
-    def __init__(self, models: ModelRegistry) -> None:
+    def __init__(self, models: ModelRegistry, peers: Peers | None = None) -> None:
+        self._collector = _RegistryCollector(models, peers)
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(_RegistryCollector(models))
+        self._registry.register(self._collector)
+
+    @property
+    def peers(self) -> Peers | None:
+        """The other workers whose figures are summed in (None: this process alone)."""
+        return self._collector.peers
+
+    @peers.setter
+    def peers(self, peers: Peers | None) -> None:
+        self._collector.peers = peers
 
     def render(self) -> bytes:
+        """The Prometheus text exposition of the figures now."""
         return generate_latest(self._registry)

@@ -20,6 +20,7 @@ from shipyard.serving.grpc.service import GrpcFrontend
 from shipyard.serving.http import HttpApp
 from shipyard.serving.http.servers import HttpListener, http_server
 from shipyard.serving.lifecycle import ModelManager
+from shipyard.serving.peers import Peers, WorkerSlot
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory
 from shipyard.serving.tls import load_tls
@@ -29,23 +30,36 @@ __all__ = ["Server", "run"]
 log = logging.getLogger("shipyard.server")
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True
+          ) -> socket.socket:
+    """A TCP socket bound to ``host:port``, listening and non-blocking unless ``listen`` is
+    False; with ``reuse_port``, other processes (the workers of ``--workers N``) may bind the
+    same port (``SO_REUSEPORT``: the kernel spreads connections over the listening ones)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio turns Nagle off only for sockets that say so (with Nagle
     # on, a response written while the previous one is unacknowledged stalls ~40 ms)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        if listen:
+            sock.listen(2048)
+            sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
 class Server:
-    """One process serving one model repository over REST and gRPC."""
+    """One process serving one model repository over REST and gRPC; with ``slot``, one
+    worker of ``--workers N`` (shared ports, readiness and statistics with the others)."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, slot: WorkerSlot | None = None) -> None:
         self.settings = settings
+        self.slot = slot
         #: with model_name, the repository that holds model_repository as that one model
         self._view: tempfile.TemporaryDirectory[str] | None = None
         self.models = ModelRegistry(self._repository(settings))
@@ -57,14 +71,17 @@ class Server:
         #: the checked TLS files (None: plain HTTP and insecure gRPC)
         self.tls = load_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         control = Control(self.manager, settings.control_token, settings.auth_token)
+        #: with ``slot``: this worker's view of the others
+        self.peers = None if slot is None else Peers(slot, self.models, self.request_stop)
         #: the system shared-memory regions, one registry for both frontends
         self.shm = SystemSharedMemory()
         self.http_app = HttpApp(self.models, control, default_model=settings.default_model,
                                 max_body_bytes=settings.max_body_bytes,
                                 max_json_bytes=settings.max_json_bytes, shm=self.shm,
-                                auth_metrics=settings.auth_metrics)
+                                auth_metrics=settings.auth_metrics, peers=self.peers)
         self.grpc_frontend = GrpcFrontend(self.models, control,
-                                          default_model=settings.default_model, shm=self.shm)
+                                          default_model=settings.default_model, shm=self.shm,
+                                          peers=self.peers)
         self.http_port = 0
         self.grpc_port = 0
         self._stop = asyncio.Event()
@@ -89,7 +106,8 @@ class Server:
     async def serve(self) -> None:
         """Listen, load the models, serve until a stop is requested, then drain."""
         s = self.settings
-        sock = _bind(s.host, s.http_port)
+        shared = self.slot is not None
+        sock = _bind(s.host, s.http_port, reuse_port=shared)
         self.http_port = sock.getsockname()[1]
         tls = self.tls
         self._http = http_server(s.http_server, self.http_app, keep_alive_s=30.0,
@@ -97,7 +115,7 @@ class Server:
         await self._http.start(sock)
 
         self._grpc = GrpcServer(self.grpc_frontend, max_message_bytes=s.max_body_bytes,
-                                tls=tls)
+                                tls=tls, reuse_port=shared)
         self.grpc_port = await self._grpc.start(s.host, s.grpc_port)
         wire = ("plain" if tls is None else "TLS, client certificates required" if tls.mutual
                 else "TLS")
@@ -110,11 +128,19 @@ class Server:
 
         await self.manager.start()
         ready = [mv for mv in self.models.all_versions() if mv.ready]
-        log.info(
-            "ready: serving %d model version(s) from %s: %s (model control: %s)",
-            len(ready), s.model_repository,
-            ", ".join(f"{mv.name}/{mv.version}" for mv in ready) or "none", s.model_control,
-        )
+        if self.peers is None:
+            log.info(
+                "ready: serving %d model version(s) from %s: %s (model control: %s)",
+                len(ready), s.model_repository,
+                ", ".join(f"{mv.name}/{mv.version}" for mv in ready) or "none",
+                s.model_control,
+            )
+        else:  # the parent logs "ready: serving" once every worker is
+            await self.peers.start()
+            if not self._stop.is_set():
+                self.peers.set_ready(self.models.ready)
+            log.info("worker ready: %d model version(s): %s", len(ready),
+                     ", ".join(f"{mv.name}/{mv.version}" for mv in ready) or "none")
         await self._stop.wait()
         await self._shutdown()
 
@@ -123,6 +149,8 @@ class Server:
         if not self._stop.is_set():
             log.info("stopping: finishing in-flight requests (grace %g s)",
                      self.settings.grace_period_s)
+        if self.peers is not None:
+            self.peers.set_ready(False)
         self._stop.set()
 
     async def _shutdown(self) -> None:
@@ -140,6 +168,8 @@ class Server:
         self.models.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.models.drain(), timeout=max(grace, 0.1))
+        if self.peers is not None:
+            await self.peers.stop()
         self.models.unload_all()
         self.shm.close()
         if self._view is not None:
@@ -147,8 +177,9 @@ class Server:
         log.info("stopped")
 
 
-def run(settings: ServerSettings) -> None:
-    """Run a server in this process until SIGINT/SIGTERM."""
+def run(settings: ServerSettings, slot: WorkerSlot | None = None) -> None:
+    """Run a server in this process until SIGINT/SIGTERM (with ``slot``: as one worker of
+    ``--workers N``; :func:`shipyard.serving.workers.supervise` runs the parent)."""
 
     sys.setswitchinterval(settings.switch_interval_s)
     # A tokenize step encodes a batch of a few dozen texts; tokenizers' own thread pool
@@ -158,7 +189,7 @@ def run(settings: ServerSettings) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     async def main() -> None:
-        server = Server(settings)
+        server = Server(settings, slot)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, server.request_stop)

@@ -6,7 +6,7 @@ import bisect
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["SECONDS_BUCKETS", "Histogram", "ModelStats"]
+__all__ = ["SECONDS_BUCKETS", "Duration", "Histogram", "ModelStats"]
 
 #: Latency histogram bucket upper bounds (seconds).
 SECONDS_BUCKETS = (
@@ -38,6 +38,13 @@ class Histogram:
             out.append((bound, total))
         return out
 
+    def merge(self, other: Histogram) -> None:
+        """Add ``other``'s observations (same bounds) to this histogram."""
+        if other.bounds != self.bounds:
+            raise ValueError(f"cannot merge histograms of bounds {other.bounds} into {self.bounds}")
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.sum += other.sum
+
 
 @dataclass
 class Duration:
@@ -47,6 +54,10 @@ class Duration:
     def add(self, ns: int, count: int = 1) -> None:
         self.count += count
         self.ns += ns
+
+    def merge(self, other: Duration) -> None:
+        """Add ``other``'s count and time."""
+        self.add(other.ns, other.count)
 
 
 @dataclass
@@ -109,3 +120,31 @@ class ModelStats:
 
     def on_rejected(self, reason: str) -> None:
         self.rejections[reason] = self.rejections.get(reason, 0) + 1
+
+    def merge(self, other: ModelStats) -> None:
+        """Add ``other``'s counters (another worker's, for the same model version) to these:
+        counts and times add, ``last_inference_ms`` is the later of the two."""
+        for name in ("success", "fail", "queue", "compute_input", "compute_infer",
+                     "compute_output"):
+            getattr(self, name).merge(getattr(other, name))
+        self.inference_count += other.inference_count
+        self.execution_count += other.execution_count
+        self.last_inference_ms = max(self.last_inference_ms, other.last_inference_ms)
+        for size, durations in other.batch.items():
+            mine = self.batch.get(size)
+            if mine is None:
+                mine = self.batch[size] = (Duration(), Duration(), Duration())
+            for a, b in zip(mine, durations, strict=True):
+                a.merge(b)
+        for table, more in ((self.failures, other.failures),
+                            (self.rejections, other.rejections)):
+            for key, n in more.items():
+                table[key] = table.get(key, 0) + n
+        for name in ("request_seconds", "queue_seconds", "compute_seconds", "batch_size"):
+            getattr(self, name).merge(getattr(other, name))
+
+    def copy(self) -> ModelStats:
+        """An independent copy (merging into it leaves these counters alone)."""
+        out = ModelStats()
+        out.merge(self)
+        return out

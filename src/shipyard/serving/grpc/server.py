@@ -13,13 +13,16 @@ __all__ = ["GrpcServer"]
 
 class GrpcServer:
     """Serves one :class:`GrpcFrontend`; ``max_message_bytes`` bounds a received message;
-    with ``tls`` the port speaks TLS only (mutual when ``tls`` has a client CA)."""
+    with ``tls`` the port speaks TLS only (mutual when ``tls`` has a client CA); with
+    ``reuse_port`` other processes may listen on the same port (``SO_REUSEPORT``)."""
 
     def __init__(self, frontend: GrpcFrontend, *, max_message_bytes: int,
-                 tls: TlsFiles | None = None) -> None:
+                 tls: TlsFiles | None = None, reuse_port: bool = False) -> None:
         self._tls = tls
         self._server = grpc.aio.server(options=[
-            ("grpc.so_reuseport", 0),
+            # on only for --workers N: the workers share the port; alone, a port already in
+            # use must be an error
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.max_concurrent_streams", 1024),

@@ -25,6 +25,7 @@ from shipyard.serving.grpc.protos import kserve_pb2 as pb
 from shipyard.serving.grpc.protos import model_service_pb2 as simple_pb
 from shipyard.serving.logs import log_settings, update_log_settings
 from shipyard.serving.overrides import load_override
+from shipyard.serving.peers import Peers
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory, cuda_shared_memory_refusal
 from shipyard.serving.simple import features_request, first_score
@@ -105,8 +106,11 @@ class GrpcFrontend:
     """KServe V2 ``inference.GRPCInferenceService`` plus the seed's ``ModelService``."""
 
     def __init__(self, models: ModelRegistry, control: Control, *,
-                 default_model: str = "risk", shm: SystemSharedMemory | None = None) -> None:
+                 default_model: str = "risk", shm: SystemSharedMemory | None = None,
+                 peers: Peers | None = None) -> None:
         self.models = models
+        #: with ``--workers N``: the other workers (readiness, summed statistics)
+        self.peers = peers
         self.control = control
         self.default_model = default_model
         self.shm = shm if shm is not None else SystemSharedMemory()
@@ -184,7 +188,8 @@ class GrpcFrontend:
         return pb.ServerLiveResponse(live=True)
 
     async def server_ready(self, request: Any, context: Any) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.models.ready and self.accepting)
+        return pb.ServerReadyResponse(ready=self.models.ready and self.accepting and (
+            self.peers is None or self.peers.all_ready()))
 
     async def model_ready(self, request: pb.ModelReadyRequest, context: Any
                           ) -> pb.ModelReadyResponse:
@@ -215,7 +220,9 @@ class GrpcFrontend:
                       else self.models.versions(request.name))
         else:
             chosen = self.models.all_versions()
-        doc = {"model_stats": [model_statistics(mv) for mv in chosen]}
+        doc = {"model_stats": [model_statistics(mv, None if self.peers is None else
+                                                self.peers.stats(mv.name, mv.version))
+                               for mv in chosen]}
         return json_format.ParseDict(  # type: ignore[no-any-return]
             doc, pb.ModelStatisticsResponse())
 

@@ -41,7 +41,9 @@ from shipyard.serving.http.predict import parse_predict_form, parse_predict_json
 from shipyard.serving.http.routes import ROUTES, Router
 from shipyard.serving.logs import log_settings, update_log_settings
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
+from shipyard.serving.model import ModelVersion
 from shipyard.serving.overrides import load_override
+from shipyard.serving.peers import Peers
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory, cuda_shared_memory_refusal
 from shipyard.serving.simple import predict_request, predict_result
@@ -79,14 +81,17 @@ class HttpApp:
         self, models: ModelRegistry, control: Control, *, default_model: str = "risk",
         max_body_bytes: int = 64 * 1024 * 1024, max_json_bytes: int = 16 * 1024 * 1024,
         shm: SystemSharedMemory | None = None, auth_metrics: bool = False,
+        peers: Peers | None = None,
     ) -> None:
         self.models = models
+        #: with ``--workers N``: the other workers (readiness, summed statistics)
+        self.peers = peers
         self.shm = shm if shm is not None else SystemSharedMemory()
         self.control = control
         self.default_model = default_model
         self.max_body_bytes = max_body_bytes
         self.max_json_bytes = max_json_bytes
-        self.metrics = MetricsExporter(models)
+        self.metrics = MetricsExporter(models, peers)
         self.accepting = True
         self._openapi_json = orjson.dumps(openapi_document())
         guarded = _guarded_handlers(control.auth, auth_metrics)
@@ -139,14 +144,19 @@ class HttpApp:
         await _send(send, 200, _LIVE)
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.models.ready and self.accepting:
+        if self.models.ready and self.accepting and (self.peers is None
+                                                     or self.peers.all_ready()):
             await _send(send, 200, _READY)
         else:
             await _send(send, 503, _NOT_READY)
 
     async def _all_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stats = [model_statistics(mv) for mv in self.models.all_versions()]
+        stats = [self._statistics(mv) for mv in self.models.all_versions()]
         await _send(send, 200, orjson.dumps({"model_stats": stats}))
+
+    def _statistics(self, mv: ModelVersion) -> dict[str, Any]:
+        return model_statistics(mv, None if self.peers is None
+                                else self.peers.stats(mv.name, mv.version))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
@@ -182,7 +192,7 @@ class HttpApp:
     async def _model_stats(self, scope: Scope, receive: Receive, send: Send, name: str,
                            version: str = "") -> None:
         chosen = [self.models.get(name, version)] if version else self.models.versions(name)
-        doc = {"model_stats": [model_statistics(mv) for mv in chosen]}
+        doc = {"model_stats": [self._statistics(mv) for mv in chosen]}
         await _send(send, 200, orjson.dumps(doc))
 
     # -- repository extension -----------------------------------------------------------------

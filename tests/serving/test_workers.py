@@ -1,0 +1,239 @@
+"""``shipyard serve --workers 2``: two real worker processes behind one pair of ports, under a
+supervising parent (restart, readiness of all, summed statistics and metrics, drain)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from conftest import (
+    DEMO_REPOSITORY,
+    ServerProcess,
+    http_call,
+    metric_value,
+    start_server,
+    wait_until,
+)
+from sklearn.datasets import load_breast_cancer
+
+from shipyard.serving.config import ServerSettings
+from shipyard.serving.stats import ModelStats
+
+_STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """The risk model's real inputs, every 35th row of the Wisconsin breast-cancer features,
+    and whether each is malignant (what the model's score is the probability of)."""
+    bunch = load_breast_cancer()
+    x: np.ndarray = bunch.data[::35].astype(np.float32)
+    malignant: np.ndarray = bunch.target[::35] == 0
+    return x, malignant
+
+
+@pytest.fixture(scope="module")
+def features(data: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The rows of :func:`data`."""
+    return data[0]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    """Two workers serving the demo repository (stopped by the last test, or here)."""
+    srv = start_server(DEMO_REPOSITORY, "--workers", "2", "--grace-period", "5")
+    yield srv
+    srv.stop(signal.SIGKILL if srv.proc.poll() is None else signal.SIGTERM)
+
+
+def _workers(server: ServerProcess) -> dict[int, int]:
+    """Worker index -> pid of its latest start, from the parent's log."""
+    out: dict[int, int] = {}
+    for line in server.log:
+        if m := _STARTED.search(line):
+            out[int(m.group(1))] = int(m.group(2))
+    return out
+
+
+def _sockets(pid: int) -> int:
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue
+    return n
+
+
+def _body(rows: np.ndarray) -> bytes:
+    return json.dumps({"inputs": [{"name": "features", "datatype": "FP32",
+                                   "shape": list(rows.shape),
+                                   "data": rows.ravel().tolist()}]}).encode()
+
+
+def _success(server: ServerProcess) -> int:
+    """The summed ``success.count`` of risk's statistics (REST)."""
+    status, _, body = http_call(server, "GET", "/v2/models/risk/stats")
+    assert status == 200, body
+    return int(json.loads(body)["model_stats"][0]["inference_stats"]["success"]["count"])
+
+
+def _ready_status(server: ServerProcess) -> int | None:
+    """The status of ``/v2/health/ready``; None when the connection was reset."""
+    try:
+        return http_call(server, "GET", "/v2/health/ready")[0]
+    except ConnectionError:
+        return None
+
+
+def _grpc_infer(server: ServerProcess, rows: np.ndarray) -> np.ndarray:
+    # a channel of its own (no shared subchannel): a connection of its own, to either worker
+    client = grpcclient.InferenceServerClient(
+        server.grpc_url, channel_args=[("grpc.use_local_subchannel_pool", 1)])
+    try:
+        inp = grpcclient.InferInput("features", list(rows.shape), "FP32")
+        inp.set_data_from_numpy(rows)
+        out = client.infer("risk", [inp]).as_numpy("score")
+        assert out is not None
+        return out
+    finally:
+        client.close()
+
+
+def test_rest_and_grpc_are_served_by_both_workers(
+        server: ServerProcess, data: tuple[np.ndarray, np.ndarray]) -> None:
+    features, malignant = data
+    pids = _workers(server)
+    assert sorted(pids) == [0, 1]
+    before = {i: _sockets(pid) for i, pid in pids.items()}
+    conns = []
+    scores = []
+    for i in range(16):  # 16 open connections: the kernel spreads them over both listeners
+        conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+        conn.request("POST", "/v2/models/risk/infer", _body(features[i:i + 1]),
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        scores.append(json.loads(resp.read())["outputs"][0]["data"][0])
+        conns.append(conn)
+    try:
+        during = {i: _sockets(pid) for i, pid in pids.items()}
+        assert all(during[i] > before[i] for i in pids), (before, during)
+    finally:
+        for conn in conns:
+            conn.close()
+    grpc_scores = [float(_grpc_infer(server, features[i:i + 1])[0, 0]) for i in range(16)]
+    # both workers run the same model: the same answers over both protocols
+    np.testing.assert_allclose(grpc_scores, scores, rtol=1e-6)
+    assert np.mean((np.array(scores) > 0.5) == malignant[:16]) >= 0.9
+    # statistics and metrics sum both workers (the other's snapshot is <= 0.5 s old)
+    wait_until(lambda: _success(server) == 32, timeout=5, what="stats summed to 32")
+    wait_until(lambda: metric_value(server, "shipyard_request_success_total", model="risk",
+                                    version="1") == 32.0, timeout=5, what="metrics sum 32")
+    status, _, body = http_call(server, "GET", "/v2/health/ready")
+    assert status == 200, body
+
+
+def test_a_killed_worker_is_restarted_and_readiness_waits_for_it(
+        server: ServerProcess, features: np.ndarray) -> None:
+    served = _success(server)
+    old = _workers(server)
+    # a worker killed loses what it counted since its last snapshot (<= 0.5 s): let both write
+    time.sleep(1.0)
+    os.kill(old[0], signal.SIGKILL)
+    # the parent clears the dead worker's flag: the survivor says not ready ... (until the
+    # kernel has closed the dead worker's listener, a connection queued there is reset)
+    wait_until(lambda: _ready_status(server) == 503, timeout=5,
+               what="ready 503 while a worker is down")
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        assert not client.is_server_ready()
+        # ... but it keeps serving
+        for i in range(8):
+            status, _, body = http_call(server, "POST", "/v2/models/risk/infer",
+                                        _body(features[i:i + 1]),
+                                        {"Content-Type": "application/json"})
+            assert status == 200, body
+        wait_until(lambda: _workers(server)[0] != old[0], timeout=10, what="a restart")
+        wait_until(lambda: _ready_status(server) == 200,
+                   timeout=30, what="ready again once the new worker is")
+        assert client.is_server_ready()
+    finally:
+        client.close()
+    assert _workers(server)[1] == old[1]
+    assert any(f"worker 0 (pid {old[0]}) exited with code -9" in line for line in server.log)
+    # the dead worker's counters stay in the sums: counters never go back
+    wait_until(lambda: _success(server) == served + 8, timeout=5,
+               what=f"stats kept ({served} + 8)")
+    wait_until(lambda: metric_value(server, "shipyard_request_success_total", model="risk",
+                                    version="1") == float(served + 8), timeout=5,
+               what="metrics kept")
+
+
+def test_sigterm_drains_every_worker_and_exits_0(server: ServerProcess) -> None:
+    pids = _workers(server)
+    assert server.stop(signal.SIGTERM, timeout=30) == 0, "\n".join(server.log)
+    for pid in pids.values():
+        assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
+    stopped = [line for line in server.log if "shipyard.server: stopped" in line]
+    assert len(stopped) == 2, server.log
+    assert "every worker stopped cleanly" in server.log[-1]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_workers_setting() -> None:
+    assert ServerSettings(workers="auto").worker_count() == len(os.sched_getaffinity(0))
+    assert ServerSettings.resolve({"workers": "3"}).worker_count() == 3
+    with pytest.raises(Exception, match="workers must be 1 or more"):
+        ServerSettings.resolve({"workers": "0"})
+
+
+def test_explicit_model_control_is_refused_with_several_workers(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "shipyard", "serve", "--workers", "2", "--model-control",
+         "explicit", "--control-token", "t" * 20, "--http-port", "0", "--grpc-port", "0"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--model-control poll" in proc.stderr and "--workers 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_stats_merge_equals_one_stats_that_saw_everything() -> None:
+    rng = np.random.default_rng(0)
+    one, a, b = ModelStats(), ModelStats(), ModelStats()
+    for k in range(200):
+        ok = bool(rng.random() < 0.9)
+        ns = int(rng.integers(1_000, 50_000_000))
+        rows = int(rng.integers(1, 40))
+        target = a if k % 3 else b
+        for s in (one, target):
+            s.on_request(ok, ns, "" if ok else "INVALID_ARGUMENT")
+            s.on_execution(rows, [ns // 2] * min(rows, 3), ns // 10, ns // 2, ns // 10, ok)
+            if k % 17 == 0:
+                s.on_rejected("queue_full")
+    merged = a.copy()
+    merged.merge(b)
+    assert a.success.count + b.success.count == one.success.count  # a itself untouched
+    for name in ("success", "fail", "queue", "compute_infer", "inference_count",
+                 "execution_count", "batch", "failures", "rejections"):
+        assert getattr(merged, name) == getattr(one, name), name
+    for name in ("request_seconds", "queue_seconds", "compute_seconds", "batch_size"):
+        assert getattr(merged, name).counts == getattr(one, name).counts, name
+        assert getattr(merged, name).sum == pytest.approx(getattr(one, name).sum)
