@@ -100,7 +100,7 @@ def serve(
     from shipyard.serving.errors import ShipyardError
     from shipyard.serving.http.servers import missing
     from shipyard.serving.logs import configure_logging
-    from shipyard.serving.server import run
+    from shipyard.serving.server import port_problem, run
     from shipyard.serving.tls import load_tls
 
     try:
@@ -135,6 +135,10 @@ def serve(
     if not settings.model_repository.is_dir():
         typer.echo(f"error: model repository {str(settings.model_repository)!r} is not a "
                    "directory; pass --model-repository DIR", err=True)
+        raise typer.Exit(2)
+    problem = port_problem(settings)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
     if settings.worker_count() > 1:
         from shipyard.serving.workers import supervise

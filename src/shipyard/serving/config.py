@@ -207,10 +207,7 @@ class ServerSettings(BaseModel):
         """Merge defaults < file < environment (``SHIPYARD_<FIELD>``) < CLI (None = not given)."""
         merged: dict[str, Any] = {}
         if settings_file is not None:
-            loaded = yaml.safe_load(settings_file.read_text(encoding="utf-8")) or {}
-            if not isinstance(loaded, dict):
-                raise InvalidInput(f"{settings_file}: expected a mapping of settings")
-            _update(merged, loaded)
+            _update(merged, _read_settings_file(settings_file))
         env: dict[str, Any] = {}
         for name in cls.model_fields:
             value = os.environ.get(f"SHIPYARD_{name.upper()}")
@@ -222,6 +219,33 @@ class ServerSettings(BaseModel):
             return cls.model_validate(merged)
         except ValidationError as exc:
             raise InvalidInput(format_validation_error(exc, "server settings")) from exc
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
+    """The mapping of settings in the YAML file ``path``; :class:`InvalidInput` naming the
+    file, the problem and the fix when it is missing, unreadable, not YAML or not a mapping."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"--config {str(path)!r}: no such file; pass the path of a YAML "
+                           "file of server settings, or leave --config out") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"--config {str(path)!r}: cannot read it ({exc}); pass a readable "
+                           "UTF-8 YAML file of server settings") from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise InvalidInput(f"--config {str(path)!r}: not valid YAML{where} ({problem}); fix "
+                           "the file (a mapping such as 'http_port: 8000')") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise InvalidInput(f"--config {str(path)!r}: expected a mapping of settings (such as "
+                           f"'http_port: 8000'), got a {type(loaded).__name__}")
+    return loaded
 
 
 #: settings of which a layer (file, environment, CLI) gives one: it replaces the other

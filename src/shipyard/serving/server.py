@@ -25,7 +25,7 @@ from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory
 from shipyard.serving.tls import load_tls
 
-__all__ = ["Server", "run"]
+__all__ = ["Server", "port_problem", "run"]
 
 log = logging.getLogger("shipyard.server")
 
@@ -51,6 +51,30 @@ def _bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True
         sock.close()
         raise
     return sock
+
+
+def port_problem(settings: ServerSettings) -> str | None:
+    """Why the server could not listen on its ports (one line naming the port and the fix),
+    or None when both can be bound now: the command line checks this before start-up so a
+    port in use is a one-line error rather than a traceback from inside the event loop."""
+    host = settings.host
+    if settings.http_port == settings.grpc_port != 0:
+        return (f"--http-port and --grpc-port are both {settings.http_port}: give them "
+                "different ports")
+    held: list[socket.socket] = []
+    try:
+        for flag, port in (("--http-port", settings.http_port),
+                           ("--grpc-port", settings.grpc_port)):
+            try:
+                held.append(_bind(host, port, listen=False))
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                return (f"cannot listen on {host}:{port} ({flag}): {reason}; stop what holds "
+                        f"it or pass a free {flag} (0 = any free port)")
+    finally:
+        for sock in held:
+            sock.close()
+    return None
 
 
 class Server:
