@@ -72,8 +72,10 @@ class ServerSettings(BaseModel):
     """REST port (0 = pick a free one; the log says which)."""
     grpc_port: int = Field(8001, ge=0, le=65535)
     """gRPC port (0 = pick a free one; the log says which)."""
-    default_model: str = "risk"
-    """Model behind ``POST /predict`` and gRPC ``ModelService.Predict``."""
+    default_model: str | None = None
+    """Model behind ``POST /predict`` and gRPC ``ModelService.Predict``; null = the
+    repository's only model, or ``risk`` (the demo's) when it has several. The start-up log
+    says which, and warns when the repository has no such model."""
     model_name: str | None = None
     """Serve ``model_repository`` as this one model where it is a model's own folder rather
     than a repository (KServe mounts one model at ``/mnt/models``): version folders (``1/``)

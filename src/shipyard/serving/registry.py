@@ -18,7 +18,11 @@ from shipyard.serving.errors import ModelNotFound, ModelNotReady
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.types import InferenceRequest, InferenceResponse
 
-__all__ = ["LifecycleCounters", "ModelRegistry", "ModelSlot"]
+__all__ = ["FALLBACK_DEFAULT_MODEL", "LifecycleCounters", "ModelRegistry", "ModelSlot"]
+
+#: the model ``POST /predict`` serves when no default model is set and the repository holds
+#: several models (the demo repository's seed model)
+FALLBACK_DEFAULT_MODEL = "risk"
 
 
 @dataclass
@@ -117,6 +121,44 @@ class ModelRegistry:
             f"version {v}: {mv.reason}" for v, mv in sorted(slot.versions.items())
         ) or (slot.error or "no versions")
         raise ModelNotReady(f"model {name!r} has no ready version ({reasons})")
+
+    def default_model(self, configured: str | None) -> str:
+        """The model behind ``POST /predict`` and gRPC ``ModelService.Predict``: ``configured``
+        (``--default-model``) when given, else the repository's only model, else
+        :data:`FALLBACK_DEFAULT_MODEL`. Asked per request, so a hot reload that adds or
+        removes models changes the answer."""
+        if configured is not None:
+            return configured
+        names = self.names()
+        return names[0] if len(names) == 1 else FALLBACK_DEFAULT_MODEL
+
+    def describe_default(self, configured: str | None) -> str:
+        """One line saying which model ``POST /predict`` serves and why (for the start-up
+        log); it says so when the repository has no such model."""
+        name = self.default_model(configured)
+        why = ("--default-model" if configured is not None
+               else "the only model" if len(self.names()) == 1
+               else "no --default-model given and the repository has "
+                    f"{len(self.names())} models")
+        line = f"POST /predict and ModelService.Predict serve model {name!r} ({why})"
+        if name not in self._slots:
+            line += (f", which the repository does not have (models: {self.names()}): pass "
+                     "--default-model NAME or name the model (POST /v2/models/NAME/predict)")
+        return line
+
+    def get_default(self, configured: str | None, version: str = "") -> ModelVersion:
+        """:meth:`get` of :meth:`default_model`; when there is no such model the error says
+        that it is the default, which models there are, and how to choose one."""
+        name = self.default_model(configured)
+        if name not in self._slots:
+            how = ("--default-model" if configured is not None
+                   else f"the default when the repository has {len(self._slots)} models "
+                        "and no --default-model is given")
+            raise ModelNotFound(
+                f"POST /predict serves model {name!r} ({how}), which is not served; available "
+                f"models: {self.names()}; name one (POST /v2/models/NAME/predict, or gRPC "
+                "metadata 'model') or start the server with --default-model NAME")
+        return self.get(name, version)
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Served versions of a model, newest first."""

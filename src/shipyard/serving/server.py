@@ -151,6 +151,9 @@ class Server:
                      "" if s.auth_metrics else " and /metrics")
 
         await self.manager.start()
+        if self.slot is None or self.slot.index == 0:  # one line, not one per worker
+            served = self.models.default_model(s.default_model) in self.models.names()
+            (log.info if served else log.warning)(self.models.describe_default(s.default_model))
         ready = [mv for mv in self.models.all_versions() if mv.ready]
         if self.peers is None:
             log.info(

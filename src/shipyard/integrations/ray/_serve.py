@@ -42,7 +42,7 @@ class ShipyardApp:
 
     def __init__(self, repository: str | Path, *, model_control: ControlMode = "none",
                  load_models: list[str] | None = None, poll_interval_s: float = 1.0,
-                 default_model: str = "risk", control_token: str | None = None,
+                 default_model: str | None = None, control_token: str | None = None,
                  auth_token: str | None = None, max_body_bytes: int = 64 * 1024 * 1024,
                  max_json_bytes: int = 16 * 1024 * 1024) -> None:
         root = Path(repository).resolve()

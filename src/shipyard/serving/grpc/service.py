@@ -106,7 +106,7 @@ class GrpcFrontend:
     """KServe V2 ``inference.GRPCInferenceService`` plus the seed's ``ModelService``."""
 
     def __init__(self, models: ModelRegistry, control: Control, *,
-                 default_model: str = "risk", shm: SystemSharedMemory | None = None,
+                 default_model: str | None = None, shm: SystemSharedMemory | None = None,
                  peers: Peers | None = None) -> None:
         self.models = models
         #: with ``--workers N``: the other workers (readiness, summed statistics)
@@ -383,7 +383,9 @@ class GrpcFrontend:
 
     async def predict(self, request: simple_pb.ModelRequest,
                       context: grpc.aio.ServicerContext[Any, Any]) -> simple_pb.ModelResponse:
-        mv = self.models.get(_metadata(context, "model") or self.default_model)
+        named = _metadata(context, "model")
+        mv = (self.models.get(named) if named
+              else self.models.get_default(self.default_model))
         if not request.features:
             raise InvalidInput("ModelRequest.features is empty; send the model's feature values")
         response = await mv.infer(features_request(mv, list(request.features)))

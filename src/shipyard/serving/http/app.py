@@ -78,7 +78,7 @@ class HttpApp:
     """ASGI 3 application serving one :class:`ModelRegistry`."""
 
     def __init__(
-        self, models: ModelRegistry, control: Control, *, default_model: str = "risk",
+        self, models: ModelRegistry, control: Control, *, default_model: str | None = None,
         max_body_bytes: int = 64 * 1024 * 1024, max_json_bytes: int = 16 * 1024 * 1024,
         shm: SystemSharedMemory | None = None, auth_metrics: bool = False,
         peers: Peers | None = None,
@@ -330,7 +330,7 @@ class HttpApp:
     async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str | None = None,
                        version: str = "") -> None:
         if name is None:  # POST /predict
-            name = self.default_model
+            name = self.models.get_default(self.default_model, version).name  # 404 first
         self.models.get(name, version)  # 404 before reading the body
         headers = _headers(scope)
         query = scope.get("query_string", b"")
