@@ -99,6 +99,9 @@ def train(
         "auto for the one 'ray start' runs here); default a local Ray.")] = None,
     ray_gpu: Annotated[bool, typer.Option(
         "--ray-gpu", help="With --ray: one GPU per worker (NCCL).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace --output when it holds an earlier run (finished or "
+        "failed; it has train.log); any other non-empty folder is still refused.")] = False,
 ) -> None:
     """Train an experiment into a new run directory.
 
@@ -114,6 +117,8 @@ def train(
             raise ConfigError("--nnodes, --node-rank, --master-addr and --master-port go with "
                               "--nproc-per-node N; add it (the processes on this node)")
         _check_ray_options(ray, num_workers, ray_address, ray_gpu, nproc_per_node, resume)
+        if overwrite:
+            _overwrite(output, resume)
         if ray:
             run = api.train_ray(config, num_workers=1 if num_workers is None else num_workers,
                                 overrides=overrides or [], output=output,
@@ -166,6 +171,22 @@ def train(
             typer.echo(f"tokenizer in the graph: not made: {graph.get('error')}")
     typer.echo(f"run: {run.path}")
     typer.echo(f"report: {run.path / 'report.md'}")
+
+
+def _overwrite(output: Path | None, resume: Path | None) -> None:
+    """``--overwrite``: clear ``output`` when it holds an earlier run, once, before any
+    process of the run starts."""
+    from shipyard.errors import ConfigError
+    from shipyard.training.run import clear_run_dir
+
+    if output is None or resume is not None:
+        raise ConfigError("--overwrite replaces the folder --output names; give --output "
+                          "RUN_DIR (and no --resume, which continues a run in place)")
+    if _under_torchrun():
+        raise ConfigError("--overwrite under torchrun: every rank would remove the folder "
+                          "rank 0 writes; remove it before torchrun starts instead")
+    if clear_run_dir(output):
+        typer.echo(f"--overwrite: removed the earlier run in {output}", err=True)
 
 
 def _check_ray_options(ray: bool, num_workers: int | None, ray_address: str | None,

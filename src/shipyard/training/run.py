@@ -36,8 +36,8 @@ from shipyard.errors import ConfigError
 from shipyard.export.onnx import OnnxInterface
 from shipyard.training.config import AnyExperiment, parse_experiment
 
-__all__ = ["RUN_FILES", "Run", "create_run_dir", "read_serving", "unique_folder", "write_json",
-           "write_run_files"]
+__all__ = ["RUN_FILES", "Run", "clear_run_dir", "create_run_dir", "read_serving", "unique_folder",
+           "write_json", "write_run_files"]
 
 RUN_FILES = {
     "experiment": "experiment.yaml",
@@ -103,12 +103,38 @@ def unique_folder(parent: Path, name: str) -> Path:
     return candidate
 
 
+def _is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder a ``shipyard train`` wrote (finished or failed): every
+    run's writer attaches its ``train.log`` first."""
+    return path.is_dir() and (path / RUN_FILES["log"]).is_file()
+
+
+def clear_run_dir(output: Path) -> bool:
+    """``shipyard train --overwrite``: remove ``output`` when it is an earlier run's folder
+    (finished or failed: it holds ``train.log``), so the run can be written there again;
+    True when something was removed. A file, or a non-empty folder that is no run, is left
+    alone (:class:`ConfigError` naming the path and the fix): --overwrite never deletes
+    what Shipyard did not write."""
+    import shutil
+
+    if not output.exists() or (output.is_dir() and not any(output.iterdir())):
+        return False
+    if not _is_run_dir(output):
+        raise ConfigError(f"--output: {str(output)!r} is not an earlier run's folder (it has "
+                          f"no {RUN_FILES['log']}), so --overwrite leaves it alone; choose a "
+                          "new path or remove it yourself")
+    shutil.rmtree(output)
+    return True
+
+
 def create_run_dir(experiment: AnyExperiment, output: Path | None) -> Path:
     """``output`` itself (new or empty), or a new ``<output.dir>/<name>-<timestamp>``."""
     if output is not None:
         if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            hint = (" or pass --overwrite to replace that earlier run" if _is_run_dir(output)
+                    else "")
             raise ConfigError(f"--output: {str(output)!r} exists and is not an empty folder; "
-                              "choose a new path or remove it")
+                              f"choose a new path, remove it{hint}")
         output.mkdir(parents=True, exist_ok=True)
         return output.resolve()
     parent = Path(experiment.output.dir).expanduser()
