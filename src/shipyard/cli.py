@@ -23,8 +23,24 @@ class _HttpServer(StrEnum):
     uvicorn = "uvicorn"
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: print the installed distribution's version and exit 0."""
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"shipyard {version('shipyard')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("shipyard (not installed: no version metadata; pip install -e .)")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", is_eager=True,
+        callback=_print_version)] = False,
+) -> None:
     """Shipyard command line."""
 
 

@@ -104,3 +104,11 @@ def test_a_port_in_use_from_a_real_process_with_two_workers(busy_port: int) -> N
         capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc.stderr
     assert "--http-port" in _one_line(proc.stderr)
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"shipyard {version('shipyard')}"
