@@ -116,7 +116,7 @@ def serve(
     from shipyard.serving.errors import ShipyardError
     from shipyard.serving.http.servers import missing
     from shipyard.serving.logs import configure_logging
-    from shipyard.serving.server import port_problem, run
+    from shipyard.serving.ports import port_problem
     from shipyard.serving.tls import load_tls
 
     try:
@@ -160,6 +160,8 @@ def serve(
         from shipyard.serving.workers import supervise
 
         raise typer.Exit(supervise(settings))
+    from shipyard.serving.server import run  # grpc and the rest: only once the checks pass
+
     run(settings)
 
 

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -21,60 +20,14 @@ from shipyard.serving.http import HttpApp
 from shipyard.serving.http.servers import HttpListener, http_server
 from shipyard.serving.lifecycle import ModelManager
 from shipyard.serving.peers import Peers, WorkerSlot
+from shipyard.serving.ports import bind_socket
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory
 from shipyard.serving.tls import load_tls
 
-__all__ = ["Server", "port_problem", "run"]
+__all__ = ["Server", "run"]
 
 log = logging.getLogger("shipyard.server")
-
-
-def _bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True
-          ) -> socket.socket:
-    """A TCP socket bound to ``host:port``, listening and non-blocking unless ``listen`` is
-    False; with ``reuse_port``, other processes (the workers of ``--workers N``) may bind the
-    same port (``SO_REUSEPORT``: the kernel spreads connections over the listening ones)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio turns Nagle off only for sockets that say so (with Nagle
-    # on, a response written while the previous one is unacknowledged stalls ~40 ms)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-        if listen:
-            sock.listen(2048)
-            sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def port_problem(settings: ServerSettings) -> str | None:
-    """Why the server could not listen on its ports (one line naming the port and the fix),
-    or None when both can be bound now: the command line checks this before start-up so a
-    port in use is a one-line error rather than a traceback from inside the event loop."""
-    host = settings.host
-    if settings.http_port == settings.grpc_port != 0:
-        return (f"--http-port and --grpc-port are both {settings.http_port}: give them "
-                "different ports")
-    held: list[socket.socket] = []
-    try:
-        for flag, port in (("--http-port", settings.http_port),
-                           ("--grpc-port", settings.grpc_port)):
-            try:
-                held.append(_bind(host, port, listen=False))
-            except OSError as exc:
-                reason = exc.strerror or str(exc)
-                return (f"cannot listen on {host}:{port} ({flag}): {reason}; stop what holds "
-                        f"it or pass a free {flag} (0 = any free port)")
-    finally:
-        for sock in held:
-            sock.close()
-    return None
 
 
 class Server:
@@ -131,7 +84,7 @@ class Server:
         """Listen, load the models, serve until a stop is requested, then drain."""
         s = self.settings
         shared = self.slot is not None
-        sock = _bind(s.host, s.http_port, reuse_port=shared)
+        sock = bind_socket(s.host, s.http_port, reuse_port=shared)
         self.http_port = sock.getsockname()[1]
         tls = self.tls
         self._http = http_server(s.http_server, self.http_app, keep_alive_s=30.0,

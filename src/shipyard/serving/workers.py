@@ -89,7 +89,7 @@ def _worker_main(settings: ServerSettings, slot: WorkerSlot) -> None:
 def supervise(settings: ServerSettings) -> int:
     """Serve with ``settings.worker_count()`` worker processes until SIGTERM / SIGINT; the
     exit status (0: every worker stopped cleanly)."""
-    from shipyard.serving.server import _bind
+    from shipyard.serving.ports import bind_socket
 
     count = settings.worker_count()
     ctx = multiprocessing.get_context("spawn")
@@ -103,7 +103,7 @@ def supervise(settings: ServerSettings) -> int:
     held = []
     try:
         for port in (settings.http_port, settings.grpc_port):
-            held.append(_bind(host, port, reuse_port=True, listen=False))
+            held.append(bind_socket(host, port, reuse_port=True, listen=False))
     except OSError as exc:
         for sock in held:
             sock.close()
