@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,7 +252,9 @@ def explicit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     srv = start_server(root, "--workers", "2", "--model-control", "explicit",
                        "--control-token", TOKEN, "--load-model", "risk", "--grace-period", "5")
     yield srv
-    srv.stop(signal.SIGKILL)
+    assert srv.stop(signal.SIGTERM) == 0, "\n".join(srv.log)
+    # a load's files are staged in the parent's folder, removed with it (killed workers too)
+    assert not list(Path(tempfile.gettempdir()).glob("shipyard-load-*/uploaded.*"))
 
 
 def _statuses(server: ServerProcess, model: str, rows: np.ndarray) -> tuple[set[int], set[int],

@@ -9,7 +9,7 @@ same and waits for their answers; the call succeeds only when every worker did i
   connect, so its pickles are trusted data). A request is one JSON line ``{"op": "load" |
   "unload", "name": ..., "override": <path> | null}``, the answer one JSON line ``{"ok": true}``
   or ``{"ok": false, "code": ..., "message": ...}``. A load's configuration and files (Triton's
-  ``parameters: {config, file:...}``) are pickled once into ``request-<id>.pkl`` in the folder;
+  ``parameters: {config, file:...}``) are pickled once into ``request-<id>.load`` in the folder;
   each worker stages its own copy of the files from it (the file is removed once every worker
   answered).
 * **Bounds**: the whole call waits at most ``timeout_s`` for the others. A worker that is not
@@ -136,7 +136,7 @@ class Broadcast:
                 await loop.run_in_executor(None, record_loaded, self.slot.directory, name,
                                            override)
             if override is not None:
-                request_file = self.slot.directory / f"request-{uuid.uuid4().hex}.pkl"
+                request_file = self.slot.directory / f"request-{uuid.uuid4().hex}.load"
                 data = pickle.dumps(override, protocol=pickle.HIGHEST_PROTOCOL)
                 await loop.run_in_executor(None, request_file.write_bytes, data)
             failures = await self._ask_others(

@@ -55,6 +55,7 @@ class ModelManager:
         self, registry: ModelRegistry, *, mode: ControlMode = "none",
         poll_interval_s: float = 1.0, startup_models: list[str] | None = None,
         startup_overrides: Mapping[str, LoadOverride | None] | None = None,
+        staging_root: Path | None = None,
     ) -> None:
         self.registry = registry
         self.root: Path = registry.root
@@ -67,6 +68,8 @@ class ModelManager:
         self._poller: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._staging: Path | None = None  # created at the first load that brings files
+        #: where that folder is made (None: the system's temporary folder)
+        self.staging_root = staging_root
 
     # -- start / stop -------------------------------------------------------------------------
 
@@ -111,7 +114,8 @@ class ModelManager:
             if not MODEL_NAME_RE.match(name):
                 raise InvalidInput(f"model name {name!r} is not valid ({NAME_RULE})")
             if self._staging is None:
-                self._staging = Path(tempfile.mkdtemp(prefix="shipyard-load-"))
+                self._staging = Path(tempfile.mkdtemp(prefix="shipyard-load-",
+                                                        dir=self.staging_root))
             staged = await loop.run_in_executor(
                 None, stage_files, self._staging, name, override.files)
             entry: ModelEntry | None = await loop.run_in_executor(

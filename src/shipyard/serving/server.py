@@ -68,6 +68,9 @@ class Server:
         self.manager = ModelManager(
             self.models, mode=settings.model_control, poll_interval_s=settings.poll_interval_s,
             startup_models=settings.load_models,
+            # a worker stages a load's files in the parent's folder: the parent removes them
+            # even when the worker is killed
+            staging_root=None if slot is None else slot.directory,
         )
         #: with several workers in explicit mode: load / unload calls reach all of them
         self.broadcast = (Broadcast(slot, self.manager)
