@@ -3,13 +3,14 @@ supervising parent (restart, readiness of all, summed statistics and metrics, dr
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
 import re
+import shutil
 import signal
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,16 +206,6 @@ def test_workers_setting() -> None:
         ServerSettings.resolve({"workers": "0"})
 
 
-def test_explicit_model_control_is_refused_with_several_workers(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "shipyard", "serve", "--workers", "2", "--model-control",
-         "explicit", "--control-token", "t" * 20, "--http-port", "0", "--grpc-port", "0"],
-        capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
-    assert "--model-control poll" in proc.stderr and "--workers 1" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
 def test_stats_merge_equals_one_stats_that_saw_everything() -> None:
     rng = np.random.default_rng(0)
     one, a, b = ModelStats(), ModelStats(), ModelStats()
@@ -237,3 +228,134 @@ def test_stats_merge_equals_one_stats_that_saw_everything() -> None:
     for name in ("request_seconds", "queue_seconds", "compute_seconds", "batch_size"):
         assert getattr(merged, name).counts == getattr(one, name).counts, name
         assert getattr(merged, name).sum == pytest.approx(getattr(one, name).sum)
+
+
+# -- model control under --workers 2: a load or unload reaches every worker --------------------
+
+TOKEN = "bcast-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: fresh connections per check: the kernel spreads them over both workers (all on one worker
+#: has probability 2**-31)
+FRESH = 32
+
+
+@pytest.fixture(scope="module")
+def explicit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Two workers in explicit mode over a repository of risk, its copy ``risk2`` and
+    ``broken`` (an ONNX file that is not one); risk is loaded at start-up."""
+    root = tmp_path_factory.mktemp("repo")
+    for name in ("risk", "risk2"):
+        shutil.copytree(DEMO_REPOSITORY / "risk", root / name)
+    (root / "broken" / "1").mkdir(parents=True)
+    (root / "broken" / "config.yaml").write_text("backend: onnx\nmax_batch_size: 4\n")
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"this is not an ONNX model")
+    srv = start_server(root, "--workers", "2", "--model-control", "explicit",
+                       "--control-token", TOKEN, "--load-model", "risk", "--grace-period", "5")
+    yield srv
+    assert srv.stop(signal.SIGTERM) == 0, "\n".join(srv.log)
+    # a load's files are staged in the parent's folder, removed with it (killed workers too)
+    assert not list(Path(tempfile.gettempdir()).glob("shipyard-load-*/uploaded.*"))
+
+
+def _statuses(server: ServerProcess, model: str, rows: np.ndarray) -> tuple[set[int], set[int],
+                                                                            list[float]]:
+    """``FRESH`` times on new connections: the statuses of ``/v2/models/{model}/ready`` and of
+    an inference, and the scores served."""
+    ready, infer, scores = set(), set(), []
+    for i in range(FRESH):
+        ready.add(http_call(server, "GET", f"/v2/models/{model}/ready")[0])
+        status, _, body = http_call(server, "POST", f"/v2/models/{model}/infer",
+                                    _body(rows[i % len(rows):i % len(rows) + 1]),
+                                    {"Content-Type": "application/json"})
+        infer.add(status)
+        if status == 200:
+            scores.append(json.loads(body)["outputs"][0]["data"][0])
+    return ready, infer, scores
+
+
+def _load(server: ServerProcess, model: str, body: bytes = b"") -> tuple[int, bytes]:
+    status, _, answer = http_call(server, "POST", f"/v2/repository/models/{model}/load", body,
+                                  {**AUTH, "Content-Type": "application/json"}, timeout=60)
+    return status, answer
+
+
+def _upload(server: ServerProcess) -> tuple[int, bytes]:
+    """Load ``uploaded`` from risk's ONNX file sent with the call, as version 3."""
+    onnx = (DEMO_REPOSITORY / "risk" / "1" / "model.onnx").read_bytes()
+    body = json.dumps({"parameters": {
+        "config": json.dumps({"max_batch_size": 8}),
+        "file:3/model.onnx": base64.b64encode(onnx).decode()}}).encode()
+    return _load(server, "uploaded", body)
+
+
+def test_explicit_load_and_unload_reach_every_worker(
+        explicit_server: ServerProcess, data: tuple[np.ndarray, np.ndarray]) -> None:
+    server = explicit_server
+    features, malignant = data
+    ready, infer, _ = _statuses(server, "risk2", features)
+    assert 200 not in ready and 200 not in infer  # not loaded anywhere yet
+    status, body = _load(server, "risk2")
+    assert status == 200, body
+    # the call returned: every worker serves it, on every fresh connection
+    ready, infer, scores = _statuses(server, "risk2", features)
+    assert ready == {200} and infer == {200}, (ready, infer)
+    expected = [malignant[i % len(features)] for i in range(FRESH)]
+    assert np.mean((np.array(scores) > 0.5) == np.array(expected)) >= 0.9
+    status, _, body = http_call(server, "POST", "/v2/repository/models/risk2/unload", b"", AUTH)
+    assert status == 200, body
+    ready, infer, _ = _statuses(server, "risk2", features)
+    assert 200 not in ready and 200 not in infer, (ready, infer)
+    # the start-up model was never touched
+    ready, infer, _ = _statuses(server, "risk", features)
+    assert ready == {200} and infer == {200}
+
+
+def test_explicit_load_that_fails_names_every_worker(explicit_server: ServerProcess) -> None:
+    status, body = _load(explicit_server, "broken")
+    assert status == 400, body
+    message = json.loads(body)["error"]
+    assert "failed on 2 of 2 workers" in message, message
+    assert "worker 0:" in message and "worker 1:" in message, message
+    assert "broken" in message
+    # a model that does not exist: 404 from every worker
+    status, body = _load(explicit_server, "nowhere")
+    assert status == 404, body
+
+
+def test_explicit_load_with_files_reaches_every_worker(
+        explicit_server: ServerProcess, features: np.ndarray) -> None:
+    """Triton's ``parameters: {config, file:...}``: the files reach the other worker too."""
+    status, answer = _upload(explicit_server)
+    assert status == 200, answer
+    ready, infer, scores = _statuses(explicit_server, "uploaded", features)
+    assert ready == {200} and infer == {200}, (ready, infer)
+    _, _, risk_scores = _statuses(explicit_server, "risk", features)
+    np.testing.assert_allclose(scores, risk_scores, rtol=1e-6)
+    status, _, meta = http_call(explicit_server, "GET", "/v2/models/uploaded")
+    assert status == 200 and json.loads(meta)["versions"] == ["3"], meta
+
+
+def test_a_restarted_worker_comes_back_with_the_loaded_models(
+        explicit_server: ServerProcess, features: np.ndarray) -> None:
+    server = explicit_server
+    status, body = _load(server, "risk2")
+    assert status == 200, body
+    status, body = _upload(server)
+    assert status == 200, body
+    old = _workers(server)
+    os.kill(old[1], signal.SIGKILL)
+    wait_until(lambda: _workers(server)[1] != old[1], timeout=10, what="a restart")
+    wait_until(lambda: _ready_status(server) == 200, timeout=30,
+               what="ready again once the new worker is")
+    # the new worker loaded what is loaded now (risk2, the uploaded files), not just risk
+    for model in ("risk", "risk2", "uploaded"):
+        ready, infer, _ = _statuses(server, model, features)
+        assert ready == {200} and infer == {200}, (model, ready, infer)
+    # and it takes part in the next call (this one over gRPC)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        client.unload_model("risk2", headers={"authorization": f"Bearer {TOKEN}"})
+    finally:
+        client.close()
+    ready, infer, _ = _statuses(server, "risk2", features)
+    assert 200 not in ready and 200 not in infer, (ready, infer)

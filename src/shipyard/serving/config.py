@@ -183,15 +183,6 @@ class ServerSettings(BaseModel):
         return self.workers
 
     @model_validator(mode="after")
-    def _explicit_single_worker(self) -> ServerSettings:
-        if self.model_control == "explicit" and self.worker_count() > 1:
-            raise ValueError(
-                f"model_control 'explicit' with workers {self.workers!r}: a load or unload "
-                "call would reach only the worker that got it; use --model-control poll "
-                "(every worker watches the repository) or --workers 1")
-        return self
-
-    @model_validator(mode="after")
     def _explicit_needs_token(self) -> ServerSettings:
         if self.model_control == "explicit" and not self.control_token:
             raise ValueError(

@@ -18,19 +18,34 @@
 from __future__ import annotations
 
 import hmac
+from typing import Protocol
 
 from shipyard.serving.errors import PermissionDenied, Unauthenticated
 from shipyard.serving.lifecycle import ModelManager
+from shipyard.serving.overrides import LoadOverride
 
-__all__ = ["Control"]
+__all__ = ["Control", "ModelControl"]
+
+
+class ModelControl(Protocol):
+    """What carries out a load or unload: the :class:`ModelManager` itself, or with
+    ``--workers N`` a :class:`~shipyard.serving.broadcast.Broadcast` to every worker."""
+
+    async def load(self, name: str, override: LoadOverride | None = None) -> None:
+        """(Re)load ``name``; raise when it fails."""
+
+    async def unload(self, name: str) -> None:
+        """Stop serving ``name``; raise when it fails."""
 
 
 class Control:
     """Checks tokens, then forwards to the :class:`ModelManager`."""
 
     def __init__(self, manager: ModelManager, token: str | None,
-                 auth_token: str | None = None) -> None:
+                 auth_token: str | None = None, models: ModelControl | None = None) -> None:
         self.manager = manager
+        #: what load and unload calls go to (default: the manager; several workers: all)
+        self.models: ModelControl = manager if models is None else models
         self._token = token.encode() if token else None
         self._access = tuple(t.encode() for t in (auth_token, token) if t) if auth_token else ()
 
@@ -56,6 +71,14 @@ class Control:
                 f"this server needs the header 'Authorization: Bearer <auth token>' (gRPC "
                 f"metadata 'authorization') on every call but the health checks; the header "
                 f"{problem}")
+
+    async def load(self, name: str, override: LoadOverride | None = None) -> None:
+        """Carry out a repository load (call :meth:`check` first)."""
+        await self.models.load(name, override)
+
+    async def unload(self, name: str) -> None:
+        """Carry out a repository unload (call :meth:`check` first)."""
+        await self.models.unload(name)
 
     @property
     def explicit(self) -> bool:

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -53,16 +54,22 @@ class ModelManager:
     def __init__(
         self, registry: ModelRegistry, *, mode: ControlMode = "none",
         poll_interval_s: float = 1.0, startup_models: list[str] | None = None,
+        startup_overrides: Mapping[str, LoadOverride | None] | None = None,
+        staging_root: Path | None = None,
     ) -> None:
         self.registry = registry
         self.root: Path = registry.root
         self.mode = mode
         self.poll_interval_s = poll_interval_s
         self.startup_models = startup_models or []
+        #: explicit mode: the load override of a start-up model (a restarted worker's set)
+        self.startup_overrides = dict(startup_overrides or {})
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._staging: Path | None = None  # created at the first load that brings files
+        #: where that folder is made (None: the system's temporary folder)
+        self.staging_root = staging_root
 
     # -- start / stop -------------------------------------------------------------------------
 
@@ -73,7 +80,7 @@ class ModelManager:
             self.registry.required = list(self.startup_models)
             for name in self.startup_models:
                 try:
-                    await self.load(name)
+                    await self.load(name, self.startup_overrides.get(name))
                 except (ModelNotFound, InvalidInput) as exc:
                     log.error("start-up model %s: %s", name, exc.message)
         else:
@@ -107,7 +114,8 @@ class ModelManager:
             if not MODEL_NAME_RE.match(name):
                 raise InvalidInput(f"model name {name!r} is not valid ({NAME_RULE})")
             if self._staging is None:
-                self._staging = Path(tempfile.mkdtemp(prefix="shipyard-load-"))
+                self._staging = Path(tempfile.mkdtemp(prefix="shipyard-load-",
+                                                        dir=self.staging_root))
             staged = await loop.run_in_executor(
                 None, stage_files, self._staging, name, override.files)
             entry: ModelEntry | None = await loop.run_in_executor(

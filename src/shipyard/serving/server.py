@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from shipyard.repository.layout import single_model_view
+from shipyard.serving.broadcast import Broadcast, loaded_set
 from shipyard.serving.config import ServerSettings
 from shipyard.serving.control import Control
 from shipyard.serving.grpc.server import GrpcServer
@@ -44,10 +45,18 @@ class Server:
         self.manager = ModelManager(
             self.models, mode=settings.model_control, poll_interval_s=settings.poll_interval_s,
             startup_models=settings.load_models,
+            # a worker stages a load's files in the parent's folder: the parent removes them
+            # even when the worker is killed
+            staging_root=None if slot is None else slot.directory,
         )
+        #: with several workers in explicit mode: load / unload calls reach all of them
+        self.broadcast = (Broadcast(slot, self.manager)
+                          if slot is not None and settings.model_control == "explicit"
+                          else None)
         #: the checked TLS files (None: plain HTTP and insecure gRPC)
         self.tls = load_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-        control = Control(self.manager, settings.control_token, settings.auth_token)
+        control = Control(self.manager, settings.control_token, settings.auth_token,
+                          self.broadcast)
         #: with ``slot``: this worker's view of the others
         self.peers = None if slot is None else Peers(slot, self.models, self.request_stop)
         #: the system shared-memory regions, one registry for both frontends
@@ -103,6 +112,13 @@ class Server:
             log.info("auth: every call but health%s needs 'Authorization: Bearer <token>'",
                      "" if s.auth_metrics else " and /metrics")
 
+        if self.broadcast is not None:
+            # listen first, then read the loaded set (the parent wrote the start-up models
+            # there): a call made meanwhile reaches this worker one way or the other
+            await self.broadcast.start()
+            startup = loaded_set(self.broadcast.slot.directory)
+            self.manager.startup_models = list(startup)
+            self.manager.startup_overrides = startup
         await self.manager.start()
         if self.slot is None or self.slot.index == 0:  # one line, not one per worker
             served = self.models.default_model(s.default_model) in self.models.names()
@@ -144,6 +160,8 @@ class Server:
                                    timeout=grace + 5)
         except TimeoutError:
             log.error("grace period passed with requests still running; exiting anyway")
+        if self.broadcast is not None:
+            await self.broadcast.stop()
         await self.manager.stop()
         self.models.close()
         with contextlib.suppress(TimeoutError):

@@ -12,6 +12,9 @@ and gRPC ports, restarts one that dies, and drains them all on SIGTERM / SIGINT.
   the parent clears the flag of a worker that died. Every worker's ``/v2/health/ready`` (and
   gRPC ServerReady) is true only while all flags are up. The parent logs ``ready: serving``
   once they first are.
+* Model control (``--model-control explicit``): a load or unload reaches every worker and the
+  loaded set lives in the folder, so a restarted worker loads what is loaded now
+  (:mod:`shipyard.serving.broadcast`).
 * Statistics and ``/metrics``: each worker writes snapshots to the parent's private folder and
   sums the others' into its answers (see :mod:`shipyard.serving.peers` for the staleness).
 * A worker that exits is logged and restarted after a back-off (0.5 s, doubling per quick
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from shipyard.serving.broadcast import record_loaded
 from shipyard.serving.config import ServerSettings
 from shipyard.serving.peers import WorkerSlot
 
@@ -95,6 +99,9 @@ def supervise(settings: ServerSettings) -> int:
     ctx = multiprocessing.get_context("spawn")
     directory = Path(tempfile.mkdtemp(prefix="shipyard-workers-"))  # mode 0700
     ready = ctx.RawArray("b", count)
+    if settings.model_control == "explicit":  # the loaded set every worker starts with
+        for name in settings.load_models:
+            record_loaded(directory, name, None)
     host = settings.host
     if settings.http_port == settings.grpc_port != 0:
         log.error("http_port and grpc_port are both %d: give them different ports",

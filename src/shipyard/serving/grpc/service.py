@@ -240,14 +240,14 @@ class GrpcFrontend:
         self.control.check(_authorization(context), "load")
         name = _repository_model(request)
         override = load_override(name, parameters(request.parameters), files_base64=False)
-        await self.control.manager.load(name, override)
+        await self.control.load(name, override)
         return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
 
     async def repository_unload(self, request: pb.RepositoryModelUnloadRequest, context: Any
                                 ) -> pb.RepositoryModelUnloadResponse:
         self.control.check(_authorization(context), "unload")
         name = _repository_model(request)
-        await self.control.manager.unload(name)
+        await self.control.unload(name)
         return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
 
     # -- shared memory ------------------------------------------------------------------------

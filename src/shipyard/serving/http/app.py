@@ -224,13 +224,13 @@ class HttpApp:
                 raise InvalidInput(
                     f"load 'parameters' must be an object, got {type(params).__name__}")
         override = load_override(name, params, files_base64=True)
-        await self.control.manager.load(name, override)
+        await self.control.load(name, override)
         await _send(send, 200, b"")
 
     async def _repository_unload(self, scope: Scope, receive: Receive, send: Send,
                                  name: str) -> None:
         await self._control(scope, receive, "unload")
-        await self.control.manager.unload(name)
+        await self.control.unload(name)
         await _send(send, 200, b"")
 
     # -- shared memory ------------------------------------------------------------------------
