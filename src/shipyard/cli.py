@@ -147,7 +147,6 @@ def serve(
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
-    configure_logging(settings.log_level, settings.log_format)
     if not settings.model_repository.is_dir():
         typer.echo(f"error: model repository {str(settings.model_repository)!r} is not a "
                    "directory; pass --model-repository DIR", err=True)
@@ -156,6 +155,9 @@ def serve(
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
+    # logging only now: a check above that fails must not leave a handler on a stream that
+    # closes with this command (an in-process caller's captured stderr)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.worker_count() > 1:
         from shipyard.serving.workers import supervise
 
