@@ -174,6 +174,21 @@ class ModelRegistry:
         except (ModelNotReady, ModelNotFound):
             return False
 
+    def version_failure(self, name: str, version: str) -> str | None:
+        """Why version ``version`` of a known model cannot serve although it was tried: its
+        load failed, or the model's config did (then no version of it can serve); None when
+        neither (the version serves, or it is simply unknown)."""
+        slot = self._slots.get(name)
+        if slot is None or not version:
+            return None
+        if version.isdigit() and int(version) in slot.failures and \
+                int(version) not in slot.versions:
+            return f"model {name!r} version {version} failed to load: " \
+                   f"{slot.failures[int(version)]}"
+        if slot.error and not slot.versions:
+            return slot.error
+        return None
+
     def not_ready_reason(self, name: str, version: str = "") -> str:
         """Why ``name`` (or one version) cannot serve: '' when it can."""
         try:

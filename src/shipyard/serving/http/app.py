@@ -176,6 +176,10 @@ class HttpApp:
     async def _model_ready(self, scope: Scope, receive: Receive, send: Send, name: str,
                            version: str = "") -> None:
         if version:
+            failure = self.models.version_failure(name, version)
+            if failure is not None:  # tried and failed: not ready (503), not unknown (404)
+                return await _send(send, 503, orjson.dumps(
+                    {"name": name, "ready": False, "reason": failure}))
             self.models.get(name, version)  # 404 for an unknown model or version
         else:
             self.models.versions(name)  # 404 for an unknown model
