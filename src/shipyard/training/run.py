@@ -57,6 +57,21 @@ RUN_FILES = {
 }
 
 
+def library_versions(*distributions: str) -> dict[str, str]:
+    """run.json's ``versions``: python's, and each installed distribution's (by its PyPI
+    name: ``scikit-learn``, ``torch``...); one that is not installed is left out."""
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for name in distributions:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
 def write_json(path: Path, data: Any) -> None:
     """Pretty JSON with a trailing newline."""
     path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -39,7 +38,14 @@ from shipyard.export.verify import check_agreement
 from shipyard.training.config import Experiment, SklearnModelSpec
 from shipyard.training.models import MODELS, build_estimator
 from shipyard.training.progress import Steps
-from shipyard.training.run import RUN_FILES, Run, unique_folder, write_json, write_run_files
+from shipyard.training.run import (
+    RUN_FILES,
+    Run,
+    library_versions,
+    unique_folder,
+    write_json,
+    write_run_files,
+)
 from shipyard.training.splits import make_split
 
 __all__ = ["evaluate", "export_pipeline", "fit_pipeline", "prepare", "train"]
@@ -142,19 +148,6 @@ def export_pipeline(
         log.warning("ONNX Runtime and scikit-learn disagree on the test split: %s",
                     record["agreement"])
     return record
-
-
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import pandas
-    import skl2onnx
-    import sklearn
-
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__,
-            "skl2onnx": skl2onnx.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
 
 
 def prepare(exp: Experiment) -> Any:
@@ -266,7 +259,9 @@ def _train(exp: Experiment, base_dir: Path, estimator: Any, run_dir: Path, steps
         "columns": [vars(p) for p in plans],
         "interface": {"input": interface.input, "input_name": interface.input_name,
                       "outputs": list(interface.outputs), "score_index": interface.score_index},
-        "versions": _versions(), "timings_s": steps.timings, "warnings": caught,
+        "versions": library_versions("numpy", "pandas", "scikit-learn", "skl2onnx",
+                                     "onnx", "onnxruntime"),
+        "timings_s": steps.timings, "warnings": caught,
     }
     write_run_files(run_dir, exp, "# The experiment as run by shipyard (overrides applied, "
                     "features resolved).\n", config_note,

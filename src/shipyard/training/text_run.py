@@ -32,6 +32,7 @@ from shipyard.training.text_config import TextExperiment
 from shipyard.transforms import Step, StepConfigError, TransformError, apply_steps, build_steps
 
 __all__ = [
+    "TEXT_LIBRARIES",
     "TOP_WRONG",
     "TextPart",
     "TextSplits",
@@ -210,18 +211,9 @@ def serving_config(run: Run | Path | str) -> dict[str, Any]:
     return read_serving(run, "text")
 
 
-def versions(*extra: str) -> dict[str, str]:
-    """Versions of python and the libraries a text run used."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for name in ("numpy", "scikit-learn", "tokenizers", "nltk", "onnx", "onnxruntime",
-                 "skl2onnx", *extra):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            continue
-    return out
+#: the libraries a text run records in run.json (besides python; torch runs add torch)
+TEXT_LIBRARIES = ("numpy", "scikit-learn", "tokenizers", "nltk", "onnx", "onnxruntime",
+                  "skl2onnx")
 
 
 def data_info(exp: TextExperiment, parts: TextSplits) -> dict[str, Any]:
@@ -268,15 +260,20 @@ def text_report(exp: TextExperiment, run_dir: Path, info: dict[str, Any],
     lines = list(notes)
     wrong = details["test"].get("most_confident_wrong") or []
     if wrong:
-        lines += ["## Most confidently wrong test texts", "",
-                  *markdown_table(["row", "true", "predicted", "probability", "text"],
-                                  [[w["row"], w["true"], w["predicted"], w["probability"],
-                                    _clip(w["text"])] for w in wrong]), ""]
+        lines += [*_wrong_table(wrong, "Most confidently wrong test texts"), ""]
     return ReportData(
         title=f"{exp.name}: text classification report", description=exp.description,
         facts=facts, metrics={k: metrics[k] for k in ("validation", "test") if metrics.get(k)},
         per_class=details["test"].get("per_class"), plots=plots, export=export,
         warnings=list(warnings), notes=lines)
+
+
+def _wrong_table(wrong: Sequence[dict[str, Any]], heading: str) -> list[str]:
+    """A report section listing :func:`wrong_examples`' texts under ``heading``."""
+    return [f"## {heading}", "",
+            *markdown_table(["row", "true", "predicted", "probability", "text"],
+                            [[w["row"], w["true"], w["predicted"], w["probability"],
+                              _clip(w["text"])] for w in wrong])]
 
 
 def _clip(text: str, limit: int = 160) -> str:
@@ -329,10 +326,7 @@ def evaluate_again(run: Run, exp: TextExperiment, data: Path | None,
     write_json(folder / "metrics.json", {label: result.summary})
     write_json(folder / "evaluation.json", {label: result.details})
     wrong = result.details["most_confident_wrong"]
-    notes = ["## Most confidently wrong texts", "",
-             *markdown_table(["row", "true", "predicted", "probability", "text"],
-                             [[w["row"], w["true"], w["predicted"], w["probability"],
-                               _clip(w["text"])] for w in wrong])] if wrong else []
+    notes = _wrong_table(wrong, "Most confidently wrong texts") if wrong else []
     write_report(folder / "report.md", ReportData(
         title=f"{exp.name}: evaluation on {source if data is not None else 'the test split'}",
         facts=[("run", str(run.path)), ("data", source), ("texts", str(len(part)))],

@@ -35,10 +35,11 @@ from shipyard.evaluation.scoring import Evaluation, SplitScore
 from shipyard.export.onnx import OnnxInterface
 from shipyard.training.config import AnyExperiment
 from shipyard.training.progress import Steps
-from shipyard.training.run import RUN_FILES, Run, write_json, write_run_files
+from shipyard.training.run import RUN_FILES, Run, library_versions, write_json, write_run_files
 from shipyard.training.sklearn import export_pipeline, fit_pipeline
 from shipyard.training.text_config import CharNgrams, TextExperiment, TextSklearnSpec, WordNgrams
 from shipyard.training.text_run import (
+    TEXT_LIBRARIES,
     TextPart,
     chain_steps,
     created,
@@ -49,7 +50,6 @@ from shipyard.training.text_run import (
     split_figures,
     text_experiment,
     text_report,
-    versions,
     wrong_examples,
 )
 
@@ -174,7 +174,8 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
             "estimator": type(pipeline.named_steps["model"]).__name__,
             "created": created(), "data": data_info(text, parts),
             "classes": list(range(len(names))), "class_names": names,
-            "vocabulary": vocabulary, "device": "cpu", "versions": versions(),
+            "vocabulary": vocabulary, "device": "cpu",
+            "versions": library_versions(*TEXT_LIBRARIES),
             "timings_s": steps.timings, "warnings": caught}
     write_run_files(run_dir, text, "# The experiment as run by shipyard (overrides applied).\n",
                     config_note, metrics=metrics, details=details, export=export, info=info)

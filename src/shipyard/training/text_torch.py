@@ -29,16 +29,17 @@ import torch
 from pydantic import ValidationError
 
 from shipyard.errors import ConfigError
-from shipyard.evaluation.report import markdown_table, write_report
+from shipyard.evaluation.report import write_report
 from shipyard.evaluation.scoring import Evaluation
 from shipyard.models.transformer import TransformerConfig, build_transformer, count_parameters
 from shipyard.training._config_errors import format_errors
 from shipyard.training.config import AnyExperiment
 from shipyard.training.distributed import env_rank, env_world_size
 from shipyard.training.progress import Steps
-from shipyard.training.run import RUN_FILES, Run, write_json, write_run_files
+from shipyard.training.run import RUN_FILES, Run, library_versions, write_json, write_run_files
 from shipyard.training.text_config import TextExperiment
 from shipyard.training.text_run import (
+    TEXT_LIBRARIES,
     chain_steps,
     created,
     data_info,
@@ -48,7 +49,6 @@ from shipyard.training.text_run import (
     split_figures,
     text_experiment,
     text_report,
-    versions,
     wrong_examples,
 )
 from shipyard.training.torch import fit, predict
@@ -236,7 +236,8 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
             "device": history.device, "precision": history.precision,
             "history": {"best_epoch": history.best_epoch,
                         "stopped_early": history.stopped_early, "notes": history.notes},
-            "versions": versions("torch"), "timings_s": steps.timings,
+            "versions": library_versions(*TEXT_LIBRARIES, "torch"),
+            "timings_s": steps.timings,
             "warnings": history.notes}
     write_run_files(run_dir, text, "# The experiment as run by shipyard (overrides applied).\n",
                     config_note, metrics=metrics, details=details, export=export, info=info)
@@ -252,14 +253,8 @@ def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, s
                      f"{history.device or tr.device}, {history.precision or tr.precision}); "
                      f"best epoch {history.best_epoch}"),
     ]
-    notes: list[str] = []
-    if history.epoch:
-        rows = [[e, history.train_loss[i], history.train_accuracy[i], history.val_loss[i],
-                 history.val_accuracy[i], history.seconds[i], round(history.samples_per_s[i])]
-                for i, e in enumerate(history.epoch)]
-        notes += ["## Epochs", "", *markdown_table(["epoch", "train loss", "train acc",
-                                                    "val loss", "val acc", "seconds",
-                                                    "texts/s"], rows), ""]
+    notes = history.epoch_table("texts/s")
+    notes += [""] if notes else []
     write_report(run_dir / RUN_FILES["report"], text_report(
         text, run_dir, info, metrics, details, plots, export, facts, notes, history.notes))
     log.info("test metrics: %s", metrics["test"])

@@ -243,6 +243,19 @@ class History:
                 rate: sum(rates) / len(rates) if rates else None,
                 "seconds_total": float(sum(seconds))}
 
+    def epoch_table(self, rate: str = "samples/s") -> list[str]:
+        """The report's "Epochs" section (heading and Markdown table; [] before any epoch):
+        losses, accuracies, seconds and the training rate, headed ``rate``."""
+        if not self.epoch:
+            return []
+        from shipyard.evaluation.report import markdown_table
+
+        rows = [[e, self.train_loss[i], self.train_accuracy[i], self.val_loss[i],
+                 self.val_accuracy[i], self.seconds[i], round(self.samples_per_s[i])]
+                for i, e in enumerate(self.epoch)]
+        return ["## Epochs", "", *markdown_table(
+            ["epoch", "train loss", "train acc", "val loss", "val acc", "seconds", rate], rows)]
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in _PER_EPOCH:  # JSON has no NaN

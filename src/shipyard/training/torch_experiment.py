@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from shipyard.data.image import ImageSet, load_image_source, preprocess_steps, t
 from shipyard.errors import ConfigError, DataError
 from shipyard.evaluation.metrics import classification_metrics
 from shipyard.evaluation.plots import wrong_predictions_plot
-from shipyard.evaluation.report import ReportData, markdown_table, write_report
+from shipyard.evaluation.report import ReportData, write_report
 from shipyard.evaluation.scoring import Evaluation, SplitScore, split_plots
 from shipyard.models.cnn import CNNConfig, build_cnn, count_parameters
 from shipyard.training._config_errors import format_errors
@@ -42,6 +41,7 @@ from shipyard.training.progress import Steps
 from shipyard.training.run import (
     RUN_FILES,
     Run,
+    library_versions,
     read_serving,
     unique_folder,
     write_json,
@@ -179,15 +179,6 @@ def _serving(exp: ImageExperiment, names: list[str], export: dict[str, Any]) -> 
     }
 
 
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
-
-
 def train(exp: AnyExperiment, base_dir: Path, prepared: Any, *, run_dir: Path, steps: Steps,
           config_note: str = "", resume: bool = False) -> Run | None:
     """Load, split, fit, score, plot, export and write ``run_dir``; ``prepared`` is
@@ -313,7 +304,8 @@ def _info(exp: ImageExperiment, parts: ImageSplits, names: list[str], model: tor
         "history": {"device": history.device, "precision": history.precision,
                     "best_epoch": history.best_epoch, "stopped_early": history.stopped_early,
                     "notes": history.notes},
-        "versions": _versions(), "timings_s": steps.timings, "warnings": history.notes,
+        "versions": library_versions("numpy", "torch", "onnx", "onnxruntime"),
+        "timings_s": steps.timings, "warnings": history.notes,
         "export": {"onnx": export.get("converted", False),
                    "torch_program": (export.get("torch_program") or {}).get("file")},
     }
@@ -348,13 +340,7 @@ def _report(exp: ImageExperiment, run_dir: Path, info: dict[str, Any], metrics: 
         ("time per epoch", "n/a" if t["seconds_per_epoch"] is None else
          f"{t['seconds_per_epoch']:.2f} s ({t['images_per_s'] or 0:,.0f} training images/s)"),
     ]
-    notes = []
-    if history.epoch:
-        rows = [[e, history.train_loss[i], history.train_accuracy[i], history.val_loss[i],
-                 history.val_accuracy[i], history.seconds[i], round(history.samples_per_s[i])]
-                for i, e in enumerate(history.epoch)]
-        notes += ["## Epochs", "", *markdown_table(["epoch", "train loss", "train acc", "val loss",
-                                            "val acc", "seconds", "images/s"], rows)]
+    notes = history.epoch_table("images/s")
     return ReportData(
         title=f"{exp.name}: image classification report", description=exp.description,
         facts=facts, metrics={"validation": metrics["validation"], "test": metrics["test"]},
