@@ -38,10 +38,11 @@ from shipyard.transforms import (
     steps_output_spec,
 )
 
-__all__ = ["Pipeline"]
+__all__ = ["ITEM_INPUTS", "Pipeline"]
 
 #: the client-facing input name after the first preprocess step, when config.yaml gives none
-_INPUT_NAMES = {"image_decode": "image", "text_normalize": "text", "tokenize": "text"}
+#: (also what kind of item such a model takes: an ``image`` or a ``text`` per row)
+ITEM_INPUTS = {"image_decode": "image", "text_normalize": "text", "tokenize": "text"}
 
 
 def _spec(name: str, spec: Spec) -> TensorSpec:
@@ -79,7 +80,7 @@ class Pipeline:
         except StepConfigError as exc:
             raise InvalidInput(f"model {self.model!r}: {exc}") from exc
         self._check_feeds(makes)
-        name = _INPUT_NAMES.get(self.pre[0].name, self.inner_inputs[0].name)
+        name = ITEM_INPUTS.get(self.pre[0].name, self.inner_inputs[0].name)
         if config.inputs is not None:
             if len(config.inputs) != 1:
                 raise InvalidInput(

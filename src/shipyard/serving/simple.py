@@ -16,6 +16,7 @@ import numpy as np
 from shipyard.serving.codecs import decode_json_data
 from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.model import ModelVersion
+from shipyard.serving.pipeline import ITEM_INPUTS
 from shipyard.serving.types import Array, InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 from shipyard.transforms import Step, apply_steps
 from shipyard.transforms.post import Softmax, TopK
@@ -40,8 +41,7 @@ _ITEM_BODIES: dict[str, str] = {
 _STEPS_OF: dict[str, str] = {"images": "an image_decode", "texts": "a text_normalize or tokenize"}
 #: the kind of item a model takes, told by its first preprocess step
 _STEP_KINDS: dict[str, ItemKind] = {
-    "image_decode": "images", "text_normalize": "texts", "tokenize": "texts",
-}
+    step: "images" if item == "image" else "texts" for step, item in ITEM_INPUTS.items()}
 
 
 @dataclass
