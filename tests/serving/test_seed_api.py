@@ -190,6 +190,12 @@ def test_cnn_predict_logits_and_labels(demo_server: ServerProcess) -> None:
     np.testing.assert_allclose(result, logits, rtol=1e-5, atol=1e-5)
     assert body["labels"] == [str(i) for i in logits.argmax(axis=1)]
     assert sum(label == str(d) for label, d in zip(body["labels"], digits, strict=True)) >= 5
+    # probabilities beside the labels: the logits' softmax, by class name in class order
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    softmax = shifted / shifted.sum(axis=1, keepdims=True)
+    assert [list(p) for p in body["probabilities"]] == [[str(i) for i in range(10)]] * len(digits)
+    np.testing.assert_allclose([list(p.values()) for p in body["probabilities"]], softmax,
+                               rtol=1e-4, atol=1e-6)
     # one row of 784 pixels -> one row of 10 logits
     status, body = post(demo_server, "/v2/models/cnn/predict", {"features": _features(pixels[0])})
     assert status == 200, body
@@ -199,12 +205,14 @@ def test_cnn_predict_logits_and_labels(demo_server: ServerProcess) -> None:
 
 @pytest.mark.parametrize(("doc", "needle"), [
     ({"features": [1.0] * 29}, "30"),
-    ({"features": [[1.0] * 30, [1.0] * 31]}, "needs 30"),
+    ({"features": [[1.0] * 30, [1.0] * 31]}, "row 1 has 31 value(s) but row 0 has 30"),
+    ({"features": [[1.0] * 30, [1.0] * 29 + ["x"]]}, "row 1, column 29: 'x' is not a number"),
+    ({"features": [[1.0] * 30, 5]}, "row 1 is 5, not a list of numbers"),
     ({"features": []}, "non-empty"),
     ({"features": "abc"}, "features"),
     ({"rows": [1.0] * 30}, "features"),
     ({"features": [1.0] * 30, "extra": 1}, "extra"),
-    ({"features": ["a"] * 30}, "numbers"),
+    ({"features": ["a"] * 30}, "row 0, column 0: 'a' is not a number"),
 ])
 def test_predict_bad_input(demo_server: ServerProcess, doc: Any, needle: str) -> None:
     status, body = post(demo_server, "/predict", doc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,8 +127,41 @@ def test_seed_api_takes_a_json_object_per_row(served: tuple[ServerProcess, Run, 
             {"pclass": 3, "sex": "male", "age": None, "sibsp": 1, "fare": 7.25,
              "embarked": None}]
     body = _post(server, "/v2/models/titanic/predict", {"features": rows})
-    expected = titanic.pipeline().predict(ROWS.iloc[:2])
+    pipeline = titanic.pipeline()
+    expected = pipeline.predict(ROWS.iloc[:2])
     assert body["result"] == expected.tolist()
+    # the probabilities beside the label, by class name, as the pipeline gives them
+    proba = pipeline.predict_proba(ROWS.iloc[:2])
+    names = [str(c) for c in titanic.classes]  # no class_names in this experiment
+    assert [list(p) for p in body["probabilities"]] == [names] * 2
+    got = np.array([[p[name] for name in names] for p in body["probabilities"]])
+    np.testing.assert_allclose(got, proba, atol=1e-4)
+    assert body["labels"] == [names[i] for i in proba.argmax(axis=1)]
+
+
+def _post_error(server: ServerProcess, path: str, body: Any) -> tuple[int, str]:
+    try:
+        _post(server, path, body)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["error"]
+    raise AssertionError(f"{body} was accepted")
+
+
+@pytest.mark.parametrize(("column", "value", "needle"), [
+    ("age", "abc", "'features' row 1, column 'age': 'abc' is not a number"),
+    ("age", [1], "'features' row 1, column 'age': [1] is not a number"),
+    ("sex", {"a": 1}, "'features' row 1, column 'sex': {'a': 1} is not a text or number"),
+])
+def test_column_errors_speak_of_rows_and_columns(served: tuple[ServerProcess, Run, Run],
+                                                 column: str, value: Any, needle: str) -> None:
+    server, _, _ = served
+    row = {"pclass": 1, "sex": "female", "age": 29, "sibsp": 0, "fare": 211.3,
+           "embarked": "S"}
+    status, error = _post_error(server, "/v2/models/titanic/predict",
+                                {"features": [row, {**row, column: value}]})
+    assert status == 400
+    assert needle in error, error
+    assert "FP32" not in error and "FP64" not in error and "BYTES" not in error, error
 
 
 def test_publish_into_a_watched_repository(served: tuple[ServerProcess, Run, Run],

@@ -18,7 +18,7 @@ from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.pipeline import ITEM_INPUTS
 from shipyard.serving.types import Array, InferenceRequest, InferenceResponse, Tensor, numpy_dtype
-from shipyard.transforms import Step, apply_steps
+from shipyard.transforms import apply_steps
 from shipyard.transforms.post import Softmax, TopK
 
 __all__ = [
@@ -169,12 +169,8 @@ def _ranked(model: ModelVersion, response: InferenceResponse, top_k: int | None
         names = model.config.labels.get(s.name)
         if not names or s.data.shape[1] != len(names):
             continue
-        scores = s.data.astype(np.float64)
-        sums = scores.sum(axis=1)
-        steps: list[Step] = [TopK(min(DEFAULT_TOP_K if top_k is None else top_k, len(names)))]
-        if not ((scores >= 0).all() and (scores <= 1).all() and np.allclose(sums, 1, atol=1e-3)):
-            steps.insert(0, Softmax())
-        best = apply_steps(steps, scores)
+        k = min(DEFAULT_TOP_K if top_k is None else top_k, len(names))
+        best = apply_steps([TopK(k)], _probabilities(s.data))
         assert isinstance(best, dict)  # top_k answers {indices, scores}
         return [[(names[int(i)], float(p)) for i, p in zip(idx, row, strict=True)]
                 for idx, row in zip(best["indices"], best["scores"], strict=True)]
@@ -207,8 +203,56 @@ def features_request(model: ModelVersion, features: Any) -> InferenceRequest:
     nested = isinstance(features[0], list)
     width = len(features[0]) if nested else len(features)
     n = len(features) if nested else 1
-    rows_arr = decode_json_data("features", "FP64", (n, width), features)
+    try:
+        rows_arr = decode_json_data("features", "FP64", (n, width), features)
+    except InvalidInput as exc:  # say which row and column, not which tensor and datatype
+        raise InvalidInput(_rows_problem(features if nested else [features]) or exc.message
+                           ) from exc
     return _rows_request(model, rows_arr)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _rows_problem(rows: list[Any]) -> str | None:
+    """The first row or value of list-of-rows ``features`` that cannot be a row of numbers,
+    in the user's terms (rows and columns), or None when each one looks right."""
+    width = len(rows[0]) if isinstance(rows[0], list) else 0
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            return (f"'features' row {i} is {brief(row)}, not a list of numbers; send every row "
+                    "as a list of numbers (or every row as an object of column values)")
+        if len(row) != width:
+            return (f"'features' row {i} has {len(row)} value(s) but row 0 has {width}; every "
+                    "row needs the same number of values")
+        for j, value in enumerate(row):
+            if not _is_number(value):
+                return (f"'features' row {i}, column {j}: {brief(value)} is not a number; "
+                        "send numbers only")
+    return None
+
+
+def _column_problem(spec_name: str, datatype: str, values: list[Any]) -> str | None:
+    """The first value of column ``spec_name`` (one per row) that the column cannot take, in
+    the user's terms (row and column), or None when each one looks right."""
+    for i, value in enumerate(values):
+        if datatype == "BYTES":
+            if not (isinstance(value, str | bool) or _is_number(value) or value is None):
+                return (f"'features' row {i}, column {spec_name!r}: {brief(value)} is not a "
+                        "text or number value; send one string (or number) per column")
+        elif datatype.startswith("FP"):
+            if not (_is_number(value) or value is None):
+                return (f"'features' row {i}, column {spec_name!r}: {brief(value)} is not a "
+                        "number; send a number (or null for a missing value)")
+        elif datatype == "BOOL":
+            if not isinstance(value, bool):
+                return (f"'features' row {i}, column {spec_name!r}: {brief(value)} is not "
+                        "true or false")
+        elif not (_is_number(value) and float(value).is_integer()):
+            return (f"'features' row {i}, column {spec_name!r}: {brief(value)} is not a "
+                    "whole number; send an integer")
+    return None
 
 
 def _rows_request(model: ModelVersion, rows: Array) -> InferenceRequest:
@@ -283,12 +327,17 @@ def _columns_request(model: ModelVersion, rows: list[Any]) -> InferenceRequest:
                 "one value per row; send rows as lists or use /v2/models/{m}/infer"
             )
         shape = (n, *[1 for _ in per_row])
-        values = [row[spec.name] for row in rows]
+        raw = [row[spec.name] for row in rows]
+        values = raw
         if spec.datatype == "BYTES":
             values = [_as_category(v) for v in values]
         elif spec.datatype.startswith("FP"):
             values = [float("nan") if v is None else v for v in values]
-        data = decode_json_data(spec.name, spec.datatype, shape, values)
+        try:
+            data = decode_json_data(spec.name, spec.datatype, shape, values)
+        except InvalidInput as exc:  # say which row and column, not which tensor and datatype
+            raise InvalidInput(_column_problem(spec.name, spec.datatype, raw) or exc.message
+                               ) from exc
         tensors.append(Tensor(spec.name, spec.datatype, shape, data))
     return InferenceRequest(model.name, str(model.version), inputs=tensors)
 
@@ -307,7 +356,9 @@ def _as_category(value: Any) -> Any:
 
 
 def features_result(model: ModelVersion, response: InferenceResponse) -> dict[str, Any]:
-    """``{"result": [...one entry per row...]}``; plus ``labels`` for classification outputs."""
+    """``{"result": [...one entry per row...]}``; plus, for an output of class scores that the
+    config labels, ``labels`` (the best class of each row) and ``probabilities`` (per row,
+    ``{label: probability}`` in the config's class order)."""
     out = response.outputs[0]
     data = out.data
     rows = data.shape[0] if data.ndim else 1
@@ -327,8 +378,24 @@ def features_result(model: ModelVersion, response: InferenceResponse) -> dict[st
             scores = scores.reshape(scores.shape[0], -1)
             if scores.shape[1] == len(names):
                 body["labels"] = [names[i] for i in np.argmax(scores, axis=1)]
+                probs = _probabilities(scores)
+                body["probabilities"] = [
+                    {name: float(p) for name, p in zip(names, row, strict=True)}
+                    for row in probs]
                 break
     return body
+
+
+def _probabilities(scores: Array) -> Array:
+    """Rows of class scores as probabilities: as they are when every row already is one
+    (a scikit-learn classifier's ``probabilities``), else their softmax (a network's logits)."""
+    values = scores.astype(np.float64)
+    if (values >= 0).all() and (values <= 1).all() and np.allclose(values.sum(axis=1), 1,
+                                                                   atol=1e-3):
+        return values
+    best = apply_steps([Softmax()], values)
+    assert isinstance(best, np.ndarray)
+    return best
 
 
 def first_score(response: InferenceResponse) -> float:
