@@ -249,14 +249,13 @@ def _cudart_dir() -> Path | None:
 def perf_analyzer() -> tuple[Path, dict[str, str]]:
     """perf_analyzer (from tritonclient[all]'s wheel) and the environment it runs in: it links
     libcudart.so.12 even for CPU servers, which the nvidia-cuda-runtime-cu12 wheel provides.
-    Missing either is a skip locally and a failure in CI (``CI`` set)."""
+    Missing either is a skip locally and a failure in CI (``CI`` set). The command it gives is
+    the README's ``scripts/perf_analyzer``, which puts that library on the loader's path."""
     exe = Path(sys.executable).parent / "perf_analyzer"
     if not exe.is_file() or not os.access(exe, os.X_OK):
         _unavailable(f"perf_analyzer not found at {exe}; install tritonclient[all]")
     lib = _cudart_dir()
     if lib is None:
         _unavailable("libcudart.so.12 not found; install the nvidia-cuda-runtime-cu12 wheel")
-    assert lib is not None
-    paths = [str(lib), *filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(":"))]
-    env = {**os.environ, "LD_LIBRARY_PATH": ":".join(paths)}
-    return exe, env
+    # run through the README's command, scripts/perf_analyzer, which finds the library itself
+    return ROOT / "scripts" / "perf_analyzer", {**os.environ, "SHIPYARD_VENV": sys.prefix}
