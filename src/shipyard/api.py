@@ -202,9 +202,9 @@ def publish(run: str | Path | Run, repo: str | Path, *, model: str | None = None
         raise ExportError(f"--tokenizer graph: run {str(loaded.path)!r} is not a text run; "
                           "drop --tokenizer")
     if loaded.experiment.model.family == "torch":
-        from shipyard.training.torch_experiment import serving_config
+        from shipyard.training.run import read_serving  # not torch_experiment: no torch here
 
-        serving = serving_config(loaded)
+        serving = read_serving(loaded, "torch image")
         model_file = None
         if variant != "fp32":
             from shipyard.training.optimise import variant_model
@@ -296,12 +296,12 @@ def _publish_text(run: Run, repo: Path, model: str | None, *, force: bool, input
     """A text run: raw strings in (the chain and tokenizer as steps, or the chain as steps
     and the tokenizer inside the graph), class probabilities out."""
     from shipyard.export.publish import publish_text_run
-    from shipyard.training.text_run import serving_config
+    from shipyard.training.run import read_serving  # not text_run: no training stack here
 
     if input != "bytes":
         raise ExportError(f"--input: a text model takes raw strings (bytes); drop --input "
                           f"{input}")
-    serving = serving_config(run)
+    serving = read_serving(run, "text")
     if tokenizer == "graph":
         serving, graph_file = _text_graph_serving(run, serving, backend=backend, force=force)
         names = serving.get("class_names") or []

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +43,36 @@ def titanic_experiment() -> dict[str, Any]:
 def png(path: Path) -> bool:
     """The file is a PNG image."""
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+#: the training stack: what a serving host (``pip install 'shipyard[serve]'``) lacks
+TRAINING_STACK = ("sklearn", "pandas", "pyarrow", "skl2onnx", "onnx", "onnxscript", "matplotlib",
+                  "joblib", "torch")
+_WITHOUT_TRAINING = (
+    "import sys\n"
+    "for name in {names!r}:\n"
+    "    sys.modules[name] = None  # import of it fails, as where it is not installed\n"
+    "from shipyard.cli import main\n"
+    "sys.argv = ['shipyard', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def publish_on_serving_host(run: Path, repo: Path, model: str, *options: str
+                            ) -> subprocess.CompletedProcess[str]:
+    """``shipyard publish`` of a finished run in a process where none of the training stack
+    can be imported (``TRAINING_STACK``), as on a host with only ``shipyard[serve]``."""
+    code = _WITHOUT_TRAINING.format(names=TRAINING_STACK)
+    return subprocess.run(
+        [sys.executable, "-c", code, "publish", str(run), "--repo", str(repo), "--model", model,
+         *options], capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+
+
+def same_tree(a: Path, b: Path) -> list[str]:
+    """The relative paths whose presence or bytes differ between folders ``a`` and ``b``."""
+    files_a = {p.relative_to(a): p for p in a.rglob("*") if p.is_file()}
+    files_b = {p.relative_to(b): p for p in b.rglob("*") if p.is_file()}
+    return sorted(str(k) for k in files_a.keys() | files_b.keys()
+                  if k not in files_a or k not in files_b
+                  or files_a[k].read_bytes() != files_b[k].read_bytes())

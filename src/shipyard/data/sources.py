@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads where a table is read: a config that names one needs none
+    import pandas as pd
 
 from shipyard.errors import DataError
 
@@ -99,6 +100,8 @@ def _detect_format(path: Path, file_format: FileFormat) -> Literal["csv", "parqu
 
 
 def _read_csv(path: Path, separator: str, encoding: str) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         frame = pd.read_csv(
             path, sep=separator, encoding=encoding, dtype=object, keep_default_na=False,
@@ -122,6 +125,8 @@ def _read_csv(path: Path, separator: str, encoding: str) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_parquet(path)
     except ImportError as exc:
@@ -137,6 +142,8 @@ def _snake(name: str) -> str:
 
 
 def _load_sklearn(name: str) -> Table:
+    import pandas as pd
+
     loader_name = SKLEARN_DATASETS.get(name)
     if loader_name is None:
         raise DataError(

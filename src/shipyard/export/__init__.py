@@ -3,7 +3,7 @@ optimisations (INT8 quantisation, pruning, their comparison)."""
 
 from __future__ import annotations
 
-from shipyard._lazy import lazy_exports
+from shipyard._lazy import lazy_dir, lazy_exports
 
 __all__ = [
     "AccuracyCheck",
@@ -45,3 +45,4 @@ _WHERE = {
 
 
 __getattr__ = lazy_exports(__name__, _WHERE)
+__dir__ = lazy_dir(globals(), __all__)

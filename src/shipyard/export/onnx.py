@@ -9,8 +9,7 @@ regressors, and optionally ``score`` ``[N, 1]``, the probability of one class.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnx
@@ -19,24 +18,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from shipyard.data.features import ColumnPlan
 from shipyard.errors import ExportError
+from shipyard.export.interface import OnnxInterface
 
 __all__ = ["OnnxInterface", "default_opset", "onnx_feeds", "pipeline_to_onnx", "tensor_summary"]
 
 ML_OPSET = 3
-
-
-@dataclass(frozen=True)
-class OnnxInterface:
-    """The served interface of an exported model."""
-
-    input: Literal["columns", "matrix"] = "columns"
-    """One input per raw column, or one FP32 matrix."""
-    input_name: str = "features"
-    """Name of the matrix input."""
-    outputs: tuple[str, ...] = ("label", "probabilities")
-    """Graph outputs in order."""
-    score_index: int = -1
-    """Column of ``probabilities`` that ``score`` takes."""
 
 
 def _initial_types(plans: Sequence[ColumnPlan]) -> list[tuple[str, Any]]:

@@ -32,13 +32,15 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from shipyard.errors import ConfigError
 from shipyard.training.run import RUN_FILES, Run, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["COMPARISON_FILE", "OPTIMISED_DIR", "VARIANTS", "Optimised", "optimise_run",
            "variant_model"]
@@ -141,6 +143,8 @@ def optimise_run(
     """Write and measure the variants of the torch image run ``run`` (see the module
     docstring). ``prune=0`` skips the pruned variants; ``fine_tune_epochs=0`` prunes without
     fine-tuning; ``threads``: ORT intra-op thread counts to measure speed at."""
+    import torch  # here, not at import: publishing a variant needs no torch
+
     from shipyard.training import torch_experiment as te
     from shipyard.training.config import FAMILY_LABELS, family_key
 
@@ -280,6 +284,8 @@ def _pruned(run: Run, exp: Any, net: torch.nn.Module, parts: Any, amount: float,
             out: Path, steps: Any, mean: Any, std: Any) -> torch.nn.Module:
     """The channel-pruned copy of ``net``, fine-tuned ``epochs`` epochs with the run's own
     training config (its history under ``out/pruned/fine-tune/``)."""
+    import torch
+
     from shipyard.data.augment import Augment
     from shipyard.data.image import to_tensor
     from shipyard.export.prune import prune_channels

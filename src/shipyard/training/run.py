@@ -33,7 +33,7 @@ import yaml
 
 from shipyard.data.features import ColumnPlan
 from shipyard.errors import ConfigError
-from shipyard.export.onnx import OnnxInterface
+from shipyard.export.interface import OnnxInterface
 from shipyard.training.config import AnyExperiment, parse_experiment
 
 __all__ = ["RUN_FILES", "Run", "clear_run_dir", "create_run_dir", "read_serving", "unique_folder",
