@@ -4,10 +4,11 @@ imported on first access (so ``import shipyard.data`` does not pull in pandas or
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
 from typing import Any
 
-__all__ = ["lazy_exports"]
+__all__ = ["lazy_dir", "lazy_exports"]
 
 
 def lazy_exports(package: str, where: dict[str, str]) -> Callable[[str], Any]:
@@ -23,3 +24,20 @@ def lazy_exports(package: str, where: dict[str, str]) -> Callable[[str], Any]:
         return getattr(importlib.import_module(path), name)
 
     return __getattr__
+
+
+def lazy_dir(namespace: Mapping[str, Any], names: Iterable[str]) -> Callable[[], list[str]]:
+    """A module ``__dir__`` that lists the public API, lazily exported ``names`` included, so
+    ``dir()`` and tab completion show it before its first use: those names, the module's
+    dunders and its subpackages already imported (``namespace``: its ``globals()``), not the
+    helpers it imported for itself."""
+    public = frozenset(names)
+    package = str(namespace["__name__"])
+
+    def __dir__() -> list[str]:
+        shown = {k for k, v in namespace.items()
+                 if k.startswith("__") or (not k.startswith("_") and isinstance(v, ModuleType)
+                                           and v.__name__ == f"{package}.{k}")}
+        return sorted(shown | public)
+
+    return __dir__

@@ -105,3 +105,30 @@ def test_family_modules_load_only_when_their_family_runs() -> None:
     others = [p for p in _files(*TRAINING_HALF, "api.py", "_cli_train.py", "errors.py")
               if p not in torch_home]
     assert not _offenders(others, ("torch",))
+
+
+def test_dir_lists_the_lazy_api_without_importing_it() -> None:
+    """``dir(shipyard)`` (and each lazy package's) shows the public API before first use, and
+    listing it imports nothing heavy; the names are exactly those that resolve."""
+    import shipyard.api
+
+    code = ("import shipyard, shipyard.data, shipyard.training, shipyard.export, "
+            "shipyard.evaluation, shipyard.models\n"
+            "for m in (shipyard, shipyard.data, shipyard.training, shipyard.export, "
+            "shipyard.evaluation, shipyard.models):\n"
+            "    print(m.__name__, ' '.join(n for n in dir(m) if not n.startswith('_')))\n")
+    out = subprocess.run([sys.executable, "-c", code + "import sys\n"
+                          "print('LOADED', ' '.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    listed = {line.split(" ", 1)[0]: line.split()[1:] for line in out.splitlines()
+              if not line.startswith("LOADED")}
+    loaded = set(out.split("LOADED", 1)[1].split())
+    assert not {m for m in loaded if m.split(".")[0] in ("sklearn", "pandas", "torch", "onnx")
+                or m == "shipyard.api"}
+    assert set(shipyard.api.__all__) <= set(listed["shipyard"])
+    for package, names in listed.items():
+        module = __import__(package, fromlist=["_"])
+        public = {n for n in getattr(module, "__all__", []) if not n.startswith("_")}
+        assert public <= set(names), package
+        for name in public:  # every listed name resolves
+            assert getattr(module, name) is not None

@@ -8,7 +8,7 @@ Names are imported lazily, so ``import shipyard.data`` costs nothing until one i
 
 from __future__ import annotations
 
-from shipyard._lazy import lazy_exports
+from shipyard._lazy import lazy_dir, lazy_exports
 
 __all__ = [
     "Augment",
@@ -54,3 +54,4 @@ _WHERE = {
 
 
 __getattr__ = lazy_exports(__name__, _WHERE)
+__dir__ = lazy_dir(globals(), __all__)

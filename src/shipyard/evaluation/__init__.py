@@ -3,7 +3,7 @@ and the Markdown report. Plain data in and out: nothing here imports the trainin
 
 from __future__ import annotations
 
-from shipyard._lazy import lazy_exports
+from shipyard._lazy import lazy_dir, lazy_exports
 
 __all__ = [
     "Evaluation",
@@ -41,3 +41,4 @@ _WHERE = {
 
 
 __getattr__ = lazy_exports(__name__, _WHERE)
+__dir__ = lazy_dir(globals(), __all__)

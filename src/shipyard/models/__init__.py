@@ -6,7 +6,7 @@ Names are imported lazily, so ``import shipyard.models`` does not import torch u
 
 from __future__ import annotations
 
-from shipyard._lazy import lazy_exports
+from shipyard._lazy import lazy_dir, lazy_exports
 
 __all__ = ["CNNConfig", "ConvBlockConfig", "HeadConfig", "TransformerClassifier",
            "TransformerConfig", "build_cnn", "build_transformer", "count_parameters"]
@@ -17,3 +17,4 @@ _WHERE.update({name: "transformer" for name in ("TransformerClassifier", "Transf
                                                 "build_transformer")})
 
 __getattr__ = lazy_exports(__name__, _WHERE)
+__dir__ = lazy_dir(globals(), __all__)

@@ -7,7 +7,7 @@ here imports ``shipyard.serving``: the two halves meet only at the model reposit
 
 from __future__ import annotations
 
-from shipyard._lazy import lazy_exports
+from shipyard._lazy import lazy_dir, lazy_exports
 
 __all__ = [
     "MODELS",
@@ -31,3 +31,4 @@ _WHERE = {
 
 
 __getattr__ = lazy_exports(__name__, _WHERE)
+__dir__ = lazy_dir(globals(), __all__)
