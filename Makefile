@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 DEMO_REPO := build/demo-repository
 
-.PHONY: serve test lint install-serve install-train install-dev bench demo-models demo-repository
+.PHONY: serve test lint install-serve install-train install-dev bench demo-models demo-repository reference
 
 serve: demo-repository  ## train the demo risk model from data, then serve the demo models
 	$(BIN)/shipyard serve --model-repository $(DEMO_REPO)
@@ -33,6 +33,9 @@ bench: install-dev  ## speed measurements -> docs/benchmarks.md (each command re
 	$(BIN)/python benchmarks/pipeline_bench.py
 	$(BIN)/python benchmarks/pmml_bench.py
 	$(BIN)/python benchmarks/torch_bench.py
+
+reference: install-dev  ## regenerate docs/reference/*.md from the schemas (a test checks they are current)
+	$(BIN)/python scripts/gen_reference.py
 
 demo-models: install-dev  ## rebuild the committed demo ONNX models (needs torch for the CNN)
 	$(BIN)/pip install -q torch==2.13.0
