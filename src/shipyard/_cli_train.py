@@ -66,7 +66,7 @@ def train(
         "--output", "-o", help="Run directory (new or empty); default "
         "<output.dir>/<name>-<timestamp>.")] = None,
     overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a config field by its dotted path, e.g. --set "
+        "--set", metavar="KEY=VALUE", help="Override a config field by its dotted path, e.g. --set "
         "data.source=other.csv --set model.params.C=0.5 (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,

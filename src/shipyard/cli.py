@@ -10,8 +10,10 @@ import typer
 
 from shipyard._cli_train import register as register_training_commands
 
+# rich_markup_mode None: click's plain help, where a flag reads as a flag (typer's rich help
+# prints every flag as taking a "<bool>" value)
 app = typer.Typer(help="Shipyard: from raw data to a fast, reliable model server.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
 __all__ = ["app", "main"]
 
@@ -21,6 +23,37 @@ class _HttpServer(StrEnum):
 
     builtin = "builtin"
     uvicorn = "uvicorn"
+
+
+class _LogLevel(StrEnum):
+    """The choices of ``--log-level`` (ServerSettings.log_level)."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class _LogFormat(StrEnum):
+    """The choices of ``--log-format`` (ServerSettings.log_format)."""
+
+    text = "text"
+    json = "json"
+
+
+class _ModelControl(StrEnum):
+    """The choices of ``--model-control`` (ServerSettings.model_control)."""
+
+    none = "none"
+    poll = "poll"
+    explicit = "explicit"
+
+
+def _d(text: str, default: object) -> str:
+    """Help text with the default it falls back to: serve's options default to None (so the
+    settings file and the environment can give them), so the help says ServerSettings'
+    default itself; a test checks that each one matches."""
+    return f"{text} [default: {default}]"
 
 
 def _print_version(value: bool) -> None:
@@ -47,35 +80,45 @@ def _root(
 @app.command()
 def serve(
     model_repository: Annotated[Path | None, typer.Option(
-        "--model-repository", help="Model repository root (default: the built-in demo models)."
+        "--model-repository", help=_d("Model repository root.", "the built-in demo models")
     )] = None,
-    http_port: Annotated[int | None, typer.Option(help="REST port (0 = any free port).")] = None,
-    grpc_port: Annotated[int | None, typer.Option(help="gRPC port (0 = any free port).")] = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    http_port: Annotated[int | None, typer.Option(
+        help=_d("REST port (0 = any free port).", 8000))] = None,
+    grpc_port: Annotated[int | None, typer.Option(
+        help=_d("gRPC port (0 = any free port).", 8001))] = None,
+    host: Annotated[str | None, typer.Option(help=_d("Address to listen on.", "0.0.0.0"))] = None,
     default_model: Annotated[str | None, typer.Option(
-        help="Model behind POST /predict and gRPC ModelService.Predict.")] = None,
+        help=_d("Model behind POST /predict and gRPC ModelService.Predict.",
+                "the repository's only model, else risk"))] = None,
     model_name: Annotated[str | None, typer.Option(
         help="Serve --model-repository as this one model when it is a model's own folder "
              "(version folders, or the model files: KServe's /mnt/models).")] = None,
     max_body_bytes: Annotated[int | None, typer.Option(
-        help="Largest request body / gRPC message (bytes).")] = None,
+        help=_d("Largest request body / gRPC message (bytes).", 67108864))] = None,
     max_json_bytes: Annotated[int | None, typer.Option(
-        help="Largest JSON part of a REST request (bytes); use binary tensors beyond.")
+        help=_d("Largest JSON part of a REST request (bytes); use binary tensors beyond.",
+                16777216))
     ] = None,
     grace_period: Annotated[float | None, typer.Option(
-        "--grace-period", help="Seconds in-flight requests get after SIGTERM.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
-    log_format: Annotated[str | None, typer.Option(help="text or json (one object a line).")
-                          ] = None,
-    model_control: Annotated[str | None, typer.Option(
-        help="none (load all at start), poll (also hot-reload), explicit (load/unload API).")
+        "--grace-period", help=_d("Seconds in-flight requests get after SIGTERM.", 30.0))
+    ] = None,
+    log_level: Annotated[_LogLevel | None, typer.Option(
+        case_sensitive=False, help=_d("Log verbosity.", "info"))] = None,
+    log_format: Annotated[_LogFormat | None, typer.Option(
+        case_sensitive=False, help=_d("text, or json (one object a line).", "text"))] = None,
+    model_control: Annotated[_ModelControl | None, typer.Option(
+        case_sensitive=False,
+        help=_d("none (load all at start), poll (also hot-reload), explicit (load/unload "
+                "API).", "none"))
     ] = None,
     watch: Annotated[bool, typer.Option(
         "--watch", help="Hot-reload: same as --model-control poll.")] = False,
     poll_interval: Annotated[float | None, typer.Option(
-        "--poll-interval", help="Seconds between repository scans in poll mode.")] = None,
+        "--poll-interval", help=_d("Seconds between repository scans in poll mode.", 1.0))
+    ] = None,
     load_model: Annotated[list[str] | None, typer.Option(
-        "--load-model", help="explicit mode: model to load at start-up (repeatable).")
+        "--load-model", metavar="MODEL",
+        help="explicit mode: model to load at start-up (repeatable).")
     ] = None,
     control_token: Annotated[str | None, typer.Option(
         help="Bearer token for repository load/unload (env SHIPYARD_CONTROL_TOKEN).")
@@ -96,20 +139,20 @@ def serve(
     ] = None,
     auth_metrics: Annotated[bool | None, typer.Option(
         "--auth-metrics/--no-auth-metrics",
-        help="With an auth token, /metrics needs it too. \\[default: no]")] = None,
+        help=_d("With an auth token, /metrics needs it too.", "no"))] = None,
     strict_readiness: Annotated[bool | None, typer.Option(
         "--strict-readiness/--no-strict-readiness",
-        help="Ready only with at least one model and every model ready (Triton's). "
-             "\\[default: no]")] = None,
+        help=_d("Ready only with at least one model and every model ready (Triton's).",
+                "no"))] = None,
     workers: Annotated[str | None, typer.Option(
-        "--workers", help="Server processes sharing both ports (SO_REUSEPORT) under a "
-                          "supervising parent; 'auto' = the cores. \\[default: 1]")] = None,
+        "--workers", help=_d("Server processes sharing both ports (SO_REUSEPORT) under a "
+                             "supervising parent; 'auto' = the cores.", 1))] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="YAML file of server settings (CLI and SHIPYARD_* env win).")] = None,
     http_server: Annotated[_HttpServer | None, typer.Option(
         "--http-server", case_sensitive=False,
-        help="HTTP server for the REST API: builtin (Shipyard's own, measured faster) or "
-             "uvicorn. \\[default: builtin]")] = None,
+        help=_d("HTTP server for the REST API: builtin (Shipyard's own, measured faster) or "
+                "uvicorn.", "builtin"))] = None,
 ) -> None:
     """Serve a model repository over KServe V2 REST and gRPC."""
     from shipyard.serving.config import ServerSettings
@@ -127,8 +170,10 @@ def serve(
                 "model_name": model_name,
                 "max_body_bytes": max_body_bytes, "max_json_bytes": max_json_bytes,
                 "grace_period_s": grace_period,
-                "log_level": log_level, "log_format": log_format,
-                "model_control": "poll" if watch else model_control,
+                "log_level": None if log_level is None else log_level.value,
+                "log_format": None if log_format is None else log_format.value,
+                "model_control": "poll" if watch else (
+                    None if model_control is None else model_control.value),
                 "poll_interval_s": poll_interval, "load_models": load_model or [],
                 "control_token": control_token,
                 "tls_cert": tls_cert, "tls_key": tls_key, "tls_client_ca": tls_client_ca,
@@ -171,4 +216,25 @@ register_training_commands(app)
 
 
 def main() -> None:
-    app()
+    """The ``shipyard`` entry point: a mistake on the command line (an unknown option, a value
+    of the wrong type or not among the choices) is one line on stderr and exit 2, as every
+    other user mistake is, not click's usage block."""
+    try:  # typer >= 0.2x carries its own copy of click; older ones use click itself
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover - depends on the typer installed
+        from click import exceptions as click_errors  # type: ignore[no-redef]
+
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # bare 'shipyard': the help, exit 2
+        typer.echo(exc.format_message(), err=True)
+        raise SystemExit(2) from None
+    except click_errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "shipyard"
+        message = " ".join(exc.format_message().replace("Value error, ", "").split())
+        typer.echo(f"error: {message} (see '{where} --help')", err=True)
+        raise SystemExit(2) from None
+    except typer.Abort:  # Ctrl-C at a prompt
+        typer.echo("aborted", err=True)
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer
+import typer.core
+import typer.main
 from conftest import DEMO_REPOSITORY
 from typer.testing import CliRunner
 
@@ -112,3 +117,70 @@ def test_version_prints_the_installed_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"shipyard {version('shipyard')}"
+
+
+#: serve's options and the ServerSettings field each falls back to
+_SERVE_DEFAULTS = {
+    "--http-port": "http_port", "--grpc-port": "grpc_port", "--host": "host",
+    "--max-body-bytes": "max_body_bytes", "--max-json-bytes": "max_json_bytes",
+    "--grace-period": "grace_period_s", "--log-level": "log_level",
+    "--log-format": "log_format", "--model-control": "model_control",
+    "--poll-interval": "poll_interval_s", "--workers": "workers",
+    "--http-server": "http_server", "--auth-metrics": "auth_metrics",
+    "--strict-readiness": "strict_readiness",
+}
+
+
+def _help(*command: str) -> str:
+    result = CliRunner().invoke(app, [*command, "--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+def _option_help(text: str, option: str) -> str:
+    """The help of ``option`` (up to the next option) in whitespace-collapsed help text."""
+    start = text.index(f" {option} ")
+    nxt = re.search(r"(?<!/) --[a-z]", text[start + len(option) + 2:])  # not --no-x
+    return text[start:start + len(option) + 2 + (nxt.start() if nxt else len(text))]
+
+
+def test_serve_help_shows_every_settings_default_and_the_choices() -> None:
+    from shipyard.serving.config import ServerSettings
+
+    text = _help("serve")
+    for option, name in _SERVE_DEFAULTS.items():
+        field = ServerSettings.model_fields[name]
+        want = field.get_default(call_default_factory=True)
+        shown = {False: "no", True: "yes"}.get(want, want) if isinstance(want, bool) else want
+        part = _option_help(text, option)
+        assert f"[default: {shown}]" in part, (option, part)
+        choices = typing.get_args(field.annotation)
+        if choices and all(isinstance(c, str) for c in choices):
+            assert f"<{'|'.join(choices)}>" in part, (option, part)
+
+
+def test_flags_read_as_flags_in_every_commands_help() -> None:
+    """No command's help shows a boolean flag as taking a value (typer's rich help prints
+    ``--watch <bool>``), and every option that has a default says it."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    for name in group.commands:
+        text = _help(name)
+        assert "<bool>" not in text, name
+    assert " --watch Hot-reload" in _help("serve")
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["serve", "--http-port", "abc"], "'--http-port'"),
+    (["serve", "--log-level", "loud"], "'loud' is not one of 'debug', 'info'"),
+    (["serve", "--no-such-option"], "No such option: --no-such-option"),
+    (["serv"], "No such command 'serv'"),
+    (["publish"], "Missing argument 'run'"),
+])
+def test_command_line_mistakes_are_one_line_and_exit_2(argv: list[str], needle: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "shipyard", *argv], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    line = _one_line(done.stderr)
+    assert line.startswith("error: ") and needle in line, line
+    assert "--help" in line
