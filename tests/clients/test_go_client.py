@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer
-
 from conftest import ROOT, ServerProcess
+from sklearn.datasets import load_breast_cancer
 
 BUILD = ROOT / "clients" / "go" / "build.sh"
 GOCODE = Path("/usr/share/gocode/src")
@@ -62,8 +61,9 @@ def _rest(server: ServerProcess, path: str, body: Any = None) -> Any:
 
 
 def _rows(server: ServerProcess) -> np.ndarray:
-    """Three real rows of the breast-cancer data (of its first 256): the first (malignant, score near 1) and the
-    two whose scores over REST are nearest 0.5 (so a wrong row or a wrong order shows)."""
+    """Three real rows of the breast-cancer data (of its first 256): the first (malignant,
+    score near 1) and the two whose scores over REST are nearest 0.5 (so a wrong row or a
+    wrong order shows)."""
     x = load_breast_cancer().data.astype(np.float32)[:256]  # risk's max_batch_size
     answer = _rest(server, "/v2/models/risk/infer", {"inputs": [
         {"name": "features", "datatype": "FP32", "shape": list(x.shape),
