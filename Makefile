@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 DEMO_REPO := build/demo-repository
 
-.PHONY: serve test lint install-serve install-train install-dev bench demo-models demo-repository reference
+.PHONY: serve test lint go-client install-serve install-train install-dev bench demo-models demo-repository reference
 
 serve: demo-repository  ## train the demo risk model from data, then serve the demo models
 	$(BIN)/shipyard serve --model-repository $(DEMO_REPO)
@@ -26,6 +26,9 @@ test: install-dev  ## install everything the tests need, then lint, type-check a
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy src
 	$(BIN)/pytest
+
+go-client:  ## build the Go client example (clients/go) into build/go/bin/shipyard-go
+	bash clients/go/build.sh build/go
 
 bench: install-dev  ## speed measurements -> docs/benchmarks.md (each command rewrites its own sections)
 	bash scripts/install_system_deps.sh wrk

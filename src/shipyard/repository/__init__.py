@@ -1,7 +1,9 @@
 """The model repository: the one contract between the training and the serving half.
 
 ``layout`` (the name rule, version listing, signatures, scanning a folder), ``config`` (the
-``config.yaml`` schema, :class:`ModelConfig`) and ``publish`` (atomic new versions). Neither
+``config.yaml`` schema, :class:`ModelConfig`), ``triton`` (Triton's configuration, a
+``config.pbtxt`` or JSON, mapped onto that schema; ``pbtxt`` reads the text format) and
+``publish`` (atomic new versions). Neither
 half owns it; both import it. pydantic, yaml and, to check declared steps,
 :mod:`shipyard.transforms`.
 """
@@ -15,6 +17,7 @@ from shipyard.repository.layout import (
     versions_on_disk,
 )
 from shipyard.repository.publish import Published, PublishError, next_version, publish_version
+from shipyard.repository.triton import config_from_pbtxt, load_triton_config
 
 __all__ = [
     "MODEL_NAME_RE",
@@ -22,7 +25,9 @@ __all__ = [
     "ModelEntry",
     "PublishError",
     "Published",
+    "config_from_pbtxt",
     "load_model_config",
+    "load_triton_config",
     "next_version",
     "parse_model_config",
     "publish_version",

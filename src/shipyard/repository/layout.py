@@ -1,5 +1,10 @@
 """The model repository on disk: ``<root>/<model>/[config.yaml]`` and ``<root>/<model>/<n>/``.
 
+A model folder from Triton may hold a ``config.pbtxt`` instead of ``config.yaml``: it is read
+(:func:`~shipyard.repository.triton.load_triton_config`), and the fields it gives that this
+server ignores become the entry's ``warnings``. When both files exist, ``config.yaml`` wins and
+a warning says the ``config.pbtxt`` was ignored.
+
 The folder name is the model name (:data:`MODEL_NAME_RE`, the one rule both halves use);
 versions are positive integers (:func:`versions_on_disk`). This module only reads the disk: it
 never loads a model, and it does not know which file of a version folder a runtime reads
@@ -24,10 +29,12 @@ from pathlib import Path
 
 from shipyard.protocol.errors import ShipyardError
 from shipyard.repository.config import ModelConfig, load_model_config
+from shipyard.repository.triton import load_triton_config
 
 __all__ = [
     "MODEL_NAME_RE",
     "NAME_RULE",
+    "TRITON_CONFIG",
     "ModelEntry",
     "model_entry",
     "model_names",
@@ -42,6 +49,8 @@ __all__ = [
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 #: The rule in words, for error messages.
 NAME_RULE = "letters, digits, '_', '.', '-'; starting with a letter or digit; at most 128"
+#: Triton's model configuration file, read when a model folder has no config.yaml
+TRITON_CONFIG = "config.pbtxt"
 #: Files a version signature reads at most (a version folder is a handful of files).
 _SIGNATURE_FILES = 256
 
@@ -59,8 +68,11 @@ class ModelEntry:
     error: str | None = None
     #: version -> signature of its files (see module docstring)
     signatures: dict[int, Hashable] = field(default_factory=dict)
-    #: hash of config.yaml ("" when there is none)
+    #: hash of config.yaml or config.pbtxt ("" when there is none)
     config_hash: str = ""
+    #: what the configuration asked for that is ignored (a config.pbtxt's unsupported fields,
+    #: or the config.pbtxt itself beside a config.yaml), one line each
+    warnings: list[str] = field(default_factory=list)
 
 
 def versions_on_disk(model_dir: Path) -> list[int]:
@@ -87,21 +99,46 @@ def _scan_model(model_dir: Path) -> ModelEntry:
             error=f"folder name {name!r} is not a valid model name ({NAME_RULE})",
         )
     config_path = model_dir / "config.yaml"
+    pbtxt_path = model_dir / TRITON_CONFIG
     try:
-        config_hash = hashlib.sha256(config_path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        config_hash = ""
+        config_hash = _config_hash(config_path, pbtxt_path)
     except OSError as exc:
-        return ModelEntry(name, model_dir, None, error=f"{config_path}: cannot read: {exc}")
+        return ModelEntry(name, model_dir, None, error=f"{model_dir}: cannot read its "
+                          f"configuration: {exc}")
+    warnings: list[str] = []
     try:
-        config = (
-            load_model_config(config_path, name)
-            if config_path.exists()
-            else ModelConfig(name=name)
-        )
+        if config_path.exists():
+            config = load_model_config(config_path, name)
+            if pbtxt_path.exists():
+                warnings.append(f"{pbtxt_path}: ignored: config.yaml beside it configures "
+                                f"model {name!r}; remove one of the two files")
+        elif pbtxt_path.exists():
+            config, warnings = load_triton_config(pbtxt_path, name)
+        else:
+            config = ModelConfig(name=name)
     except ShipyardError as exc:
         return ModelEntry(name, model_dir, None, error=exc.message, config_hash=config_hash)
-    return model_entry(name, model_dir, config, config_hash)
+    entry = model_entry(name, model_dir, config, config_hash)
+    entry.warnings = warnings
+    return entry
+
+
+def _config_hash(config_path: Path, pbtxt_path: Path) -> str:
+    """Hash of the configuration: config.yaml's bytes (and whether a config.pbtxt, which it
+    overrides, is beside it), else config.pbtxt's bytes; "" when there is neither."""
+    try:
+        yaml_bytes: bytes | None = config_path.read_bytes()
+    except FileNotFoundError:
+        yaml_bytes = None
+    if yaml_bytes is not None:
+        if not pbtxt_path.exists():
+            return hashlib.sha256(yaml_bytes).hexdigest()
+        return hashlib.sha256(yaml_bytes + b"\0" + TRITON_CONFIG.encode()).hexdigest()
+    try:
+        return hashlib.sha256(TRITON_CONFIG.encode() + b"\0" + pbtxt_path.read_bytes()
+                              ).hexdigest()
+    except FileNotFoundError:
+        return ""
 
 
 def model_entry(name: str, model_dir: Path, config: ModelConfig, config_hash: str) -> ModelEntry:
@@ -173,7 +210,8 @@ def single_model_view(folder: Path, name: str, into: Path) -> Path | None:
     ``folder`` is a model's folder when it holds version folders (``1/``, beside an optional
     ``config.yaml``): it is linked as ``into/name``. When it holds only files (``model.onnx``
     and the files beside it, no folders), they are linked as version 1: ``into/name/1`` (its
-    ``config.yaml``, if any, stays the model's). Links, not copies: the watcher sees changes.
+    ``config.yaml`` or ``config.pbtxt``, if any, stays the model's). Links, not copies: the
+    watcher sees changes.
     """
     if not MODEL_NAME_RE.match(name):
         raise ValueError(f"model name {name!r} is not valid ({NAME_RULE})")
@@ -188,7 +226,8 @@ def single_model_view(folder: Path, name: str, into: Path) -> Path | None:
         model_dir = into / name
         model_dir.mkdir(parents=True)
         (model_dir / "1").symlink_to(folder.resolve(), target_is_directory=True)
-        if (folder / "config.yaml").is_file():
-            (model_dir / "config.yaml").symlink_to((folder / "config.yaml").resolve())
+        for config_file in ("config.yaml", TRITON_CONFIG):
+            if (folder / config_file).is_file():
+                (model_dir / config_file).symlink_to((folder / config_file).resolve())
         return into
     return None

@@ -218,6 +218,8 @@ class ModelManager:
                 self.registry.put(ModelSlot(name, error=error, source_error=entry.error))
             self.registry.counters.failed(name, "")
             return
+        for warning in entry.warnings:
+            log.warning("model %s: %s", name, warning)
         new: dict[int, ModelVersion] = {}
         failures: dict[int, str] = {}
         any_failed = False
@@ -247,7 +249,8 @@ class ModelManager:
                 if version not in new and have.ready:
                     new[version] = have
         retired = self.registry.put(ModelSlot(
-            name, new, entry.config, None, failures, seen=dict(entry.signatures)))
+            name, new, entry.config, None, failures, seen=dict(entry.signatures),
+            warnings=list(entry.warnings)))
         self._retire(retired)
         if retired or any(v not in current for v in new):
             log.info("model %s now serves version(s) %s", name,

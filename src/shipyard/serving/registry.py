@@ -40,6 +40,9 @@ class ModelSlot:
     seen: dict[int, Hashable] = field(default_factory=dict)
     #: the repository scan's error last reconciled (e.g. a broken config.yaml)
     source_error: str | None = None
+    #: what the configuration asked for that is ignored (a config.pbtxt's unsupported fields);
+    #: shown as the reason of its ready versions in the repository index
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -226,6 +229,8 @@ class ModelRegistry:
                 reason = mv.reason or slot.failures.get(v, "")
                 if mv.ready and v in slot.failures:
                     reason = f"serving the previous files; reload failed: {slot.failures[v]}"
+                elif mv.ready and not reason and slot.warnings:
+                    reason = "served with warnings: " + "; ".join(slot.warnings)
                 rows.append({"name": name, "version": str(v), "state": mv.state,
                              "reason": reason})
             for v, why in sorted(slot.failures.items()):
