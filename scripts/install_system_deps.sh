@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: libb64 for Triton's perf_analyzer (shipped inside the
-# tritonclient wheel), a Java runtime for the PMML runtime (JPMML runs on the JVM) and Fashion-MNIST
+# tritonclient wheel), a Java runtime for the PMML runtime (JPMML runs on the JVM), Fashion-MNIST
 # (dataset-fashion-mnist: the IDX files under /usr/share/datasets/fashion-mnist that the image
-# data tests read). Installs only what is missing; needs root (CI runs as root). Extra packages
+# data tests read) and Chromium (tests/serving/test_dashboard.py drives it with Playwright to test
+# the web dashboard). Installs only what is missing; needs root (CI runs as root). Extra packages
 # may be named as arguments (make bench adds wrk, the light C load generator of the benchmarks).
 set -euo pipefail
 missing=()
-for pkg in libb64-0d default-jre-headless dataset-fashion-mnist "$@"; do
+for pkg in libb64-0d default-jre-headless dataset-fashion-mnist chromium "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
