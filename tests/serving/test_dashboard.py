@@ -29,6 +29,7 @@ from conftest import (
     start_server,
     wait_until,
 )
+from onnx_models import add_sub_model
 from sklearn.datasets import load_breast_cancer
 
 from shipyard.serving.dashboard import ASSET_TYPES, histogram_quantile
@@ -237,10 +238,12 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def broken_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo repository plus a model whose file is not ONNX (its load fails)."""
+    """The demo repository, a model of one input per column (``addsub``: FP32 INPUT0, INPUT1
+    [N, 1]) and a model whose file is not ONNX (its load fails)."""
     root = tmp_path_factory.mktemp("dashboard-repo")
     for name in ("cnn", "digits", "risk", "sms"):
         shutil.copytree(DEMO_REPOSITORY / name, root / name)
+    add_sub_model(root / "addsub" / "1" / "model.onnx", dims=(1,))
     (root / "broken" / "1").mkdir(parents=True)
     (root / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx graph")
     return root
@@ -304,12 +307,12 @@ def test_the_page_in_a_browser(browser: Any, broken_repository: Path, http_serve
     try:
         page.goto(f"http://{srv.http_url}/dashboard")
         _wait(page, "window.shipyardDashboard.polls >= 2", what="two polls of the figures")
-        _wait(page, "document.querySelectorAll('.tryit').length === 5", what="try-it panels")
+        _wait(page, "document.querySelectorAll('.tryit').length === 6", what="try-it panels")
 
         # models, versions, readiness and the load error
         rows = {r.get_attribute("data-model"): r.inner_text()
                 for r in page.query_selector_all("#models tbody tr")}
-        assert set(rows) == {"broken", "cnn", "digits", "risk", "sms"}
+        assert set(rows) == {"addsub", "broken", "cnn", "digits", "risk", "sms"}
         assert "READY" in rows["risk"] and "onnxruntime_onnx" in rows["risk"]
         assert "features FP32 [-1, 30]" in rows["risk"]
         assert "UNAVAILABLE" in rows["broken"]
@@ -345,6 +348,20 @@ def test_the_page_in_a_browser(browser: Any, broken_repository: Path, http_serve
         assert shown["json"] == expected
         assert shown["top"] == expected["labels"][0] == "spam"
 
+        # one field per column (addsub)
+        _, forms = _json(srv, "GET", "/dashboard/api/models")
+        (addsub,) = [m["form"] for m in forms["models"] if m["name"] == "addsub"]
+        assert addsub == {"kind": "columns", "fields": [
+            {"name": "INPUT0", "datatype": "FP32"}, {"name": "INPUT1", "datatype": "FP32"}]}
+        columns = {"INPUT0": 2.5, "INPUT1": -4.0}
+        for name, value in columns.items():
+            page.fill(f'article[data-model="addsub"] input[name="{name}"]', str(value))
+        page.click('article[data-model="addsub"] button')
+        shown = _answer(page, "addsub", 0)
+        _, expected = _json(srv, "POST", "/v2/models/addsub/predict", {"features": columns})
+        assert shown["json"] == expected
+        assert float(shown["top"]) == expected["result"][0] == -1.5  # OUTPUT0 = INPUT0 + INPUT1
+
         # the broken model's panel says why it cannot be tried
         assert reason[:40] in page.inner_text('article[data-model="broken"]')
 
@@ -372,7 +389,7 @@ def test_the_page_in_a_browser(browser: Any, broken_repository: Path, http_serve
         assert charted("latency", 3), "no p99 charted under load"  # p99 of the requests
         assert max(charted("batch", risk_series)) >= 3  # 3 rows per risk request
         total = int(page.text_content("#tile-total") or 0)
-        assert total >= sent + 3  # the burst and the three try-it calls
+        assert total >= sent + 4  # the burst and the four try-it calls
         for key in ("rate", "latency", "queue", "batch"):
             assert page.query_selector(f"#chart-{key} canvas") is not None
 
