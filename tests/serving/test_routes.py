@@ -40,6 +40,13 @@ ROUTER: Router[str] = Router(ROUTES, lambda name: name)
     ("GET", "/metrics", "metrics", []),
     ("GET", "/openapi.json", "openapi", []),
     ("HEAD", "/docs", "docs", []),
+    ("GET", "/dashboard", "dashboard", []),
+    ("GET", "/dashboard/", "dashboard", []),
+    ("GET", "/dashboard/dashboard.js", "dashboard_asset", ["dashboard.js"]),
+    ("GET", "/dashboard/api/stats", "dashboard_stats", []),
+    ("GET", "/dashboard/api/models", "dashboard_models", []),
+    # a dead end below a literal segment takes the parameter: the asset table answers 404
+    ("GET", "/dashboard/api", "dashboard_asset", ["api"]),
 ])
 def test_match(method: str, path: str, handler: str, params: list[str]) -> None:
     assert ROUTER.match(method, path) == (handler, params)
@@ -49,6 +56,7 @@ def test_match(method: str, path: str, handler: str, params: list[str]) -> None:
     "/", "", "/v2/models", "/v2/health", "/v2/health/dead", "/v2/models/risk/bogus",
     "/v2/models/risk/versions", "/v2/models/risk/versions/1/infer/more", "/v2/repository",
     "/v2/repository/models/risk", "/nothing/at/all", "/predict/more", "/v3/models/risk/infer",
+    "/dashboard/api/stats/more", "/dashboard/../README.md", "/dashboard/static/dashboard.js",
 ])
 def test_unknown_path_is_not_found(path: str) -> None:
     with pytest.raises(NotFound) as info:

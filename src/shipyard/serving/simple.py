@@ -23,7 +23,7 @@ from shipyard.transforms.post import Softmax, TopK
 
 __all__ = [
     "ItemKind", "PredictInput", "features_request", "features_result", "first_score",
-    "items_request", "predict_request", "predict_result",
+    "item_kind", "items_request", "predict_request", "predict_result",
 ]
 
 #: labels per item when the request does not say (capped by the classes there are)
@@ -72,10 +72,16 @@ def _first_step(model: ModelVersion) -> str | None:
     return pipeline.pre[0].name if pipeline is not None and pipeline.pre else None
 
 
+def item_kind(model: ModelVersion) -> ItemKind | None:
+    """The kind of item ``model`` takes, as its first preprocess step tells (``image_decode``:
+    images; ``text_normalize``, ``tokenize``: texts); None when no step tells."""
+    return _STEP_KINDS.get(_first_step(model) or "")
+
+
 def _body_for(model: ModelVersion) -> str:
     """The /predict body ``model`` takes, for messages."""
     if len(model.inputs) == 1 and model.inputs[0].datatype == "BYTES":
-        kind = _STEP_KINDS.get(_first_step(model) or "")
+        kind = item_kind(model)
         if kind is not None:
             return _ITEM_BODIES[kind]
         return f"{_ITEM_BODIES['texts']} (texts) or {_ITEM_BODIES['images']}"
@@ -97,7 +103,7 @@ def items_request(model: ModelVersion, items: list[bytes], kind: ItemKind) -> In
             f"{_STEPS_OF[kind]} preprocess step); send this model {_body_for(model)}, or "
             f"tensors to /v2/models/{model.name}/infer")
     first = _first_step(model)
-    takes = _STEP_KINDS.get(first or "")
+    takes = item_kind(model)
     if takes is not None and takes != kind:
         raise InvalidInput(
             f"model {model.name!r} takes {takes} (its first preprocess step is {first}), not "

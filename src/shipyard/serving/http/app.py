@@ -12,6 +12,7 @@ import itertools
 import logging
 import math
 import os
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +21,8 @@ import orjson
 
 from shipyard.serving.codecs import deadline_from_ms
 from shipyard.serving.control import Control
+from shipyard.serving.dashboard import DashboardAssets, dashboard_forms, dashboard_stats
+from shipyard.serving.dashboard.assets import CSP
 from shipyard.serving.describe import (
     model_config,
     model_metadata,
@@ -43,7 +46,7 @@ from shipyard.serving.logs import log_settings, update_log_settings
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.overrides import load_override
-from shipyard.serving.peers import Peers
+from shipyard.serving.peers import Peers, local_versions
 from shipyard.serving.registry import ModelRegistry
 from shipyard.serving.shm import SystemSharedMemory, cuda_shared_memory_refusal
 from shipyard.serving.simple import predict_request, predict_result
@@ -94,6 +97,7 @@ class HttpApp:
         self.metrics = MetricsExporter(models, peers)
         self.accepting = True
         self._openapi_json = orjson.dumps(openapi_document())
+        self._dashboard_files = DashboardAssets()
         guarded = _guarded_handlers(control.auth, auth_metrics)
         self._router: Router[tuple[Handler, bool]] = Router(
             ROUTES, lambda name: (getattr(self, "_" + name), name in guarded))
@@ -166,6 +170,33 @@ class HttpApp:
 
     async def _docs(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send(send, 200, DOCS_HTML.encode(), b"text/html; charset=utf-8")
+
+    # -- the web dashboard ---------------------------------------------------------------------
+
+    async def _dashboard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._dashboard_asset(scope, receive, send, "index.html")
+
+    async def _dashboard_asset(self, scope: Scope, receive: Receive, send: Send,
+                               name: str) -> None:
+        asset = self._dashboard_files.get(name)  # only a packaged file's name: 404 for the rest
+        etag = asset.etag.encode()
+        extra = [(b"etag", etag), (b"cache-control", b"no-cache"),
+                 (b"x-content-type-options", b"nosniff")]
+        if name == "index.html":
+            extra.append((b"content-security-policy", CSP.encode()))
+        if _headers(scope).get(b"if-none-match") == etag:  # unchanged: revalidated, no body
+            return await _send(send, 304, b"", asset.content_type.encode(), extra=extra)
+        await _send(send, 200, asset.body, asset.content_type.encode(), extra=extra)
+
+    async def _dashboard_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rows = local_versions(self.models) if self.peers is None else self.peers.versions()
+        workers = 1 if self.peers is None else self.peers.slot.count
+        doc = dashboard_stats(rows, time_ms=time.time_ns() // 1_000_000, workers=workers)
+        await _send(send, 200, orjson.dumps(doc), extra=[(b"cache-control", b"no-store")])
+
+    async def _dashboard_models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send(send, 200, orjson.dumps(dashboard_forms(self.models)),
+                    extra=[(b"cache-control", b"no-store")])
 
     async def _model_metadata(self, scope: Scope, receive: Receive, send: Send, name: str,
                               version: str = "") -> None:

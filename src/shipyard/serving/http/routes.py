@@ -168,6 +168,18 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", "openapi", "This document", answer="object", documented=False,
           access="open"),
     Route("GET", "/docs", "docs", "The API's HTML page", documented=False, access="open"),
+    # the web dashboard: its page and packaged files are open; the calls its page makes (these
+    # two, and the API above) send the token the user types when the server needs one
+    Route("GET", "/dashboard", "dashboard", "The web dashboard", documented=False,
+          access="open"),
+    Route("GET", "/dashboard/{asset}", "dashboard_asset", "A file of the web dashboard",
+          (_E.NOT_FOUND,), documented=False, access="open"),
+    Route("GET", "/dashboard/api/stats", "dashboard_stats",
+          "The dashboard's figures: per model version, counters, queue depth, request-latency "
+          "percentiles and histograms, batch-size histogram", ok="Figures", answer="object"),
+    Route("GET", "/dashboard/api/models", "dashboard_models",
+          "The dashboard's try-it forms: per model, the form its inputs call for", ok="Forms",
+          answer="object"),
     *_model_routes("/v2/models/{model_name}"),
     *_model_routes("/v2/models/{model_name}/versions/{model_version}"),
 )
