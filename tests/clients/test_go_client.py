@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, ServerProcess
+from conftest import ROOT, ServerProcess, _unavailable
 from sklearn.datasets import load_breast_cancer
 
 BUILD = ROOT / "clients" / "go" / "build.sh"
@@ -36,7 +36,7 @@ def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """clients/go/build.sh into a temporary folder; the program's path."""
     missing = _missing_packages()
     if missing:
-        pytest.skip(f"no Go toolchain to build clients/go: missing Debian package(s) "
+        _unavailable(f"no Go toolchain to build clients/go: missing Debian package(s) "
                     f"{' '.join(missing)} (scripts/install_system_deps.sh installs them)")
     out = tmp_path_factory.mktemp("go")
     done = subprocess.run(["bash", str(BUILD), str(out)], capture_output=True, text=True,

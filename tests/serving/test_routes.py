@@ -108,3 +108,15 @@ def test_the_document_lists_every_documented_route_and_only_those() -> None:
             op = paths[route.pattern][route.method.lower()]
             assert op["summary"] == route.summary
             assert {"200", *(str(s) for s, _ in route.statuses)} <= set(op["responses"])
+
+
+def test_every_http_frontend_module_stays_below_500_lines() -> None:
+    """Issue 10's split of the own HTTP/1.1 server and the REST app: no module of
+    ``shipyard.serving.http`` grows back past 500 lines."""
+    from pathlib import Path
+
+    import shipyard.serving.http as http
+
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines())
+             for p in Path(http.__file__).parent.glob("*.py")}
+    assert len(sizes) > 5 and not {n: k for n, k in sizes.items() if k >= 500}

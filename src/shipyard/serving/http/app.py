@@ -10,16 +10,13 @@ import contextlib
 import contextvars
 import itertools
 import logging
-import math
 import os
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-from shipyard.serving.codecs import deadline_from_ms
 from shipyard.serving.control import Control
 from shipyard.serving.dashboard import DashboardAssets, dashboard_forms, dashboard_stats
 from shipyard.serving.dashboard.assets import CSP
@@ -36,12 +33,13 @@ from shipyard.serving.errors import (
     ShipyardError,
     Unauthenticated,
 )
-from shipyard.serving.http.asgi import Message, Receive, Scope, Send
+from shipyard.serving.http._body import decompress, discard, header_int, timeout_header
+from shipyard.serving.http.asgi import Receive, Scope, Send
 from shipyard.serving.http.codec import decode_infer_request, encode_infer_response, parse_json
 from shipyard.serving.http.errors import HTTP_STATUS
 from shipyard.serving.http.openapi import DOCS_HTML, openapi_document
 from shipyard.serving.http.predict import parse_predict_form, parse_predict_json
-from shipyard.serving.http.routes import ROUTES, Router
+from shipyard.serving.http.routes import ROUTES, Router, guarded_handlers
 from shipyard.serving.logs import log_settings, update_log_settings
 from shipyard.serving.metrics import CONTENT_TYPE, MetricsExporter
 from shipyard.serving.model import ModelVersion
@@ -98,7 +96,7 @@ class HttpApp:
         self.accepting = True
         self._openapi_json = orjson.dumps(openapi_document())
         self._dashboard_files = DashboardAssets()
-        guarded = _guarded_handlers(control.auth, auth_metrics)
+        guarded = guarded_handlers(control.auth, auth_metrics)
         self._router: Router[tuple[Handler, bool]] = Router(
             ROUTES, lambda name: (getattr(self, "_" + name), name in guarded))
 
@@ -346,12 +344,12 @@ class HttpApp:
         headers = _headers(scope)
         hlen = headers.get(b"inference-header-content-length")
         body = await self._body(receive, headers, json=hlen is None)
-        json_size = _header_int(hlen)
+        json_size = header_int(hlen)
         if json_size is not None and json_size > self.max_json_bytes:
             raise PayloadTooLarge(self._json_too_large(json_size))
         request = decode_infer_request(
             body, None if hlen is None else hlen.decode("latin-1"), name, version, self.shm)
-        _timeout_header(headers, request)
+        timeout_header(headers, request)
         # resolve the version again now, with no await before it enters a queue: a hot reload
         # may have swapped versions while the body was read
         response = await self.models.get(name, version).infer(request)
@@ -377,7 +375,7 @@ class HttpApp:
                 parse_json(await self._body(receive, headers, json=True)), query)
         mv = self.models.get(name, version)
         request = predict_request(mv, asked)
-        _timeout_header(headers, request)
+        timeout_header(headers, request)
         response = await mv.infer(request)
         await _send(send, 200, orjson.dumps(predict_result(mv, asked, response)))
 
@@ -393,7 +391,7 @@ class HttpApp:
                     json: bool = False) -> bytes:
         """The request body: at most max_body_bytes, and max_json_bytes when it is all JSON."""
         limit = self.max_body_bytes
-        declared = _header_int(headers.get(b"content-length"))
+        declared = header_int(headers.get(b"content-length"))
         if declared is not None:
             if declared > limit:
                 raise PayloadTooLarge(
@@ -401,7 +399,7 @@ class HttpApp:
                     "(server setting max_body_bytes)")
             if json and declared > self.max_json_bytes:
                 # within max_body_bytes: read it away (bounded), so the client sees the 413
-                await _discard(receive, {"more_body": True}, limit)
+                await discard(receive, {"more_body": True}, limit)
                 raise PayloadTooLarge(self._json_too_large(declared))
         chunks = []
         total = 0
@@ -412,7 +410,7 @@ class HttpApp:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
-                await _discard(receive, message, _DRAIN_AFTER_413)
+                await discard(receive, message, _DRAIN_AFTER_413)
                 raise PayloadTooLarge(
                     f"request body exceeds the limit of {limit} bytes (server setting "
                     "max_body_bytes)")
@@ -422,82 +420,10 @@ class HttpApp:
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         encoding = headers.get(b"content-encoding")
         if encoding:
-            body = _decompress(body, encoding, limit)
+            body = decompress(body, encoding, limit)
         if json and len(body) > self.max_json_bytes:
             raise PayloadTooLarge(self._json_too_large(len(body)))
         return body
-
-
-def _guarded_handlers(auth: bool, auth_metrics: bool) -> frozenset[str]:
-    """The handlers that check the auth token before they run (none without one); a handler
-    that answers routes of different access is refused (the check is per handler)."""
-    access: dict[str, str] = {}
-    for route in ROUTES:
-        if access.setdefault(route.handler, route.access) != route.access:
-            raise ValueError(f"handler {route.handler!r} serves routes of different access")
-    if not auth:
-        return frozenset()
-    return frozenset(name for name, how in access.items()
-                     if how == "token" or (how == "metrics" and auth_metrics))
-
-
-def _header_int(value: bytes | None) -> int | None:
-    """A header's non-negative integer value; None when absent or not a plain short number."""
-    if value is None or not value.isdigit() or len(value) > 18:
-        return None
-    return int(value)
-
-
-async def _discard(receive: Receive, message: Message, budget: int) -> None:
-    """Read and drop the rest of a body (bounded in bytes and time), so a client that sends
-    its whole body before reading gets our error reply instead of a broken pipe."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 1.0
-    while message.get("more_body", False) and budget > 0:
-        try:
-            message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            return
-        if message["type"] == "http.disconnect":
-            return
-        budget -= len(message.get("body", b""))
-
-
-def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
-    enc = encoding.strip().lower()
-    if enc == b"identity":
-        return body
-    if enc not in (b"gzip", b"deflate"):
-        raise InvalidInput(
-            f"Content-Encoding {enc.decode('latin-1')!r} is not supported; use gzip or deflate")
-    d = zlib.decompressobj(wbits=31 if enc == b"gzip" else 15)
-    try:
-        out = d.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInput(f"body is not valid {enc.decode()} data: {exc}") from exc
-    if len(out) > limit or d.unconsumed_tail:
-        raise PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
-    if not d.eof:
-        raise InvalidInput(f"{enc.decode()} body is truncated (its end marker is missing)")
-    if d.unused_data:
-        raise InvalidInput(
-            f"{len(d.unused_data)} byte(s) follow the end of the {enc.decode()} stream; send "
-            "one compressed stream")
-    return out
-
-
-def _timeout_header(headers: dict[bytes, bytes], request: Any) -> None:
-    raw = headers.get(b"timeout-ms")
-    if raw is None:
-        return
-    given = raw.decode("latin-1")
-    try:
-        ms = float(given)
-    except ValueError:
-        ms = math.nan
-    deadline = deadline_from_ms(ms, "header Timeout-Ms", given)
-    if request.deadline_ns is None or deadline < request.deadline_ns:
-        request.deadline_ns = deadline
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

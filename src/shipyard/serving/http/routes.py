@@ -16,7 +16,7 @@ from typing import Generic, Literal, TypeVar
 
 from shipyard.serving.errors import ErrorCode, MethodNotAllowed, NotFound
 
-__all__ = ["ROUTES", "Route", "Router"]
+__all__ = ["ROUTES", "Route", "Router", "guarded_handlers"]
 
 _E = ErrorCode
 
@@ -284,3 +284,16 @@ def _find(node: _Node[H], parts: list[str], i: int, params: list[str]) -> _Node[
             return found
         params.pop()
     return None
+
+
+def guarded_handlers(auth: bool, auth_metrics: bool) -> frozenset[str]:
+    """The handlers that check the auth token before they run (none without one); a handler
+    that answers routes of different access is refused (the check is per handler)."""
+    access: dict[str, str] = {}
+    for route in ROUTES:
+        if access.setdefault(route.handler, route.access) != route.access:
+            raise ValueError(f"handler {route.handler!r} serves routes of different access")
+    if not auth:
+        return frozenset()
+    return frozenset(name for name, how in access.items()
+                     if how == "token" or (how == "metrics" and auth_metrics))
