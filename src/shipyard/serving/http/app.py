@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from shipyard.serving.codecs import deadline_from_ms
+from shipyard.protocol.wire import deadline_from_ms
 from shipyard.serving.control import Control
 from shipyard.serving.describe import (
     model_config,
