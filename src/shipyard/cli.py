@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from shipyard._cli_client import register as register_client_commands
 from shipyard._cli_train import register as register_training_commands
 
 app = typer.Typer(help="Shipyard: from raw data to a fast, reliable model server.",
@@ -168,6 +169,7 @@ def serve(
 
 
 register_training_commands(app)
+register_client_commands(app)
 
 
 def main() -> None:
