@@ -154,6 +154,12 @@ class _Base:
         control = control_token or token
         self._control = {"Authorization": f"Bearer {control}"} if control else {}
 
+    def _in_time(self, start: float, timeout_s: float | None) -> None:
+        """httpx's timeouts bound each step (connect, write, read), not the whole call: an
+        answer that arrives after the deadline is refused as gRPC's would be."""
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise DeadlineExceeded(f"no answer from {self.url} within {timeout_s:.3g} s")
+
     def _failure(self, exc: httpx.HTTPError, timeout_s: float | None) -> ClientError:
         if isinstance(exc, httpx.TimeoutException):
             return DeadlineExceeded(f"no answer from {self.url} within {timeout_s:.3g} s "
@@ -183,10 +189,13 @@ class RestTransport(_Base):
 
     def _send(self, method: str, path: str, timeout_s: float | None, **kw: Any
               ) -> httpx.Response:
+        start = time.monotonic()
         try:
-            return self.http.request(method, path, timeout=timeout_s, **kw)
+            response = self.http.request(method, path, timeout=timeout_s, **kw)
         except httpx.HTTPError as exc:
             raise self._failure(exc, timeout_s) from exc
+        self._in_time(start, timeout_s)
+        return response
 
     def live(self, timeout_s: float | None) -> bool:
         return _ready(self._send("GET", "/v2/health/live", timeout_s))
@@ -239,10 +248,13 @@ class AsyncRestTransport(_Base):
 
     async def _send(self, method: str, path: str, timeout_s: float | None, **kw: Any
                     ) -> httpx.Response:
+        start = time.monotonic()
         try:
-            return await self.http.request(method, path, timeout=timeout_s, **kw)
+            response = await self.http.request(method, path, timeout=timeout_s, **kw)
         except httpx.HTTPError as exc:
             raise self._failure(exc, timeout_s) from exc
+        self._in_time(start, timeout_s)
+        return response
 
     async def live(self, timeout_s: float | None) -> bool:
         return _ready(await self._send("GET", "/v2/health/live", timeout_s))
