@@ -38,7 +38,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from shipyard.serving.grpc.protos import kserve_pb2 as pb
+from shipyard.protocol.grpc import kserve_pb2 as pb
 from shipyard.serving.types import DATATYPES
 
 #: the options shipyard.serving.server.Server gives grpc.aio.server (max_body_bytes default)

@@ -406,7 +406,7 @@ def fetch_canned(http_port: int, grpc_port: int) -> dict[str, Any]:
 
     import grpc
 
-    from shipyard.serving.grpc.protos import kserve_pb2 as pb
+    from shipyard.protocol.grpc import kserve_pb2 as pb
 
     infer = pb.ModelInferRequest(model_name="risk")
     infer.inputs.add(name="features", datatype="FP32", shape=[1, 30])

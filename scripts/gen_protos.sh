@@ -12,6 +12,6 @@ if [[ ! -x "$tools/bin/python" ]]; then
   "$tools/bin/pip" install -q grpcio-tools==1.76.0
 fi
 cd "$root/src"
-d=shipyard/serving/grpc/protos
+d=shipyard/protocol/grpc
 "$tools/bin/python" -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
   "$d/kserve.proto" "$d/model_service.proto"

@@ -259,7 +259,7 @@ async def properties(cmd: dict[str, Any]) -> dict[str, Any]:
     import grpc
     from google.protobuf import json_format
 
-    from shipyard.serving.grpc.protos import kserve_pb2 as pb
+    from shipyard.protocol.grpc import kserve_pb2 as pb
 
     async with grpc.aio.insecure_channel(cmd["url"]) as channel:
         method = channel.unary_unary(

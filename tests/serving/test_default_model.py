@@ -14,8 +14,8 @@ import pytest
 from conftest import DEMO_REPOSITORY, ServerProcess, http_call, start_server
 from onnx_models import scale_model, write_repository
 
+from shipyard.protocol.grpc import model_service_pb2 as ms_pb2
 from shipyard.serving.errors import ModelNotFound
-from shipyard.serving.grpc.protos import model_service_pb2 as ms_pb2
 from shipyard.serving.registry import FALLBACK_DEFAULT_MODEL, ModelRegistry, ModelSlot
 
 FEATURES = [1.5, -2.0, 0.25, 4.0]

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
-from shipyard.serving.codecs import (
+from shipyard.protocol.wire import (
     MAX_ELEMENTS,
     check_datatype,
     check_shape,

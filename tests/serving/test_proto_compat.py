@@ -53,7 +53,7 @@ import json, sys
 if sys.argv[1] == "kserve":
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 else:
-    from shipyard.serving.grpc.protos import kserve_pb2 as pb
+    from shipyard.protocol.grpc import kserve_pb2 as pb
 print(json.dumps(describe([pb])))
 """
 

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from shipyard.serving.grpc.protos import model_service_pb2 as ms_pb2
+from shipyard.protocol.grpc import model_service_pb2 as ms_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

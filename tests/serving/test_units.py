@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from shipyard.repository.layout import scan_repository
-from shipyard.serving.codecs import (
+from shipyard.protocol.wire import (
     MAX_ELEMENTS,
     check_datatype,
     check_shape,
@@ -23,6 +22,7 @@ from shipyard.serving.codecs import (
     encode_raw,
     to_json_data,
 )
+from shipyard.repository.layout import scan_repository
 from shipyard.serving.config import (
     ModelConfig,
     ServerSettings,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shipyard.protocol.wire import decode_json_data
 from shipyard.serving.batching import DynamicBatcher
 from shipyard.serving.classification import classification_count, classify
-from shipyard.serving.codecs import decode_json_data
 from shipyard.serving.config import ModelConfig, TensorConfig
 from shipyard.serving.errors import (
     InferenceFailed,

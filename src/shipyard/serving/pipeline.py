@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.protocol.items import ITEM_INPUTS
 from shipyard.repository.config import ModelConfig
 from shipyard.serving.errors import InferenceFailed, InvalidInput
 from shipyard.serving.types import Array, TensorSpec
@@ -40,9 +41,6 @@ from shipyard.transforms import (
 
 __all__ = ["ITEM_INPUTS", "Pipeline"]
 
-#: the client-facing input name after the first preprocess step, when config.yaml gives none
-#: (also what kind of item such a model takes: an ``image`` or a ``text`` per row)
-ITEM_INPUTS = {"image_decode": "image", "text_normalize": "text", "tokenize": "text"}
 
 
 def _spec(name: str, spec: Spec) -> TensorSpec:

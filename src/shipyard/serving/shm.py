@@ -28,7 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from shipyard.serving.codecs import decode_raw, encode_raw
+from shipyard.protocol.wire import decode_raw, encode_raw
 from shipyard.serving.errors import (
     AlreadyExists,
     InvalidInput,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from shipyard.serving.codecs import decode_json_data
+from shipyard.protocol.wire import decode_json_data
 from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.pipeline import ITEM_INPUTS

@@ -9,7 +9,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shipyard.serving.codecs import (
+from shipyard.protocol.grpc import kserve_pb2 as pb
+from shipyard.protocol.grpc.contents import CONTENTS as _CONTENTS
+from shipyard.protocol.grpc.contents import parameters
+from shipyard.protocol.wire import (
     check_datatype,
     check_shape,
     deadline_from_timeout_us,
@@ -17,7 +20,6 @@ from shipyard.serving.codecs import (
     encode_raw,
 )
 from shipyard.serving.errors import InvalidInput
-from shipyard.serving.grpc.protos import kserve_pb2 as pb
 from shipyard.serving.shm import NO_REGIONS, SystemSharedMemory, output_places, shm_ref
 from shipyard.serving.types import (
     DATATYPES,
@@ -28,26 +30,6 @@ from shipyard.serving.types import (
 )
 
 __all__ = ["decode_infer_request", "encode_infer_response", "parameters"]
-
-#: V2 datatype -> the InferTensorContents field that carries it
-_CONTENTS = {
-    "BOOL": "bool_contents",
-    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "FP32": "fp32_contents", "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
-
-
-def parameters(params: Any) -> dict[str, Any]:
-    """A protobuf ``map<string, InferParameter>`` as a plain dict."""
-    out = {}
-    for key, p in params.items():
-        which = p.WhichOneof("parameter_choice")
-        out[key] = getattr(p, which) if which else None
-    return out
 
 
 def _typed_contents(

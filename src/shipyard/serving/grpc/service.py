@@ -11,6 +11,8 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from shipyard.protocol.grpc import kserve_pb2 as pb
+from shipyard.protocol.grpc import model_service_pb2 as simple_pb
 from shipyard.serving.control import Control
 from shipyard.serving.describe import (
     model_config,
@@ -21,8 +23,6 @@ from shipyard.serving.describe import (
 from shipyard.serving.errors import InvalidInput, ShipyardError
 from shipyard.serving.grpc.codec import decode_infer_request, encode_infer_response, parameters
 from shipyard.serving.grpc.errors import GRPC_STATUS
-from shipyard.serving.grpc.protos import kserve_pb2 as pb
-from shipyard.serving.grpc.protos import model_service_pb2 as simple_pb
 from shipyard.serving.logs import log_settings, update_log_settings
 from shipyard.serving.overrides import load_override
 from shipyard.serving.peers import Peers

@@ -8,7 +8,7 @@ import math
 import zlib
 from typing import Any
 
-from shipyard.serving.codecs import deadline_from_ms
+from shipyard.protocol.wire import deadline_from_ms
 from shipyard.serving.errors import InvalidInput, PayloadTooLarge
 from shipyard.serving.http.asgi import Message, Receive
 

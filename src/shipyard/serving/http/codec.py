@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from shipyard.serving.codecs import (
+from shipyard.protocol.wire import (
     NULLABLE,
     check_datatype,
     check_shape,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from shipyard.serving.grpc.protos import model_service_pb2 as shipyard_dot_serving_dot_grpc_dot_protos_dot_model__service__pb2
+from shipyard.protocol.grpc import model_service_pb2 as shipyard_dot_protocol_dot_grpc_dot_model__service__pb2
 
 GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in shipyard/serving/grpc/protos/model_service_pb2_grpc.py depends on'
+        + ' but the generated code in shipyard/protocol/grpc/model_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,8 +37,8 @@ class ModelServiceStub(object):
         """
         self.Predict = channel.unary_unary(
                 '/ModelService/Predict',
-                request_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_model__service__pb2.ModelRequest.SerializeToString,
-                response_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_model__service__pb2.ModelResponse.FromString,
+                request_serializer=shipyard_dot_protocol_dot_grpc_dot_model__service__pb2.ModelRequest.SerializeToString,
+                response_deserializer=shipyard_dot_protocol_dot_grpc_dot_model__service__pb2.ModelResponse.FromString,
                 _registered_method=True)
 
 
@@ -57,8 +57,8 @@ def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Predict': grpc.unary_unary_rpc_method_handler(
                     servicer.Predict,
-                    request_deserializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_model__service__pb2.ModelRequest.FromString,
-                    response_serializer=shipyard_dot_serving_dot_grpc_dot_protos_dot_model__service__pb2.ModelResponse.SerializeToString,
+                    request_deserializer=shipyard_dot_protocol_dot_grpc_dot_model__service__pb2.ModelRequest.FromString,
+                    response_serializer=shipyard_dot_protocol_dot_grpc_dot_model__service__pb2.ModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,8 +87,8 @@ class ModelService(object):
             request,
             target,
             '/ModelService/Predict',
-            shipyard_dot_serving_dot_grpc_dot_protos_dot_model__service__pb2.ModelRequest.SerializeToString,
-            shipyard_dot_serving_dot_grpc_dot_protos_dot_model__service__pb2.ModelResponse.FromString,
+            shipyard_dot_protocol_dot_grpc_dot_model__service__pb2.ModelRequest.SerializeToString,
+            shipyard_dot_protocol_dot_grpc_dot_model__service__pb2.ModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
