@@ -38,14 +38,14 @@ Url = Annotated[str, typer.Option(
     help="The server: http(s)://host:port (REST) or grpc(s)://host:port (gRPC).")]
 Token = Annotated[str | None, typer.Option(
     "--token", envvar="SHIPYARD_AUTH_TOKEN", show_default=False,
-    help="Bearer token of a server started with --auth-token. \\[default: none]")]
+    help="Bearer token of a server started with --auth-token. [default: none]")]
 ControlToken = Annotated[str | None, typer.Option(
     "--control-token", envvar="SHIPYARD_CONTROL_TOKEN", show_default=False,
-    help="Bearer token for load/unload (the server's --control-token). \\[default: --token]")]
+    help="Bearer token for load/unload (the server's --control-token). [default: --token]")]
 CaFile = Annotated[Path | None, typer.Option(
     "--ca-file", show_default=False,
     help="PEM CA that signed the server's certificate (https://, grpcs://). "
-         "\\[default: the system's CAs]")]
+         "[default: the system's CAs]")]
 Timeout = Annotated[float, typer.Option(
     "--timeout", min=0.001, help="Seconds the command may take, retries included.")]
 
@@ -129,8 +129,8 @@ def register(app: typer.Typer) -> None:
     def health(url: Url = DEFAULT_URL, token: Token = None, ca_file: CaFile = None,
                timeout: Timeout = 10.0,
                model: Annotated[list[str] | None, typer.Option(
-                   "--model", show_default=False,
-                   help="Also check this model's readiness (repeatable). \\[default: none]")
+                   "--model", show_default=False, metavar="MODEL",
+                   help="Also check this model's readiness (repeatable). [default: none]")
                ] = None) -> None:
         """Whether the server is live and ready (and each --model): exit 0 when all are
         ready, 1 when something is not, 2 when the server cannot be asked."""
