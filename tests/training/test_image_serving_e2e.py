@@ -21,7 +21,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
-from training_support import publish_on_serving_host, same_tree
+from training_support import check_publish_on_serving_host
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -189,11 +189,5 @@ def test_run_metrics_are_real(run: Run) -> None:
 
 def test_publish_on_a_serving_host(run: Run, tmp_path: Path) -> None:
     """A finished run publishes where the training stack is not installed, to the same files."""
-    cases = {name: (run, options) for name, options in PUBLISHED.items()}
-    for name, (run, options) in cases.items():
-        done = publish_on_serving_host(run.path, tmp_path / "host", name, *options)
-        assert done.returncode == 0, done.stderr
-        full = CliRunner().invoke(app, ["publish", str(run.path), "--repo",
-                                        str(tmp_path / "full"), "--model", name, *options])
-        assert full.exit_code == 0, full.output
-        assert same_tree(tmp_path / "host" / name, tmp_path / "full" / name) == [], name
+    check_publish_on_serving_host(
+        {name: (run.path, options) for name, options in PUBLISHED.items()}, tmp_path)

@@ -26,7 +26,7 @@ import tritonclient.http as httpclient
 import yaml
 from conftest import ServerProcess, start_server
 from text_corpus import AWKWARD
-from training_support import SMS_SPAM, publish_on_serving_host, same_tree
+from training_support import SMS_SPAM, check_publish_on_serving_host
 from typer.testing import CliRunner
 
 from shipyard.cli import app
@@ -235,12 +235,6 @@ def test_transformer_run_evaluates_again_to_its_test_metrics(runs: dict[str, Run
 
 def test_publish_on_a_serving_host(runs: dict[str, Run], tmp_path: Path) -> None:
     """A finished run publishes where the training stack is not installed, to the same files."""
-    cases = {"tfidf": (runs["tfidf"], []), "transformer": (runs["transformer"], []),
-             "transformer_torch": (runs["transformer"], ["--backend", "torch"])}
-    for name, (run, options) in cases.items():
-        done = publish_on_serving_host(run.path, tmp_path / "host", name, *options)
-        assert done.returncode == 0, done.stderr
-        full = CliRunner().invoke(app, ["publish", str(run.path), "--repo",
-                                        str(tmp_path / "full"), "--model", name, *options])
-        assert full.exit_code == 0, full.output
-        assert same_tree(tmp_path / "host" / name, tmp_path / "full" / name) == [], name
+    check_publish_on_serving_host(
+        {"tfidf": (runs["tfidf"].path, []), "transformer": (runs["transformer"].path, []),
+         "transformer_torch": (runs["transformer"].path, ["--backend", "torch"])}, tmp_path)

@@ -22,11 +22,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from conftest import ServerProcess, start_server
 from sklearn.datasets import load_breast_cancer
-from training_support import EXAMPLES, publish_on_serving_host, same_tree, titanic_experiment
-from typer.testing import CliRunner
+from training_support import EXAMPLES, check_publish_on_serving_host, titanic_experiment
 
 from shipyard.api import publish, train
-from shipyard.cli import app
 from shipyard.export.onnx import onnx_feeds
 from shipyard.training.run import Run
 
@@ -189,11 +187,5 @@ def test_publish_into_a_watched_repository(served: tuple[ServerProcess, Run, Run
 
 def test_publish_on_a_serving_host(served: tuple[ServerProcess, Run, Run], tmp_path: Path) -> None:
     """A finished run publishes where the training stack is not installed, to the same files."""
-    cases = {"titanic": (served[1], []), "risk": (served[2], [])}
-    for name, (run, options) in cases.items():
-        done = publish_on_serving_host(run.path, tmp_path / "host", name, *options)
-        assert done.returncode == 0, done.stderr
-        full = CliRunner().invoke(app, ["publish", str(run.path), "--repo",
-                                        str(tmp_path / "full"), "--model", name, *options])
-        assert full.exit_code == 0, full.output
-        assert same_tree(tmp_path / "host" / name, tmp_path / "full" / name) == [], name
+    check_publish_on_serving_host(
+        {"titanic": (served[1].path, []), "risk": (served[2].path, [])}, tmp_path)

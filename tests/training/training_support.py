@@ -58,8 +58,8 @@ _WITHOUT_TRAINING = (
 )
 
 
-def publish_on_serving_host(run: Path, repo: Path, model: str, *options: str
-                            ) -> subprocess.CompletedProcess[str]:
+def _publish_without_training(run: Path, repo: Path, model: str, *options: str
+                              ) -> subprocess.CompletedProcess[str]:
     """``shipyard publish`` of a finished run in a process where none of the training stack
     can be imported (``TRAINING_STACK``), as on a host with only ``shipyard[serve]``."""
     code = _WITHOUT_TRAINING.format(names=TRAINING_STACK)
@@ -67,6 +67,23 @@ def publish_on_serving_host(run: Path, repo: Path, model: str, *options: str
         [sys.executable, "-c", code, "publish", str(run), "--repo", str(repo), "--model", model,
          *options], capture_output=True, text=True, timeout=120, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+
+
+def check_publish_on_serving_host(cases: dict[str, tuple[Path, list[str]]], tmp_path: Path
+                                  ) -> None:
+    """Each case (model name -> run directory, publish options) publishes on a serving host
+    (:func:`_publish_without_training`) to the very files a full install writes."""
+    from typer.testing import CliRunner
+
+    from shipyard.cli import app
+
+    for name, (run, options) in cases.items():
+        done = _publish_without_training(run, tmp_path / "host", name, *options)
+        assert done.returncode == 0, done.stderr
+        full = CliRunner().invoke(app, ["publish", str(run), "--repo", str(tmp_path / "full"),
+                                        "--model", name, *options])
+        assert full.exit_code == 0, full.output
+        assert same_tree(tmp_path / "host" / name, tmp_path / "full" / name) == [], name
 
 
 def same_tree(a: Path, b: Path) -> list[str]:
