@@ -86,7 +86,7 @@ def predict(
     source: Annotated[str, typer.Argument(
         help="A server URL (http(s)://host:port, grpc(s)://host:port), a run directory "
              "(has run.json) or a model's folder / a model repository (loaded in-process).",
-        show_default=False)],
+        show_default=False, metavar="SOURCE")],
     data: Annotated[Path, typer.Option(
         "--data", help="CSV/TSV or Parquet file (rows), a folder of PNG/JPEG images, or a .txt "
                        "file (one text a line).", show_default=False)],
@@ -173,7 +173,8 @@ def predict(
 
 
 def bench(
-    model: Annotated[str, typer.Argument(help="The model to measure.", show_default=False)],
+    model: Annotated[str, typer.Argument(help="The model to measure.", show_default=False,
+                                            metavar="MODEL")],
     url: Annotated[str | None, typer.Option(
         "--url", show_default=False,
         help="Measure this server (http(s):// for the REST protocols, grpc:// for gRPC). "
