@@ -90,19 +90,24 @@ def _plot(result: BenchResult) -> bool:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     protocols = list(dict.fromkeys(lv.protocol for lv in result.levels))
-    for p in protocols:
+    for i, p in enumerate(protocols):
+        color = f"C{i}"
         mine = [lv for lv in result.levels if lv.protocol == p]
         xs = [lv.concurrency for lv in mine]
-        left.plot(xs, [lv.rows_per_s for lv in mine], marker="o", label=f"served ({p})")
+        left.plot(xs, [lv.rows_per_s for lv in mine], marker="o", color=color,
+                  label=f"served ({p})")
         for q, style in (("p50_ms", "-"), ("p90_ms", "--"), ("p99_ms", ":")):
             values = [getattr(lv.load, q) for lv in mine]
             right.plot(xs, [math.nan if v is None else v for v in values], style, marker="o",
-                       label=f"{p} {q[:3]}")
+                       color=color, label=f"{p} {q[:3]}")
     if result.ceiling is not None:
         left.axhline(result.ceiling.rows_per_s, color="black", linestyle="--",
                      label=f"in-process (batch {result.ceiling.batch})")
     for ax, ylabel in ((left, "rows/s"), (right, "latency (ms)")):
         ax.set_xscale("log", base=2)
+        levels = sorted({lv.concurrency for lv in result.levels})
+        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.minorticks_off()
         ax.set_xlabel("concurrency (requests in flight)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
