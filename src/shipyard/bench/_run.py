@@ -8,15 +8,9 @@ import io
 import json
 import os
 import platform
-import re
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +26,7 @@ from shipyard.bench._load import (
     rest_load,
     wrk_load,
 )
+from shipyard.bench._server import BenchServer, ServerStartError, serve, stats
 from shipyard.client._vocab import ModelInfo, encode_items
 from shipyard.protocol.types import Array, datatype_of
 
@@ -45,8 +40,6 @@ SAMPLE_TEXT = "WINNER!! As a valued network customer you have been selected to r
               "£900 prize reward! To claim call 09061701461. Valid 12 hours only."
 #: most levels of concurrency one run measures, and the most connections of one level
 MAX_LEVELS, MAX_CONCURRENCY = 16, 4096
-_HTTP = re.compile(r"HTTP listening on https?://[^:]+:(\d+)")
-_GRPC = re.compile(r"gRPC listening on [^:]+:(\d+)")
 
 
 class BenchError(Exception):
@@ -190,78 +183,6 @@ def parse_concurrency(text: str) -> list[int]:
         raise BenchError(f"--concurrency: {text!r}: at most {MAX_LEVELS} levels of at most "
                          f"{MAX_CONCURRENCY} requests in flight")
     return levels
-
-
-# -- the server ---------------------------------------------------------------------------------
-
-
-@dataclass
-class _Server:
-    proc: subprocess.Popen[str]
-    http_port: int
-    grpc_port: int
-    log: list[str]
-
-
-@contextmanager
-def _serve(repository: Path, say: Callable[[str], None]) -> Iterator[_Server]:
-    """``shipyard serve`` on 127.0.0.1, ephemeral ports, in a subprocess; stopped on exit
-    whatever happens (SIGTERM, then SIGKILL after 20 s)."""
-    cmd = [sys.executable, "-m", "shipyard", "serve", "--model-repository", str(repository),
-           "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    log: list[str] = []
-    ports: dict[str, int] = {}
-    ready = threading.Event()
-
-    def reader() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if len(log) < 2000:
-                log.append(line.rstrip("\n"))
-            if m := _HTTP.search(line):
-                ports["http"] = int(m.group(1))
-            if m := _GRPC.search(line):
-                ports["grpc"] = int(m.group(1))
-            if "ready: serving" in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=reader, daemon=True).start()
-    try:
-        say(f"starting shipyard serve on {repository} ...")
-        ready.wait(120)
-        if proc.poll() is not None or "http" not in ports or "grpc" not in ports:
-            tail = " | ".join(log[-3:]) or "no output"
-            raise BenchError(f"shipyard serve --model-repository {str(repository)!r} did not "
-                             f"start: {tail}")
-        yield _Server(proc, ports["http"], ports["grpc"], log)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _stats(http_base: str, model: str, token: str | None) -> tuple[int, int, int] | None:
-    """(success count, inference count, execution count) from the server's statistics."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        doc = httpx.get(f"{http_base}/v2/models/{model}/stats", headers=headers,
-                        timeout=10, trust_env=False).json()
-        s = doc["model_stats"][0]
-        return (int(s["inference_stats"]["success"]["count"]), int(s["inference_count"]),
-                int(s["execution_count"]))
-    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
-        return None
 
 
 # -- request bodies ---------------------------------------------------------------------------
@@ -464,9 +385,12 @@ def run_bench(settings: BenchSettings, say: Callable[[str], None] = lambda line:
         if settings.model not in names:
             raise BenchError(f"unknown model {settings.model!r} in {str(repository)!r}; its "
                              f"models are {names}")
-        with _serve(repository, say) as server:
-            return _measure(settings, f"http://127.0.0.1:{server.http_port}",
-                            f"127.0.0.1:{server.grpc_port}", repository, server, say)
+        try:
+            with serve(repository, say) as server:
+                return _measure(settings, f"http://127.0.0.1:{server.http_port}",
+                                f"127.0.0.1:{server.grpc_port}", repository, server, say)
+        except ServerStartError as exc:
+            raise BenchError(exc.message) from exc
     from shipyard.client import ClientError, parse_url
 
     try:
@@ -480,7 +404,7 @@ def run_bench(settings: BenchSettings, say: Callable[[str], None] = lambda line:
 
 
 def _measure(settings: BenchSettings, rest: str | None, grpc_target: str | None,
-             repository: Path | None, server: _Server | None, say: Callable[[str], None], *,
+             repository: Path | None, server: BenchServer | None, say: Callable[[str], None], *,
              tls: bool = False, given: str | None = None) -> BenchResult:
     from shipyard.predict import LocalModel, PredictError
 
@@ -567,8 +491,8 @@ def _measure(settings: BenchSettings, rest: str | None, grpc_target: str | None,
 
 def _level(settings: BenchSettings, info: ModelInfo, arrays: dict[str, Array], protocol: str,
            conc: int, rest: str | None, grpc_target: str | None, tls: bool, wrk: str | None,
-           server: _Server | None, work: Path) -> Level:
-    before = _stats(rest, info.name, settings.token) if rest is not None else None
+           server: BenchServer | None, work: Path) -> Level:
+    before = stats(rest, info.name, settings.token) if rest is not None else None
     cpu0 = cpu_seconds(server.proc.pid) if server is not None else None
     if protocol == "grpc":
         assert grpc_target is not None
@@ -590,7 +514,7 @@ def _level(settings: BenchSettings, info: ModelInfo, arrays: dict[str, Array], p
             load = rest_load(parts.hostname, parts.port or (443 if tls else 80), tls, body,
                              conc, settings.duration_s)
     cpu1 = cpu_seconds(server.proc.pid) if server is not None else None
-    after = _stats(rest, info.name, settings.token) if rest is not None else None
+    after = stats(rest, info.name, settings.token) if rest is not None else None
     level = Level(protocol, conc, settings.batch, load)
     if cpu0 is not None and cpu1 is not None:
         level.server_cpu_s = cpu1 - cpu0
