@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from shipyard._cli_client import register as register_client_commands
+from shipyard._cli_predict import register as register_predict_commands
 from shipyard._cli_train import register as register_training_commands
 
 # rich_markup_mode None: click's plain help, where a flag reads as a flag (typer's rich help
@@ -215,6 +216,7 @@ def serve(
 
 register_training_commands(app)
 register_client_commands(app)
+register_predict_commands(app)
 
 
 def main() -> None:
