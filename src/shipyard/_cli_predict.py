@@ -193,6 +193,7 @@ def bench(
         "--batch", min=1, help="Rows per request.")] = 1,
     protocol: Annotated[list[_Protocol] | None, typer.Option(
         "--protocol", case_sensitive=False, show_default=False,
+        metavar="<rest-json|rest-binary|grpc>",
         help="Protocol to measure (repeatable). [default: rest-json; rest-binary for an "
              "image model]")] = None,
     data: Annotated[Path | None, typer.Option(

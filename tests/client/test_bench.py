@@ -70,6 +70,8 @@ def check_report(folder: Path, stdout: str, levels: list[tuple[str, int]]) -> di
         if doc["in_process"] is not None:
             assert lv["ratio"] == pytest.approx(
                 lv["rows_per_s"] / doc["in_process"]["rows_per_s"])
+            at = lv["in_process_at_formed"] or doc["in_process"]
+            assert lv["ratio_at_formed"] == pytest.approx(lv["rows_per_s"] / at["rows_per_s"])
     # the table: a row per level, its rows/s as in the JSON
     table = [line for line in stdout.splitlines() if re.match(r"^│\s+\d+\s+│", line)]
     assert len(table) == len(levels), stdout

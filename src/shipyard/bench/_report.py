@@ -11,7 +11,8 @@ __all__ = ["COLUMNS", "print_table", "rows", "write_report"]
 
 #: the table's columns (stdout and bench.md)
 COLUMNS = ["concurrency", "protocol", "requests/s", "rows/s", "p50 ms", "p90 ms", "p99 ms",
-           "errors", "served/in-process", "batch formed", "load tool", "client cores",
+           "errors", "served/in-process", "batch formed", "/ in-process at that batch",
+           "load tool", "client cores",
            "server cores"]
 
 
@@ -26,11 +27,12 @@ def _cores(cpu_s: float | None, wall_s: float) -> str:
 
 
 def _row(result: BenchResult, lv: Level) -> list[str]:
-    ratio = result.ratio(lv)
+    ratio, at_formed = result.ratio(lv), result.ratio_at_formed(lv)
     return [str(lv.concurrency), lv.protocol, _f(lv.load.requests_per_s),
             _f(lv.rows_per_s), _f(lv.load.p50_ms, 2), _f(lv.load.p90_ms, 2),
             _f(lv.load.p99_ms, 2), str(lv.load.errors),
-            "n/a" if ratio is None else f"{ratio:.2f}", _f(lv.formed_batch, 1), lv.load.tool,
+            "n/a" if ratio is None else f"{ratio:.2f}", _f(lv.formed_batch, 1),
+            "n/a" if at_formed is None else f"{at_formed:.2f}", lv.load.tool,
             _cores(lv.load.client_cpu_s, lv.load.seconds),
             _cores(lv.server_cpu_s, lv.load.seconds)]
 
@@ -56,7 +58,7 @@ def print_table(result: BenchResult) -> None:
 
     table = Table(title=_title(result), title_justify="left")
     for i, name in enumerate(COLUMNS):
-        table.add_column(name, justify="left" if i in (1, 10) else "right", no_wrap=True)
+        table.add_column(name, justify="left" if i in (1, 11) else "right", no_wrap=True)
     for cells in rows(result):
         table.add_row(*cells)
     Console(width=max(200, Console().width)).print(table)
@@ -65,7 +67,7 @@ def print_table(result: BenchResult) -> None:
 def _markdown(result: BenchResult) -> str:
     lines = [f"# Capacity report: {result.info.name}", "", _title(result) + ".", "",
              "| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if i in (1, 10) else "---:" for i in range(len(COLUMNS)))
+             "|" + "|".join("---" if i in (1, 11) else "---:" for i in range(len(COLUMNS)))
              + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows(result)]
     formed = [(lv, lv.ceiling_at_formed) for lv in result.levels if lv.ceiling_at_formed]

@@ -138,6 +138,14 @@ class BenchResult:
             return None
         return level.rows_per_s / self.ceiling.rows_per_s
 
+    def ratio_at_formed(self, level: Level) -> float | None:
+        """Served rows/s over the in-process rows/s at the batch the server's batcher formed
+        (the fair ceiling where it merged requests; :meth:`ratio` where it did not)."""
+        at = level.ceiling_at_formed
+        if at is None or at.rows_per_s <= 0:
+            return self.ratio(level)
+        return level.rows_per_s / at.rows_per_s
+
     def to_json(self) -> dict[str, Any]:
         """The bench.json document."""
         s = self.settings
@@ -160,6 +168,7 @@ class BenchResult:
                 "seconds": lv.load.seconds, "requests_per_s": lv.load.requests_per_s,
                 "rows_per_s": lv.rows_per_s, "p50_ms": lv.load.p50_ms,
                 "p90_ms": lv.load.p90_ms, "p99_ms": lv.load.p99_ms, "ratio": self.ratio(lv),
+                "ratio_at_formed": self.ratio_at_formed(lv),
                 "server_success": lv.server_success, "formed_batch": lv.formed_batch,
                 "client_cpu_cores": lv.load.client_cpu_s / wall[id(lv)] if wall[id(lv)]
                 else None,
