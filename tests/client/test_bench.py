@@ -10,32 +10,16 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import DEMO_REPOSITORY, ROOT, ServerProcess, start_server
+from cli_support import one_error_line, shipyard
+from conftest import DEMO_REPOSITORY, ServerProcess, start_server
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def shipyard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "shipyard", *args], capture_output=True,
-                          text=True, timeout=180, env={**env, "COLUMNS": "200"}, cwd=cwd)
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

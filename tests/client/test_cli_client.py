@@ -4,25 +4,17 @@ subprocesses as a user runs them: answers, exit codes, and a mistake as one line
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import one_error_line, shipyard
 from conftest import DEMO_REPOSITORY, ServerProcess, start_server
 
 TOKEN = "ctl-s3cret-0123456789abcdef"
 AUTH = "auth-s3cret-0123456789abcdef"
-
-
-def shipyard(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    return subprocess.run([sys.executable, "-m", "shipyard", *args], capture_output=True,
-                          text=True, timeout=120, env={**env, "COLUMNS": "200"})
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +28,6 @@ def explicit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
                         "--control-token", TOKEN, "--auth-token", AUTH)
     yield proc
     proc.stop()
-
-
-def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def test_health_and_list_over_rest_and_grpc(demo_server: ServerProcess) -> None:
@@ -78,24 +62,24 @@ def test_load_and_unload_with_the_control_token(explicit: ServerProcess) -> None
 def test_user_mistakes_are_one_line_and_exit_2(explicit: ServerProcess,
                                                demo_server: ServerProcess) -> None:
     url = f"http://{explicit.http_url}"
-    line = _one_error_line(shipyard("models", "load", "nope", "--url", url, "--token", AUTH,
+    line = one_error_line(shipyard("models", "load", "nope", "--url", url, "--token", AUTH,
                                     "--control-token", TOKEN))
     assert "nope" in line
-    line = _one_error_line(shipyard("models", "load", "sms", "--url", url, "--token", AUTH,
+    line = one_error_line(shipyard("models", "load", "sms", "--url", url, "--token", AUTH,
                                     "--control-token", "wrong"))
     assert "token" in line
-    line = _one_error_line(shipyard("models", "list", "--url", f"grpc://{explicit.grpc_url}"))
+    line = one_error_line(shipyard("models", "list", "--url", f"grpc://{explicit.grpc_url}"))
     assert "Authorization" in line or "token" in line  # no --token: Unauthenticated
-    line = _one_error_line(shipyard("models", "load", "risk", "--url",
+    line = one_error_line(shipyard("models", "load", "risk", "--url",
                                     f"http://{demo_server.http_url}"))
     assert "--model-control explicit" in line
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     for dead in (f"http://127.0.0.1:{port}", f"grpc://127.0.0.1:{port}"):
-        line = _one_error_line(shipyard("health", "--url", dead, "--timeout", "3"))
+        line = one_error_line(shipyard("health", "--url", dead, "--timeout", "3"))
         assert "cannot reach the server" in line and "--url" in line
-    line = _one_error_line(shipyard("health", "--url", "ftp://example"))
+    line = one_error_line(shipyard("health", "--url", "ftp://example"))
     assert "http://, https://, grpc:// or grpcs://" in line
 
 
@@ -114,6 +98,6 @@ def test_help_shows_defaults_and_choices() -> None:
 
 
 def test_ca_file_that_cannot_be_read_is_a_user_mistake(tmp_path: Path) -> None:
-    line = _one_error_line(shipyard("health", "--url", "https://127.0.0.1:1",
+    line = one_error_line(shipyard("health", "--url", "https://127.0.0.1:1",
                                     "--ca-file", str(tmp_path / "missing.pem")))
     assert "missing.pem" in line

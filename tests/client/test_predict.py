@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import one_error_line, shipyard
 from conftest import DEMO_REPOSITORY, ROOT, SHARED, ServerProcess, start_server
 
 TITANIC = SHARED / "data" / "titanic" / "titanic3.csv"
@@ -25,24 +26,9 @@ SMS = SHARED / "data" / "sms_spam" / "SMSSpamCollection"
 COLUMNS = ["pclass", "sex", "age", "sibsp", "fare", "embarked"]
 
 
-def shipyard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "shipyard", *args], capture_output=True,
-                          text=True, timeout=180, env={**env, "COLUMNS": "200"}, cwd=cwd)
-
-
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
     assert result.returncode == 0, result.stderr
     return result
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def jsonl(text: str) -> list[dict[str, Any]]:
