@@ -83,6 +83,12 @@ def _body(rows: np.ndarray) -> bytes:
                                    "data": rows.ravel().tolist()}]}).encode()
 
 
+def _agreed_success(server: ServerProcess, reads: int = 4) -> tuple[int] | None:
+    """``(count,)`` when ``reads`` reads of :func:`_success` in a row agree, else None."""
+    counts = {_success(server) for _ in range(reads)}
+    return (counts.pop(),) if len(counts) == 1 else None
+
+
 def _success(server: ServerProcess) -> int:
     """The summed ``success.count`` of risk's statistics (REST)."""
     status, _, body = http_call(server, "GET", "/v2/models/risk/stats")
@@ -148,10 +154,13 @@ def test_rest_and_grpc_are_served_by_both_workers(
 
 def test_a_killed_worker_is_restarted_and_readiness_waits_for_it(
         server: ServerProcess, features: np.ndarray) -> None:
-    served = _success(server)
     old = _workers(server)
-    # a worker killed loses what it counted since its last snapshot (<= 0.5 s): let both write
+    # a worker killed loses what it counted since its last snapshot (<= 0.5 s): let both write,
+    # then take the total that several reads agree on (each read lands on either worker, which
+    # sums its own count and the other's latest snapshot; under load a snapshot can be late)
     time.sleep(1.0)
+    (served,) = wait_until(lambda: _agreed_success(server), timeout=10,
+                           what="both workers' statistics agree")
     os.kill(old[0], signal.SIGKILL)
     # the parent clears the dead worker's flag: the survivor says not ready ... (until the
     # kernel has closed the dead worker's listener, a connection queued there is reset)
