@@ -2,9 +2,9 @@
 ``shipyard serve`` processes, with real clients: tritonclient HTTP over https, tritonclient
 gRPC with TLS channel credentials, httpx, and the standard library's ssl for the refusals.
 
-The certificates are made here with ``cryptography``: a CA, a server certificate for
-127.0.0.1 / localhost signed by it, a client certificate signed by it, and a second,
-unrelated CA (a client that trusts only that one must refuse the server).
+The certificates come from tests/tls_support.py (shared with tests/client/test_tls.py): a CA,
+a server certificate for 127.0.0.1 / localhost signed by it, a client certificate signed by
+it, and a second, unrelated CA (a client that trusts only that one must refuse the server).
 
 The servers' tests import ``tritonclient``, never ``shipyard.serving``; two unit tests call
 the settings and :func:`shipyard.serving.tls.load_tls` directly (precedence, encrypted keys).
@@ -12,14 +12,11 @@ the settings and :func:`shipyard.serving.tls.load_tls` directly (precedence, enc
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from ipaddress import IPv4Address
 from pathlib import Path
 
 import grpc
@@ -28,16 +25,14 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from sklearn.datasets import load_breast_cancer
 from tritonclient.utils import InferenceServerException
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conftest import DEMO_REPOSITORY, ServerProcess, start_server
+from tls_support import Pki, make_pki, tls_args
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -48,93 +43,12 @@ BEARER = {"authorization": f"Bearer {AUTH_TOKEN}"}
 ROW = load_breast_cancer().data[:1].astype(np.float32)
 
 
-# -- certificates ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pki:
-    """PEM files of one test run."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    other_ca: Path
-    other_key: Path
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
-          issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool = False,
-          server: bool = False) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer.subject if issuer is not None else _name(subject))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False), critical=True)
-    elif server:
-        builder = builder.add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]),
-            critical=False).add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    else:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(path: Path, cert: x509.Certificate | None = None,
-           key: ec.EllipticCurvePrivateKey | None = None) -> Path:
-    if cert is not None:
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    else:
-        assert key is not None
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return path
+# -- certificates (tests/tls_support.py) ---------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca_key, server_key, client_key, other_key = _key(), _key(), _key(), _key()
-    ca = _cert("Shipyard test CA", ca_key, None, ca_key, ca=True)
-    other = _cert("Unrelated CA", other_key, None, other_key, ca=True)
-    return Pki(
-        ca=_write(d / "ca.pem", ca),
-        server_cert=_write(d / "server.pem",
-                           _cert("127.0.0.1", server_key, ca, ca_key, server=True)),
-        server_key=_write(d / "server.key", key=server_key),
-        client_cert=_write(d / "client.pem", _cert("test client", client_key, ca, ca_key)),
-        client_key=_write(d / "client.key", key=client_key),
-        other_ca=_write(d / "other-ca.pem", other),
-        other_key=_write(d / "other.key", key=other_key),
-    )
-
-
-def _tls_args(pki: Pki, *, mutual: bool = False) -> list[str]:
-    args = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
-    return [*args, "--tls-client-ca", str(pki.ca)] if mutual else args
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _risk_http(client: httpclient.InferenceServerClient,
@@ -235,7 +149,7 @@ def tls_server(pki: Pki) -> Iterator[ServerProcess]:
 
     os.environ["SHIPYARD_AUTH_TOKEN"] = AUTH_TOKEN  # the environment path of the setting
     try:
-        s = start_server(DEMO_REPOSITORY, *_tls_args(pki), "--auth-metrics")
+        s = start_server(DEMO_REPOSITORY, *tls_args(pki), "--auth-metrics")
     finally:
         del os.environ["SHIPYARD_AUTH_TOKEN"]
     yield s
@@ -320,7 +234,7 @@ def test_plain_http_to_a_tls_port_fails_cleanly(tls_server: ServerProcess, pki: 
 
 @pytest.fixture(scope="module", params=["builtin", "uvicorn"])
 def mtls_server(request: pytest.FixtureRequest, pki: Pki) -> Iterator[ServerProcess]:
-    s = start_server(DEMO_REPOSITORY, *_tls_args(pki, mutual=True),
+    s = start_server(DEMO_REPOSITORY, *tls_args(pki, mutual=True),
                      "--http-server", request.param)
     yield s
     s.stop()
