@@ -45,7 +45,14 @@ ControlToken = Annotated[str | None, typer.Option(
 CaFile = Annotated[Path | None, typer.Option(
     "--ca-file", show_default=False,
     help="PEM CA that signed the server's certificate (https://, grpcs://). "
-         "[default: the system's CAs]")]
+         "[default: certifi's CAs (REST), gRPC's own roots]")]
+CertFile = Annotated[Path | None, typer.Option(
+    "--cert-file", show_default=False,
+    help="PEM certificate (chain) this client presents to a server started with "
+         "--tls-client-ca (mutual TLS); with --key-file. [default: none]")]
+KeyFile = Annotated[Path | None, typer.Option(
+    "--key-file", show_default=False,
+    help="The unencrypted PEM private key of --cert-file. [default: none]")]
 Timeout = Annotated[float, typer.Option(
     "--timeout", min=0.001, help="Seconds the command may take, retries included.")]
 
@@ -72,11 +79,11 @@ def _user_errors(url: str) -> Iterator[None]:
 
 
 def _client(url: str, token: str | None, control_token: str | None, ca_file: Path | None,
-            timeout: float) -> Client:
+            cert_file: Path | None, key_file: Path | None, timeout: float) -> Client:
     from shipyard.client import Client
 
     return Client(url, token=token, control_token=control_token, ca_file=ca_file,
-                  timeout_s=timeout)
+                  cert_file=cert_file, key_file=key_file, timeout_s=timeout)
 
 
 def register(app: typer.Typer) -> None:
@@ -87,12 +94,14 @@ def register(app: typer.Typer) -> None:
 
     @models.command("list")
     def list_models(url: Url = DEFAULT_URL, token: Token = None,
-                    ca_file: CaFile = None, timeout: Timeout = 10.0,
+                    ca_file: CaFile = None, cert_file: CertFile = None,
+                    key_file: KeyFile = None, timeout: Timeout = 10.0,
                     output: Annotated[_Format, typer.Option(
                         "--format", case_sensitive=False, help="How to print the index.")
                     ] = _Format.table) -> None:
         """The models the server knows: name, version, state and why it is not ready."""
-        with _user_errors(url), _client(url, token, None, ca_file, timeout) as client:
+        with _user_errors(url), _client(url, token, None, ca_file, cert_file, key_file,
+                                        timeout) as client:
             rows = client.models()
         if output is _Format.json:
             typer.echo(json.dumps(rows, indent=2))
@@ -110,31 +119,36 @@ def register(app: typer.Typer) -> None:
     @models.command("load")
     def load(model: Annotated[str, typer.Argument(help="The model's name (its folder).")],
              url: Url = DEFAULT_URL, token: Token = None, control_token: ControlToken = None,
-             ca_file: CaFile = None, timeout: Timeout = 120.0) -> None:
+             ca_file: CaFile = None, cert_file: CertFile = None, key_file: KeyFile = None,
+             timeout: Timeout = 120.0) -> None:
         """Load or reload a model (a server started with --model-control explicit)."""
-        with _user_errors(url), _client(url, token, control_token, ca_file, timeout) as client:
+        with _user_errors(url), _client(url, token, control_token, ca_file, cert_file, key_file,
+                                        timeout) as client:
             client.load(model)
         typer.echo(f"loaded {model!r}")
 
     @models.command("unload")
     def unload(model: Annotated[str, typer.Argument(help="The model's name.")],
                url: Url = DEFAULT_URL, token: Token = None, control_token: ControlToken = None,
-               ca_file: CaFile = None, timeout: Timeout = 120.0) -> None:
+               ca_file: CaFile = None, cert_file: CertFile = None, key_file: KeyFile = None,
+             timeout: Timeout = 120.0) -> None:
         """Unload a model once its queued requests finish (--model-control explicit)."""
-        with _user_errors(url), _client(url, token, control_token, ca_file, timeout) as client:
+        with _user_errors(url), _client(url, token, control_token, ca_file, cert_file, key_file,
+                                        timeout) as client:
             client.unload(model)
         typer.echo(f"unloaded {model!r}")
 
     @app.command()
     def health(url: Url = DEFAULT_URL, token: Token = None, ca_file: CaFile = None,
-               timeout: Timeout = 10.0,
+               cert_file: CertFile = None, key_file: KeyFile = None, timeout: Timeout = 10.0,
                model: Annotated[list[str] | None, typer.Option(
                    "--model", show_default=False, metavar="MODEL",
                    help="Also check this model's readiness (repeatable). [default: none]")
                ] = None) -> None:
         """Whether the server is live and ready (and each --model): exit 0 when all are
         ready, 1 when something is not, 2 when the server cannot be asked."""
-        with _user_errors(url), _client(url, token, None, ca_file, timeout) as client:
+        with _user_errors(url), _client(url, token, None, ca_file, cert_file, key_file,
+                                        timeout) as client:
             live, ready = client.live(), client.ready()
             states = {m: client.model_ready(m) for m in model or ()}
         typer.echo(f"{client.url}: live {'yes' if live else 'no'}, "

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from shipyard._cli_client import CaFile, CertFile, KeyFile
+
 __all__ = ["register"]
 
 
@@ -117,6 +119,9 @@ def predict(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress bar, notes or summary on stderr.")] = False,
     token: Token = None,
+    ca_file: CaFile = None,
+    cert_file: CertFile = None,
+    key_file: KeyFile = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.001, help="Seconds each request to a server may take.")] = 60.0,
 ) -> None:
@@ -132,7 +137,8 @@ def predict(
     )
 
     with _user_errors():
-        model_source = open_source(source, model, token=token, timeout_s=timeout)
+        model_source = open_source(source, model, token=token, ca_file=ca_file,
+                                   cert_file=cert_file, key_file=key_file, timeout_s=timeout)
         try:
             dataset = read_data(data, model_source.info, id_column=id_column)
             every_class = top_k is None and bool(model_source.info.labelled)

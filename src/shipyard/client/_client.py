@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 from shipyard.client._grpc import AsyncGrpcTransport, GrpcTransport
 from shipyard.client._rest import AsyncRestTransport, RestTransport
 from shipyard.client._retry import RetryPolicy, retry_async, retry_sync
+from shipyard.client._tls import tls_config
 from shipyard.client._vocab import (
     ModelInfo,
     OutputRequest,
@@ -106,21 +106,6 @@ def _check_top_k(top_k: int | None) -> None:
                               f"got {top_k!r}")
 
 
-def _tls(endpoint: Endpoint, ca_file: str | Path | None, verify: bool
-         ) -> tuple[bool | ssl.SSLContext, bytes | None]:
-    """httpx's ``verify`` and gRPC's root certificates for ``ca_file``."""
-    if ca_file is None:
-        return verify, None
-    path = Path(ca_file)
-    try:
-        roots = path.read_bytes()
-    except OSError as exc:
-        raise InvalidArgument(f"ca_file {str(path)!r} cannot be read: {exc.strerror}") from exc
-    if endpoint.protocol == "grpc":
-        return verify, roots
-    return ssl.create_default_context(cadata=roots.decode("ascii", "replace")), None
-
-
 class _Transport(Protocol):
     url: str
 
@@ -143,7 +128,8 @@ class _Common:
 
     def __init__(self, url: str, token: str | None, control_token: str | None,
                  timeout_s: float | None, retry: RetryPolicy | None,
-                 ca_file: str | Path | None, verify: bool, asynchronous: bool) -> None:
+                 ca_file: str | Path | None, verify: bool, cert_file: str | Path | None,
+                 key_file: str | Path | None, asynchronous: bool) -> None:
         self.endpoint = parse_url(url)
         """Where this client connects."""
         self.timeout_s = timeout_s
@@ -151,16 +137,18 @@ class _Common:
         self.retry = retry if retry is not None else RetryPolicy()
         """When failed calls are tried again."""
         self._models: dict[tuple[str, str], ModelInfo] = {}
-        verify_tls, roots = _tls(self.endpoint, ca_file, verify)
+        grpc_ = self.endpoint.protocol == "grpc"
+        tls = tls_config(self.endpoint.url, self.endpoint.tls, grpc_, ca_file, verify,
+                         cert_file, key_file)
         transport: _Transport
-        if self.endpoint.protocol == "grpc":
+        if grpc_:
             kind = AsyncGrpcTransport if asynchronous else GrpcTransport
-            transport = kind(self.endpoint.target, secure=self.endpoint.tls,
-                             root_certificates=roots, token=token, control_token=control_token)
+            transport = kind(self.endpoint.target, secure=self.endpoint.tls, tls=tls,
+                             token=token, control_token=control_token)
         else:
             rest = AsyncRestTransport if asynchronous else RestTransport
             transport = rest(self.endpoint.url, token=token, control_token=control_token,
-                             verify=verify_tls)
+                             tls=tls)
         self._transport = transport
 
     @property
@@ -187,16 +175,28 @@ class Client(_Common):
     ``url`` picks the protocol: ``http://host:port`` / ``https://`` for REST (one
     ``httpx.Client``, its connections kept alive), ``grpc://host:port`` / ``grpcs://`` for gRPC
     (one channel). ``token`` is sent as ``Authorization: Bearer`` (the server's
-    ``--auth-token``); ``control_token`` (else ``token``) for load and unload. ``ca_file``: the
-    PEM CA that signed the server's certificate (https, grpcs). Every call has a deadline of
-    ``timeout_s`` (all retries included) and is retried per ``retry``.
+    ``--auth-token``); ``control_token`` (else ``token``) for load and unload.
+
+    TLS (https, grpcs): ``ca_file`` is the PEM CA that signed the server's certificate (default:
+    certifi's CAs for REST, gRPC's own roots); ``verify=False`` skips checking it (REST only).
+    ``cert_file`` and ``key_file`` (both or neither) are this client's PEM certificate chain
+    and its unencrypted PEM key, presented to a server that requires client certificates
+    (mutual TLS, ``--tls-client-ca``). A file that cannot be read, a key that is not the
+    certificate's or an encrypted key raise InvalidArgument here; a handshake that fails
+    (the server's certificate not trusted, the client's refused) raises
+    :class:`~shipyard.client.errors.TlsError`, which is never retried.
+
+    Every call has a deadline of ``timeout_s`` (all retries included) and is retried per
+    ``retry``.
     """
 
     def __init__(self, url: str = "http://127.0.0.1:8000", *, token: str | None = None,
                  control_token: str | None = None, timeout_s: float | None = 60.0,
                  retry: RetryPolicy | None = None, ca_file: str | Path | None = None,
-                 verify: bool = True) -> None:
-        super().__init__(url, token, control_token, timeout_s, retry, ca_file, verify, False)
+                 verify: bool = True, cert_file: str | Path | None = None,
+                 key_file: str | Path | None = None) -> None:
+        super().__init__(url, token, control_token, timeout_s, retry, ca_file, verify,
+                         cert_file, key_file, False)
         self._t: Any = self._transport
 
     def __enter__(self) -> Client:
@@ -295,8 +295,10 @@ class AsyncClient(_Common):
     def __init__(self, url: str = "http://127.0.0.1:8000", *, token: str | None = None,
                  control_token: str | None = None, timeout_s: float | None = 60.0,
                  retry: RetryPolicy | None = None, ca_file: str | Path | None = None,
-                 verify: bool = True) -> None:
-        super().__init__(url, token, control_token, timeout_s, retry, ca_file, verify, True)
+                 verify: bool = True, cert_file: str | Path | None = None,
+                 key_file: str | Path | None = None) -> None:
+        super().__init__(url, token, control_token, timeout_s, retry, ca_file, verify,
+                         cert_file, key_file, True)
         self._t: Any = self._transport
 
     async def __aenter__(self) -> AsyncClient:

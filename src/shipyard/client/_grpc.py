@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
+from shipyard.client._tls import TlsConfig, handshake_error, refused_after_handshake
 from shipyard.client._vocab import OutputRequest
 from shipyard.client.errors import ClientError, DeadlineExceeded, error_for_grpc
 from shipyard.protocol.errors import InvalidInput
@@ -50,10 +51,18 @@ def _retry_after(metadata: Sequence[tuple[str, Any]] | None) -> float | None:
     return None
 
 
-def _error(exc: grpc.RpcError, target: str, timeout_s: float | None) -> ClientError:
-    """The typed exception of a failed call, with the server's message."""
+def _error(exc: grpc.RpcError, target: str, timeout_s: float | None,
+           tls: TlsConfig | None = None, answered: bool = True) -> ClientError:
+    """The typed exception of a failed call, with the server's message. Over TLS
+    (``tls``), a handshake that failed is a TlsError; so is a connection closed before the
+    first answer (``answered`` False), which is how mutual TLS refuses a client."""
     code: grpc.StatusCode = exc.code()
     details = exc.details() or code.name
+    if tls is not None and code == grpc.StatusCode.UNAVAILABLE:
+        if (failed := handshake_error(target, details, tls.cert_file)) is not None:
+            return failed
+        if not answered and "failed to connect" in details and "Socket closed" in details:
+            return refused_after_handshake(target, tls.cert_file)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded":
         return DeadlineExceeded(f"no answer from {target} within {timeout_s:.3g} s"
                                 if timeout_s is not None else f"no answer from {target}",
@@ -118,13 +127,16 @@ def infer_outputs(msg: Any) -> dict[str, Array]:
 class _Base:
     """What the sync and async gRPC transports share."""
 
-    def __init__(self, target: str, secure: bool, root_certificates: bytes | None,
+    def __init__(self, target: str, secure: bool, tls: TlsConfig | None,
                  token: str | None, control_token: str | None) -> None:
         self.url = target
         self.display = f"{'grpcs' if secure else 'grpc'}://{target}"
         self.pb = kserve_messages()
         self._secure = secure
-        self._roots = root_certificates
+        self._tls = (tls if tls is not None else TlsConfig(True, None, None, None, None)
+                     ) if secure else None
+        #: whether any answer came yet (see :func:`_error`)
+        self._answered = False
         self._md: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ())
         control = control_token or token
@@ -139,7 +151,16 @@ class _Base:
             raise DeadlineExceeded(f"no answer from {self.display} within {timeout_s:.3g} s")
 
     def _credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(root_certificates=self._roots)
+        tls = self._tls
+        assert tls is not None
+        return grpc.ssl_channel_credentials(root_certificates=tls.root_certificates,
+                                            private_key=tls.private_key,
+                                            certificate_chain=tls.certificate_chain)
+
+    def _failed(self, exc: grpc.RpcError, timeout_s: float | None) -> ClientError:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            self._answered = True  # the server answered, with an error
+        return _error(exc, self.display, timeout_s, self._tls, self._answered)
 
     def _method(self, channel: Any, rpc: str) -> Any:
         request, response = _RPCS[rpc]
@@ -151,10 +172,9 @@ class _Base:
 class GrpcTransport(_Base):
     """Blocking gRPC calls on one channel."""
 
-    def __init__(self, target: str, *, secure: bool = False,
-                 root_certificates: bytes | None = None, token: str | None = None,
-                 control_token: str | None = None) -> None:
-        super().__init__(target, secure, root_certificates, token, control_token)
+    def __init__(self, target: str, *, secure: bool = False, tls: TlsConfig | None = None,
+                 token: str | None = None, control_token: str | None = None) -> None:
+        super().__init__(target, secure, tls, token, control_token)
         self.channel = (grpc.secure_channel(target, self._credentials(), options=_OPTIONS)
                         if secure else grpc.insecure_channel(target, options=_OPTIONS))
         self._calls: dict[str, Callable[..., Any]] = {
@@ -171,7 +191,8 @@ class GrpcTransport(_Base):
             answer = self._calls[rpc](request, timeout=timeout_s,
                                       metadata=self._control_md if control else self._md)
         except grpc.RpcError as exc:
-            raise _error(exc, self.display, timeout_s) from exc
+            raise self._failed(exc, timeout_s) from exc
+        self._answered = True
         self._in_time(start, timeout_s)
         return answer
 
@@ -222,10 +243,9 @@ class AsyncGrpcTransport(_Base):
     """Awaitable gRPC calls on one ``grpc.aio`` channel, opened on first use (inside the event
     loop that uses it)."""
 
-    def __init__(self, target: str, *, secure: bool = False,
-                 root_certificates: bytes | None = None, token: str | None = None,
-                 control_token: str | None = None) -> None:
-        super().__init__(target, secure, root_certificates, token, control_token)
+    def __init__(self, target: str, *, secure: bool = False, tls: TlsConfig | None = None,
+                 token: str | None = None, control_token: str | None = None) -> None:
+        super().__init__(target, secure, tls, token, control_token)
         self.channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Callable[..., Any]] = {}
 
@@ -250,7 +270,8 @@ class AsyncGrpcTransport(_Base):
             answer = await self._open()[rpc](request, timeout=timeout_s,
                                              metadata=self._control_md if control else self._md)
         except grpc.RpcError as exc:
-            raise _error(exc, self.display, timeout_s) from exc
+            raise self._failed(exc, timeout_s) from exc
+        self._answered = True
         self._in_time(start, timeout_s)
         return answer
 

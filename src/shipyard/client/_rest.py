@@ -6,7 +6,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -14,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from shipyard.client._tls import TlsConfig, handshake_error, refused_after_handshake
 from shipyard.client._vocab import OutputRequest
 from shipyard.client.errors import (
     ClientError,
@@ -148,8 +148,13 @@ def _index(doc: Any) -> list[dict[str, Any]]:
 class _Base:
     """What the sync and async REST transports share: URLs, headers, how errors read."""
 
-    def __init__(self, url: str, token: str | None, control_token: str | None) -> None:
+    def __init__(self, url: str, token: str | None, control_token: str | None,
+                 tls: TlsConfig | None) -> None:
         self.url = url.rstrip("/")
+        self._tls = tls
+        #: whether any answer came yet (a server that closes before the first one, right
+        #: after the TLS handshake, is mutual TLS refusing this client)
+        self._answered = False
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         control = control_token or token
         self._control = {"Authorization": f"Bearer {control}"} if control else {}
@@ -161,6 +166,15 @@ class _Base:
             raise DeadlineExceeded(f"no answer from {self.url} within {timeout_s:.3g} s")
 
     def _failure(self, exc: httpx.HTTPError, timeout_s: float | None) -> ClientError:
+        if self.url.startswith("https://") and not isinstance(exc, httpx.TimeoutException):
+            cert = None if self._tls is None else self._tls.cert_file
+            detail = str(exc)
+            if (tls := handshake_error(self.url, detail, cert)) is not None:
+                return tls
+            if not self._answered and (
+                    isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
+                    or "UNEXPECTED_EOF" in detail or "EOF occurred" in detail):
+                return refused_after_handshake(self.url, cert)
         if isinstance(exc, httpx.TimeoutException):
             return DeadlineExceeded(f"no answer from {self.url} within {timeout_s:.3g} s "
                                     f"({type(exc).__name__})" if timeout_s is not None else
@@ -168,9 +182,8 @@ class _Base:
         return Unavailable(f"cannot reach the server at {self.url}: {exc or type(exc).__name__}")
 
 
-def _client_kwargs(url: str, verify: bool | str | ssl.SSLContext, cert: tuple[str, str] | None,
-                   headers: dict[str, str]) -> dict[str, Any]:
-    return {"base_url": url, "headers": headers, "verify": verify, "cert": cert,
+def _client_kwargs(url: str, tls: TlsConfig | None, headers: dict[str, str]) -> dict[str, Any]:
+    return {"base_url": url, "headers": headers, "verify": True if tls is None else tls.verify,
             "timeout": None, "trust_env": False}
 
 
@@ -178,10 +191,9 @@ class RestTransport(_Base):
     """Blocking REST calls on one ``httpx.Client``."""
 
     def __init__(self, url: str, *, token: str | None = None, control_token: str | None = None,
-                 verify: bool | str | ssl.SSLContext = True,
-                 cert: tuple[str, str] | None = None) -> None:
-        super().__init__(url, token, control_token)
-        self.http = httpx.Client(**_client_kwargs(self.url, verify, cert, self._headers))
+                 tls: TlsConfig | None = None) -> None:
+        super().__init__(url, token, control_token, tls)
+        self.http = httpx.Client(**_client_kwargs(self.url, tls, self._headers))
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -194,6 +206,7 @@ class RestTransport(_Base):
             response = self.http.request(method, path, timeout=timeout_s, **kw)
         except httpx.HTTPError as exc:
             raise self._failure(exc, timeout_s) from exc
+        self._answered = True
         self._in_time(start, timeout_s)
         return response
 
@@ -237,10 +250,9 @@ class AsyncRestTransport(_Base):
     """Awaitable REST calls on one ``httpx.AsyncClient``."""
 
     def __init__(self, url: str, *, token: str | None = None, control_token: str | None = None,
-                 verify: bool | str | ssl.SSLContext = True,
-                 cert: tuple[str, str] | None = None) -> None:
-        super().__init__(url, token, control_token)
-        self.http = httpx.AsyncClient(**_client_kwargs(self.url, verify, cert, self._headers))
+                 tls: TlsConfig | None = None) -> None:
+        super().__init__(url, token, control_token, tls)
+        self.http = httpx.AsyncClient(**_client_kwargs(self.url, tls, self._headers))
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -253,6 +265,7 @@ class AsyncRestTransport(_Base):
             response = await self.http.request(method, path, timeout=timeout_s, **kw)
         except httpx.HTTPError as exc:
             raise self._failure(exc, timeout_s) from exc
+        self._answered = True
         self._in_time(start, timeout_s)
         return response
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from shipyard.client.errors import ClientError, DeadlineExceeded
+from shipyard.client.errors import ClientError, DeadlineExceeded, TlsError
 from shipyard.protocol.errors import ErrorCode
 
 __all__ = ["RetryPolicy", "retry_async", "retry_sync"]
@@ -44,8 +44,10 @@ class RetryPolicy:
             raise ValueError("RetryPolicy backoffs must be >= 0 seconds")
 
     def retryable(self, error: ClientError) -> bool:
-        """Whether ``error`` is worth another attempt."""
-        return error.code is not None and error.code in self.retry_on
+        """Whether ``error`` is worth another attempt (a :class:`TlsError` never is: the same
+        handshake would fail again)."""
+        return (error.code is not None and error.code in self.retry_on
+                and not isinstance(error, TlsError))
 
     def delay_s(self, attempt: int, error: ClientError) -> float | None:
         """Seconds to wait after failed attempt number ``attempt`` (1-based), or None to give

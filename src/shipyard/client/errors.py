@@ -4,7 +4,8 @@ each carrying the server's own message and the wire status it came with.
 Statuses are read back through the tables the server answers with
 (:mod:`shipyard.protocol.status`), so an HTTP 429 and a gRPC ``RESOURCE_EXHAUSTED`` are both
 :class:`ResourceExhausted`. A server that cannot be reached is :class:`Unavailable`; a deadline
-that passes, on the client or on the server, is :class:`DeadlineExceeded`.
+that passes, on the client or on the server, is :class:`DeadlineExceeded`; a TLS handshake that
+fails for good (an untrusted certificate, mutual TLS refusing the client) is :class:`TlsError`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "ResourceExhausted",
+    "TlsError",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -73,6 +75,14 @@ class Unavailable(ClientError):
     gRPC UNAVAILABLE). Retried by the default policy."""
 
     code = ErrorCode.UNAVAILABLE
+
+
+class TlsError(Unavailable):
+    """The TLS handshake failed for good: this client does not trust the server's certificate
+    (pass ``ca_file``), the certificate is not for this host, or the server refused this
+    client's certificate or the lack of one (mutual TLS: pass ``cert_file`` and ``key_file``).
+    An :class:`Unavailable` (no answer came), but never retried: another attempt would fail
+    the same way."""
 
 
 class ResourceExhausted(ClientError):

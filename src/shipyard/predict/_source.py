@@ -75,11 +75,13 @@ class RemoteModel:
     """A model on a server: :meth:`Client.predict <shipyard.client.Client.predict>`."""
 
     def __init__(self, url: str, model: str | None = None, *, token: str | None = None,
-                 ca_file: Path | None = None, timeout_s: float = 60.0) -> None:
+                 ca_file: Path | None = None, cert_file: Path | None = None,
+                 key_file: Path | None = None, timeout_s: float = 60.0) -> None:
         from shipyard.client import Client, ClientError
 
         try:
-            self.client: Client = Client(url, token=token, ca_file=ca_file, timeout_s=timeout_s)
+            self.client: Client = Client(url, token=token, ca_file=ca_file, cert_file=cert_file,
+                                         key_file=key_file, timeout_s=timeout_s)
         except ClientError as exc:
             raise PredictError(exc.message) from exc
         try:
@@ -277,12 +279,16 @@ class _RunModel(LocalModel):
 
 
 def open_source(source: str, model: str | None = None, *, token: str | None = None,
-                ca_file: Path | None = None, timeout_s: float = 60.0) -> PredictSource:
+                ca_file: Path | None = None, cert_file: Path | None = None,
+                key_file: Path | None = None, timeout_s: float = 60.0) -> PredictSource:
     """The model behind ``source``: a server URL (``model``: its name, default the server's
-    only model), a run directory (has ``run.json``: published to a temporary repository and
-    loaded in-process), or a model's folder / a repository (loaded in-process)."""
+    only model; ``token``, ``ca_file``, ``cert_file`` and ``key_file`` as
+    :class:`~shipyard.client.Client` takes them), a run directory (has ``run.json``: published
+    to a temporary repository and loaded in-process), or a model's folder / a repository
+    (loaded in-process)."""
     if is_url(source):
-        return RemoteModel(source, model, token=token, ca_file=ca_file, timeout_s=timeout_s)
+        return RemoteModel(source, model, token=token, ca_file=ca_file, cert_file=cert_file,
+                           key_file=key_file, timeout_s=timeout_s)
     path = Path(source)
     if not path.exists():
         raise PredictError(f"source {source!r} is neither a server URL (http://, grpc://) nor "
