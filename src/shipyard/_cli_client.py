@@ -9,6 +9,7 @@ is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -20,7 +21,7 @@ import typer
 if TYPE_CHECKING:
     from shipyard.client import Client
 
-__all__ = ["register"]
+__all__ = ["quiet_grpc", "register"]
 
 #: the server ``shipyard serve`` starts by default (REST)
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -78,8 +79,16 @@ def _user_errors(url: str) -> Iterator[None]:
         raise typer.Exit(2) from exc
 
 
+def quiet_grpc() -> None:
+    """Keep gRPC's C core from logging on stderr below ERROR (it writes an INFO line for every
+    failed TLS handshake, beside the command's own one-line error). Read once, when grpc is
+    first imported, so call this before; a GRPC_VERBOSITY the user set wins."""
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
 def _client(url: str, token: str | None, control_token: str | None, ca_file: Path | None,
             cert_file: Path | None, key_file: Path | None, timeout: float) -> Client:
+    quiet_grpc()
     from shipyard.client import Client
 
     return Client(url, token=token, control_token=control_token, ca_file=ca_file,

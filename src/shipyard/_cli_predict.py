@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shipyard._cli_client import CaFile, CertFile, KeyFile
+from shipyard._cli_client import CaFile, CertFile, KeyFile, quiet_grpc
 
 __all__ = ["register"]
 
@@ -128,6 +128,7 @@ def predict(
     """Predict every row of a file or folder of unlabelled data: one record per row (its id,
     the best label and its probability and every class's, or the model's raw outputs), in
     input order. A bad row stops the command (exit 2) naming the row, unless --skip-errors."""
+    quiet_grpc()
     from shipyard.predict import (
         default_top_k,
         open_source,
