@@ -21,7 +21,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from shipyard.client.errors import InvalidArgument
-from shipyard.protocol.items import ITEM_INPUTS
+from shipyard.protocol.items import ITEM_INPUTS, as_probabilities, column_problem
 from shipyard.protocol.types import Array, numpy_dtype
 
 __all__ = [
@@ -242,14 +242,9 @@ def _encode_columns(info: ModelInfo, items: Any) -> dict[str, Array]:
 
 
 def _check_columns(info: ModelInfo, given: list[str], names: list[str], where: str) -> None:
-    missing = [c for c in names if c not in given]
-    unknown = [c for c in given if c not in names]
-    if missing or unknown:
-        raise InvalidArgument(
-            f"{where} for model {info.name!r}: "
-            + (f"missing column(s) {missing}; " if missing else "")
-            + (f"unknown column(s) {unknown}; " if unknown else "")
-            + f"the model's columns are {names}")
+    problem = column_problem(given, names)
+    if problem is not None:
+        raise InvalidArgument(f"{where} for model {info.name!r}: {problem}")
 
 
 def _encode_rows(info: ModelInfo, items: Any) -> dict[str, Array]:
@@ -329,10 +324,7 @@ def _classified(a: Array, count: int) -> tuple[Array, list[str]]:
 
 def _top(scores: Array, names: list[str], k: int) -> list[tuple[Label, ...]]:
     """Per row, the ``k`` likeliest classes; softmax first unless rows are probabilities."""
-    sums = scores.sum(axis=1)
-    if not ((scores >= 0).all() and (scores <= 1).all() and np.allclose(sums, 1, atol=1e-3)):
-        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-        scores = shifted / shifted.sum(axis=1, keepdims=True)
+    scores = as_probabilities(scores)
     k = min(k, scores.shape[1])
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return [tuple(Label(names[int(i)], float(scores[r, i])) for i in order[r])

@@ -13,13 +13,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shipyard.protocol.items import as_probabilities, column_problem
 from shipyard.protocol.wire import decode_json_data
 from shipyard.serving.errors import InvalidInput, brief
 from shipyard.serving.model import ModelVersion
 from shipyard.serving.pipeline import ITEM_INPUTS
 from shipyard.serving.types import Array, InferenceRequest, InferenceResponse, Tensor, numpy_dtype
 from shipyard.transforms import apply_steps
-from shipyard.transforms.post import Softmax, TopK
+from shipyard.transforms.post import TopK
 
 __all__ = [
     "ItemKind", "PredictInput", "features_request", "features_result", "first_score",
@@ -176,7 +177,7 @@ def _ranked(model: ModelVersion, response: InferenceResponse, top_k: int | None
         if not names or s.data.shape[1] != len(names):
             continue
         k = min(DEFAULT_TOP_K if top_k is None else top_k, len(names))
-        best = apply_steps([TopK(k)], _probabilities(s.data))
+        best = apply_steps([TopK(k)], as_probabilities(s.data))
         assert isinstance(best, dict)  # top_k answers {indices, scores}
         return [[(names[int(i)], float(p)) for i, p in zip(idx, row, strict=True)]
                 for idx, row in zip(best["indices"], best["scores"], strict=True)]
@@ -314,15 +315,9 @@ def _columns_request(model: ModelVersion, rows: list[Any]) -> InferenceRequest:
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise InvalidInput(f"'features' row {i} must be an object of column values")
-        missing = [c for c in names if c not in row]
-        unknown = [c for c in row if c not in names]
-        if missing or unknown:
-            raise InvalidInput(
-                f"'features' row {i} for model {model.name!r}: "
-                + (f"missing column(s) {missing}; " if missing else "")
-                + (f"unknown column(s) {unknown}; " if unknown else "")
-                + f"the model's columns are {names}"
-            )
+        problem = column_problem(row, names)
+        if problem is not None:
+            raise InvalidInput(f"'features' row {i} for model {model.name!r}: {problem}")
     n = len(rows)
     tensors = []
     for spec in model.inputs:
@@ -384,24 +379,12 @@ def features_result(model: ModelVersion, response: InferenceResponse) -> dict[st
             scores = scores.reshape(scores.shape[0], -1)
             if scores.shape[1] == len(names):
                 body["labels"] = [names[i] for i in np.argmax(scores, axis=1)]
-                probs = _probabilities(scores)
+                probs = as_probabilities(scores)
                 body["probabilities"] = [
                     {name: float(p) for name, p in zip(names, row, strict=True)}
                     for row in probs]
                 break
     return body
-
-
-def _probabilities(scores: Array) -> Array:
-    """Rows of class scores as probabilities: as they are when every row already is one
-    (a scikit-learn classifier's ``probabilities``), else their softmax (a network's logits)."""
-    values = scores.astype(np.float64)
-    if (values >= 0).all() and (values <= 1).all() and np.allclose(values.sum(axis=1), 1,
-                                                                   atol=1e-3):
-        return values
-    best = apply_steps([Softmax()], values)
-    assert isinstance(best, np.ndarray)
-    return best
 
 
 def first_score(response: InferenceResponse) -> float:
