@@ -1,5 +1,6 @@
-"""Helpers of the command-line tests of tests/client: ``shipyard`` run as a user runs it (a
-subprocess, no SHIPYARD_* settings from this environment), and its one-line mistakes."""
+"""Helpers of tests/client: ``shipyard`` run as a user runs it (a subprocess, no SHIPYARD_*
+settings from this environment), its one-line mistakes, and a tabular model of raw columns
+(titanic) trained tiny, published and served."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+import pytest
+from conftest import ROOT, SHARED, ServerProcess, start_server
+
+TITANIC = SHARED / "data" / "titanic" / "titanic3.csv"
 
 
 def shipyard(*args: str, cwd: Path | None = None, timeout: float = 180
@@ -27,3 +31,24 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
+
+
+def served_titanic(root: Path) -> tuple[Path, ServerProcess]:
+    """A titanic run (raw columns in, trained tiny under ``root``) published into a
+    repository a started server serves: (the run directory, the server). Skips without the
+    data."""
+    if not TITANIC.is_file():
+        pytest.skip(f"titanic data not found at {TITANIC}")
+    from shipyard.api import publish, train
+
+    raw = {"name": "titanic", "task": "binary", "seed": 0,
+           "data": {"source": str(TITANIC), "target": "survived"},
+           "features": {"pclass": "categorical", "sex": "categorical",
+                        "age": {"type": "numeric", "impute": "median"}, "sibsp": "numeric",
+                        "fare": {"type": "numeric", "impute": "median"},
+                        "embarked": "categorical"},
+           "model": {"type": "logistic_regression", "params": {"C": 0.5}},
+           "output": {"plots": False}}
+    run = train(raw, output=root / "run")
+    publish(run, root / "repo")
+    return root / "run", start_server(root / "repo")

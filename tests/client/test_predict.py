@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import one_error_line, shipyard
-from conftest import DEMO_REPOSITORY, ROOT, SHARED, ServerProcess, start_server
+from cli_support import TITANIC, one_error_line, served_titanic, shipyard
+from conftest import DEMO_REPOSITORY, ROOT, SHARED, ServerProcess
 
-TITANIC = SHARED / "data" / "titanic" / "titanic3.csv"
 MNIST = SHARED / "data" / "mnist_png" / "test"
 SMS = SHARED / "data" / "sms_spam" / "SMSSpamCollection"
 COLUMNS = ["pclass", "sex", "age", "sibsp", "fare", "embarked"]
@@ -43,23 +42,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def titanic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ServerProcess]]:
     """A titanic run trained tiny here, published into a repository a server serves."""
-    if not TITANIC.is_file():
-        pytest.skip(f"titanic data not found at {TITANIC}")
-    from shipyard.api import publish, train
-
-    root = tmp_path_factory.mktemp("titanic")
-    raw = {"name": "titanic", "task": "binary", "seed": 0,
-           "data": {"source": str(TITANIC), "target": "survived"},
-           "features": {"pclass": "categorical", "sex": "categorical",
-                        "age": {"type": "numeric", "impute": "median"}, "sibsp": "numeric",
-                        "fare": {"type": "numeric", "impute": "median"},
-                        "embarked": "categorical"},
-           "model": {"type": "logistic_regression", "params": {"C": 0.5}},
-           "output": {"plots": False}}
-    run = train(raw, output=root / "run")
-    publish(run, root / "repo")
-    server = start_server(root / "repo")
-    yield root / "run", server
+    run, server = served_titanic(tmp_path_factory.mktemp("titanic"))
+    yield run, server
     server.stop()
 
 

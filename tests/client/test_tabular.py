@@ -10,32 +10,17 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SHARED, ServerProcess, start_server
+from cli_support import TITANIC, served_titanic
+from conftest import ServerProcess
 
 from shipyard.client import Client, InvalidArgument
 
-TITANIC = SHARED / "data" / "titanic" / "titanic3.csv"
 COLUMNS = ["pclass", "sex", "age", "sibsp", "fare", "embarked"]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    if not TITANIC.is_file():
-        pytest.skip(f"titanic data not found at {TITANIC}")
-    from shipyard.api import publish, train
-
-    root = tmp_path_factory.mktemp("tabular")
-    raw = {"name": "titanic", "task": "binary", "seed": 0,
-           "data": {"source": str(TITANIC), "target": "survived"},
-           "features": {"pclass": "categorical", "sex": "categorical",
-                        "age": {"type": "numeric", "impute": "median"}, "sibsp": "numeric",
-                        "fare": {"type": "numeric", "impute": "median"},
-                        "embarked": "categorical"},
-           "model": {"type": "logistic_regression", "params": {"C": 0.5}},
-           "output": {"plots": False}}
-    run = train(raw, output=root / "run")
-    publish(run, root / "repo")
-    proc = start_server(root / "repo")
+    _, proc = served_titanic(tmp_path_factory.mktemp("tabular"))
     yield proc
     proc.stop()
 
