@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
+from shipyard.client._retry import check_in_time
 from shipyard.client._tls import TlsConfig, handshake_error, refused_after_handshake
 from shipyard.client._vocab import OutputRequest
 from shipyard.client.errors import ClientError, DeadlineExceeded, error_for_grpc
@@ -143,13 +144,6 @@ class _Base:
         self._control_md: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {control}"),) if control else ())
 
-    def _in_time(self, start: float, timeout_s: float | None) -> None:
-        """gRPC's client enforces a deadline to about a millisecond (measured: answers to a
-        0.1 ms deadline arrived after 0.8 ms); an answer later than ``timeout_s`` is refused
-        here, as the REST transport does, so both protocols keep the same deadline."""
-        if timeout_s is not None and time.monotonic() - start > timeout_s:
-            raise DeadlineExceeded(f"no answer from {self.display} within {timeout_s:.3g} s")
-
     def _credentials(self) -> grpc.ChannelCredentials:
         tls = self._tls
         assert tls is not None
@@ -193,7 +187,7 @@ class GrpcTransport(_Base):
         except grpc.RpcError as exc:
             raise self._failed(exc, timeout_s) from exc
         self._answered = True
-        self._in_time(start, timeout_s)
+        check_in_time(start, timeout_s, self.display)
         return answer
 
     def live(self, timeout_s: float | None) -> bool:
@@ -272,7 +266,7 @@ class AsyncGrpcTransport(_Base):
         except grpc.RpcError as exc:
             raise self._failed(exc, timeout_s) from exc
         self._answered = True
-        self._in_time(start, timeout_s)
+        check_in_time(start, timeout_s, self.display)
         return answer
 
     async def live(self, timeout_s: float | None) -> bool:

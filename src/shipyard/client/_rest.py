@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from shipyard.client._retry import check_in_time
 from shipyard.client._tls import TlsConfig, handshake_error, refused_after_handshake
 from shipyard.client._vocab import OutputRequest
 from shipyard.client.errors import (
@@ -159,12 +160,6 @@ class _Base:
         control = control_token or token
         self._control = {"Authorization": f"Bearer {control}"} if control else {}
 
-    def _in_time(self, start: float, timeout_s: float | None) -> None:
-        """httpx's timeouts bound each step (connect, write, read), not the whole call: an
-        answer that arrives after the deadline is refused as gRPC's would be."""
-        if timeout_s is not None and time.monotonic() - start > timeout_s:
-            raise DeadlineExceeded(f"no answer from {self.url} within {timeout_s:.3g} s")
-
     def _failure(self, exc: httpx.HTTPError, timeout_s: float | None) -> ClientError:
         if self.url.startswith("https://") and not isinstance(exc, httpx.TimeoutException):
             cert = None if self._tls is None else self._tls.cert_file
@@ -207,7 +202,7 @@ class RestTransport(_Base):
         except httpx.HTTPError as exc:
             raise self._failure(exc, timeout_s) from exc
         self._answered = True
-        self._in_time(start, timeout_s)
+        check_in_time(start, timeout_s, self.url)
         return response
 
     def live(self, timeout_s: float | None) -> bool:
@@ -266,7 +261,7 @@ class AsyncRestTransport(_Base):
         except httpx.HTTPError as exc:
             raise self._failure(exc, timeout_s) from exc
         self._answered = True
-        self._in_time(start, timeout_s)
+        check_in_time(start, timeout_s, self.url)
         return response
 
     async def live(self, timeout_s: float | None) -> bool:

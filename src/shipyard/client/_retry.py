@@ -13,7 +13,7 @@ from typing import TypeVar
 from shipyard.client.errors import ClientError, DeadlineExceeded, TlsError
 from shipyard.protocol.errors import ErrorCode
 
-__all__ = ["RetryPolicy", "retry_async", "retry_sync"]
+__all__ = ["RetryPolicy", "check_in_time", "retry_async", "retry_sync"]
 
 T = TypeVar("T")
 
@@ -63,6 +63,15 @@ class RetryPolicy:
 
 #: no retries at all
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def check_in_time(start: float, timeout_s: float | None, where: str) -> None:
+    """Refuse an answer from ``where`` that came later than ``timeout_s`` after ``start``
+    (``time.monotonic()``): neither transport's own timeout bounds the whole call to the
+    deadline (httpx bounds each step, connect, write, read; gRPC's client enforces a deadline
+    only to about a millisecond: answers to a 0.1 ms deadline arrived after 0.8 ms)."""
+    if timeout_s is not None and time.monotonic() - start > timeout_s:
+        raise DeadlineExceeded(f"no answer from {where} within {timeout_s:.3g} s")
 
 
 def _expired(what: str, timeout_s: float | None) -> DeadlineExceeded:
