@@ -14,7 +14,7 @@ built-in asyncio client; the report says which, and how much CPU it took.
 
 from shipyard.bench._load import HttpBody, LoadResult, find_wrk, grpc_load, rest_load, wrk_load
 from shipyard.bench._report import print_table, write_report
-from shipyard.bench._run import (
+from shipyard.bench._result import (
     PROTOCOLS,
     BenchError,
     BenchResult,
@@ -22,8 +22,8 @@ from shipyard.bench._run import (
     Ceiling,
     Level,
     parse_concurrency,
-    run_bench,
 )
+from shipyard.bench._run import run_bench
 
 __all__ = [
     "PROTOCOLS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from shipyard.bench._run import BenchResult, Level
+from shipyard.bench._result import BenchResult, Level
 
 __all__ = ["COLUMNS", "print_table", "rows", "write_report"]
 
