@@ -182,9 +182,10 @@ def perf_analyzer_env() -> dict[str, str]:
     """perf_analyzer needs libcudart.so.12, shipped by the nvidia-cuda-runtime-cu12 wheel."""
     env = dict(os.environ)
     spec = importlib.util.find_spec("nvidia")
+    # a CUDA machine may hold another cuda_runtime (libcudart.so.13) first on the path
     for base in (spec.submodule_search_locations or []) if spec else []:
         lib = Path(base) / "cuda_runtime" / "lib"
-        if lib.is_dir():
+        if (lib / "libcudart.so.12").is_file():
             env["LD_LIBRARY_PATH"] = os.pathsep.join(
                 [str(lib), *filter(None, [env.get("LD_LIBRARY_PATH")])])
             break

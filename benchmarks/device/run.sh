@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Every check of the open issues that needs the device tool's GPU machine (one H200, 16 cores),
+# in one call, sized to leave room for a rerun inside a task's 15 minutes of device time.
+#
+#   here, first:   bash benchmarks/device/bundle.sh                  (fills .device/)
+#   the call:      run(command="bash benchmarks/device/run.sh", carry=[".device"], timeout_s=540)
+#   a rerun:       run(command="bash benchmarks/device/run.sh torch workers", carry=[".device"])
+#   back here:     python benchmarks/device/take_sections.py <files_at>/benchmarks.md
+#
+# Steps, in this order (default: all; name some to run only those):
+#   tests     pytest tests/gpu: the serving and training halves' CUDA paths (issues 10, 12,
+#             13, 14: torch runtime on CUDA, dtypes, CUDA graphs, autocast, channels_last,
+#             pinned memory, NCCL at world size 1)                                   ~60 s
+#   torch     benchmarks/torch_bench.py --device cuda: served vs in-process, fp32 / bf16,
+#             with and without CUDA graphs (issue 10)                               ~100 s
+#   training  benchmarks/gpu_training.py: Fashion-MNIST and the SMS Transformer through
+#             `shipyard train` on CUDA with bf16 autocast, beside the 16-core CPU (12, 13) ~90 s
+#   workers   benchmarks/workers_bench.py --workers 1,2,4,8 --scale-load on 16 cores (14) ~120 s
+# Each step has its own time limit (STEP_LIMIT_<step>, seconds) and a failing step does not stop
+# the next. Under $OUT: summary.txt (a line per step), benchmarks.md (docs/benchmarks.md with
+# the sections the steps rewrote: torch-cuda, gpu-training, workers-scaling), gpu-tests.xml
+# (JUnit) and logs.tar.gz (every log). The summary is printed last.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+bundle="$root/.device"
+out="${OUT:-/tmp/device-out}"
+logs="$out/logs"
+mkdir -p "$logs"
+summary="$out/summary.txt"
+: >"$summary"
+py="${PYTHON:-python3}"
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(tests torch training workers)
+t_start=$(date +%s)
+
+note() { echo "$*" | tee -a "$summary"; }
+
+# -- set-up (always): the carried wheels, tools and data ---------------------------------------
+if [ ! -d "$bundle/wheels" ]; then
+  note "setup: $bundle/wheels missing: run benchmarks/device/bundle.sh here and carry .device"
+  exit 2
+fi
+site=/tmp/site
+"$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target "$site" "$bundle"/wheels/*.whl >"$logs/setup.log" 2>&1 \
+  || { note "setup: pip install of the carried wheels failed (logs/setup.log)"; tail -5 "$logs/setup.log"; }
+export PYTHONPATH="$root/src:$root/tests:$site${PYTHONPATH:+:$PYTHONPATH}"
+export PATH="$site/bin:$bundle/bin:$PATH"
+chmod +x "$bundle"/bin/* "$site"/bin/* 2>/dev/null || true
+export LD_LIBRARY_PATH="$bundle/lib:$site/nvidia/cuda_runtime/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PYTHONUNBUFFERED=1 GRPC_VERBOSITY=ERROR
+# the examples and tests read ../shared/data (the SMS messages) beside the checkout
+[ -e "$root/../shared" ] || ln -s "$bundle/shared" "$root/../shared" 2>/dev/null || true
+{
+  echo "== $(date -u +%FT%TZ) $(uname -a)"
+  nproc; free -g | head -2
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1
+  "$py" - <<'PY'
+import importlib.metadata as m, sys
+print("python", sys.version.split()[0], sys.executable)
+for name in ("torch", "numpy", "onnxruntime", "onnx", "grpcio", "protobuf", "pydantic",
+             "tritonclient", "scikit-learn", "tokenizers", "pillow", "uvloop", "httptools"):
+    try:
+        print(name, m.version(name))
+    except m.PackageNotFoundError:
+        print(name, "MISSING")
+import torch
+print("cuda", torch.cuda.is_available(), torch.version.cuda,
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
+import shipyard, shipyard.serving.server  # the server imports on this stack
+print("shipyard", shipyard.__file__)
+PY
+  for tool in wrk perf_analyzer; do
+    printf '%s: ' "$tool"; command -v "$tool" || echo "NOT FOUND"
+  done
+  ldd "$(command -v perf_analyzer)" 2>&1 | grep -E "not found|cudart|b64" || true
+  ldd "$(command -v wrk)" 2>&1 | grep -E "not found|luajit" || true
+} >"$logs/env.log" 2>&1
+grep -E "^(python|torch|cuda|shipyard) |NOT FOUND|not found|MISSING|Error" "$logs/env.log" | tee -a "$summary"
+
+run_step() {  # name limit command...
+  local name="$1" limit="$2"; shift 2
+  local var="STEP_LIMIT_$name"; limit="${!var:-$limit}"
+  local t0; t0=$(date +%s)
+  echo "== $name (limit ${limit} s): $*"
+  timeout -k 10 "$limit" "$@" >"$logs/$name.log" 2>&1
+  local rc=$?
+  local took=$(( $(date +%s) - t0 ))
+  local verdict="ok"
+  [ $rc -eq 0 ] || verdict="FAILED (exit $rc)"
+  [ $rc -eq 124 ] && verdict="TIMED OUT after ${limit} s"
+  note "$name: $verdict in ${took} s"
+  tail -n 25 "$logs/$name.log"
+}
+
+for step in "${steps[@]}"; do
+  case "$step" in
+    tests)
+      run_step tests 150 "$py" -m pytest tests/gpu -q -p no:cacheprovider -rA \
+        -o addopts="--strict-markers" -o "filterwarnings=ignore::DeprecationWarning" \
+        --timeout 120 --junitxml "$out/gpu-tests.xml" ;;
+    torch)
+      run_step torch 170 "$py" benchmarks/torch_bench.py --device cuda ;;
+    training)
+      run_step training 200 "$py" benchmarks/gpu_training.py --device cuda --precision bf16 \
+        --fashion "$bundle/fashion-mnist" --sms "$bundle/shared/data/sms_spam/SMSSpamCollection" ;;
+    workers)
+      run_step workers 200 "$py" benchmarks/workers_bench.py --workers 1,2,4,8 --duration 4 \
+        --scale-load --wrk-threads 4 --grpc-clients-per-worker 2 ;;
+    *)
+      note "unknown step '$step' (steps: tests torch training workers)" ;;
+  esac
+done
+
+cp docs/benchmarks.md "$out/benchmarks.md"
+tar -czf "$out/logs.tar.gz" -C "$out" logs 2>/dev/null && rm -rf "$logs"
+note "all: $(( $(date +%s) - t_start )) s; steps: ${steps[*]}"
+echo "== summary"
+cat "$summary"
