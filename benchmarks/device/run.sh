@@ -16,8 +16,8 @@
 #   training  benchmarks/gpu_training.py: Fashion-MNIST and the SMS Transformer through
 #             `shipyard train` on CUDA with bf16 autocast, beside the 16-core CPU (12, 13) ~90 s
 #   workers   benchmarks/workers_bench.py --workers 1,2,4,8 --scale-load on 16 cores (14) ~120 s
-# Each step has its own time limit (STEP_LIMIT_<step>, seconds) and a failing step does not stop
-# the next. Under $OUT: summary.txt (a line per step), benchmarks.md (docs/benchmarks.md with
+# Each step has its own time limit (STEP_LIMIT_<step>, seconds), the whole run RUN_BUDGET_S, and
+# a failing step does not stop the next. Under $OUT, rewritten after each step: summary.txt (a line per step), benchmarks.md (docs/benchmarks.md with
 # the sections the steps rewrote: torch-cuda, gpu-training, workers-scaling), gpu-tests.xml
 # (JUnit) and logs.tar.gz (every log). The summary is printed last.
 set -uo pipefail
@@ -25,14 +25,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 bundle="$root/.device"
 out="${OUT:-/tmp/device-out}"
-logs="$out/logs"
-mkdir -p "$logs"
+logs=/tmp/device-logs  # packed into $OUT/logs.tar.gz after each step (8 files come back at most)
+rm -rf "$logs"; mkdir -p "$logs" "$out"
 summary="$out/summary.txt"
 : >"$summary"
 py="${PYTHON:-python3}"
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(tests torch training workers)
 t_start=$(date +%s)
+# the whole run ends within RUN_BUDGET_S (default 510: a call's timeout_s of 540 with room to
+# pack the results): a step gets at most what is left, and none starts with under 20 s left
+budget="${RUN_BUDGET_S:-510}"
 
 note() { echo "$*" | tee -a "$summary"; }
 
@@ -83,6 +86,12 @@ run_step() {  # name limit command...
   local name="$1" limit="$2"; shift 2
   local var="STEP_LIMIT_$name"; limit="${!var:-$limit}"
   local t0; t0=$(date +%s)
+  local left=$(( budget - (t0 - t_start) - 10 ))
+  if [ "$left" -lt 20 ]; then
+    note "$name: SKIPPED, ${left} s left of the ${budget} s budget"
+    return
+  fi
+  [ "$limit" -le "$left" ] || limit="$left"
   echo "== $name (limit ${limit} s): $*"
   timeout -k 10 "$limit" "$@" >"$logs/$name.log" 2>&1
   local rc=$?
@@ -92,6 +101,12 @@ run_step() {  # name limit command...
   [ $rc -eq 124 ] && verdict="TIMED OUT after ${limit} s"
   note "$name: $verdict in ${took} s"
   tail -n 25 "$logs/$name.log"
+  save
+}
+
+save() {  # what comes back even if the call is cut short later
+  cp docs/benchmarks.md "$out/benchmarks.md"
+  tar -czf "$out/logs.tar.gz" -C "$(dirname "$logs")" "$(basename "$logs")" 2>/dev/null || true
 }
 
 for step in "${steps[@]}"; do
@@ -113,8 +128,7 @@ for step in "${steps[@]}"; do
   esac
 done
 
-cp docs/benchmarks.md "$out/benchmarks.md"
-tar -czf "$out/logs.tar.gz" -C "$out" logs 2>/dev/null && rm -rf "$logs"
 note "all: $(( $(date +%s) - t_start )) s; steps: ${steps[*]}"
+save
 echo "== summary"
 cat "$summary"
