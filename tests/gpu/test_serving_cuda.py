@@ -9,13 +9,14 @@ runtime itself with ``device: cpu`` (what a CPU server answers). Tolerances, as
 ``|got - want| <= ATOL + RTOL * |want|`` on the CNN's logits (|logits| <= ~0.12 for these
 normal-random images):
 
-- float32: ``FP32`` = atol 5e-4, rtol 1e-3. Not 1e-6: cuDNN runs float32 convolutions in TF32
+- float32 (``TOL``): atol 5e-4, rtol 1e-3. Not 1e-6: cuDNN runs float32 convolutions in TF32
   by default (``torch.backends.cudnn.allow_tf32``), a 10-bit mantissa; rounding every
   convolution's operands to TF32 moved these logits by up to 5e-5 in a float64 simulation.
-- float16: ``FP16`` = atol 1e-3, rtol 1e-2 (the model in float16 on the CPU: up to 6e-5 off).
-- bfloat16: ``BF16`` = atol 5e-3, rtol 2e-2 (in bfloat16 on the CPU: up to 6.4e-4 off).
+- float16: atol 2e-3, rtol 1e-2 (the model in float16 on the CPU: up to 6e-5 off;
+  cuBLAS may also sum split-K partials in float16, ``allow_fp16_reduced_precision_reduction``).
+- bfloat16: atol 5e-3, rtol 2e-2 (in bfloat16 on the CPU: up to 6.4e-4 off).
 
-Each is ~10x what the simulation gave and ~1/25 of the largest logit or less: a wrong device,
+Each is 8-30x what the simulation gave and ~1/25 of the largest logit or less: a wrong device,
 a stale CUDA-graph buffer or a missing cast misses by far more (another image's logits differ
 by ~0.05).
 """
@@ -59,7 +60,7 @@ from shipyard.serving.runtimes.torch import TorchRuntime  # noqa: E402
 #: what a model on the GPU reports as its instance_group kind
 GPU_KIND = "KIND_GPU"
 #: (atol, rtol) per compute dtype; see the module docstring
-TOL = {"float32": (5e-4, 1e-3), "float16": (1e-3, 1e-2), "bfloat16": (5e-3, 2e-2)}
+TOL = {"float32": (5e-4, 1e-3), "float16": (2e-3, 1e-2), "bfloat16": (5e-3, 2e-2)}
 #: the output's name per file format (model.pt2: from the program; model.pt: CNN_TENSORS)
 OUT = {"pt2": "OUTPUT0", "pt": "logits"}
 
