@@ -26,9 +26,13 @@ the same weights as TorchScript (``model.pt``) at 1 thread:
 
 The goal is served rows/s >= 0.8 x in-process rows/s at c16 (same ``threads``).
 
-``--device cuda`` (a GPU machine): in-process and served (REST binary, gRPC; c16, -b 16) for
-``dtype`` float32 and bfloat16, each with and without ``cuda_graphs`` (captured at batch 16).
-It stops at once, with a message, when torch sees no CUDA device.
+``--device cuda`` (a GPU machine; under 100 s with its default ``--duration 1``): the torch
+runtime on the GPU (``device: cuda``, ``execution: auto``) for ``dtype`` float32 and bfloat16,
+each with and without ``cuda_graphs`` (captured at batch 16): four models, one per setting, in
+one server. In-process, what the runtime runs per batch of 16 (its module, or its CUDA graph
+captured at 16), the batch copied from host memory each time as the served path copies it;
+served, the same three protocols at c16 with ``-b 16``. It stops at once, with a message, when
+torch is missing or sees no CUDA device.
 
 Results are printed and written to ``docs/benchmarks.md`` as the section "Torch runtime"
 (``--device cuda``: "Torch runtime (CUDA)"), replacing that section only. Processes, the
@@ -101,16 +105,27 @@ class Setting:
     label: str
     parameters: dict[str, Any]
     model: str = "cnn"  # cnn: model.pt2; cnn_ts: the same weights as TorchScript model.pt;
-    # cnn_aot: model.pt2 carrying the program and its AOTInductor code
+    # cnn_aot: model.pt2 carrying the program and its AOTInductor code; --device cuda:
+    # cnn_<dtype>[_graphs], a copy of cnn's model.pt2 per setting
     instances: int = 1  # config.yaml instances; in process, as many threads call the module
     inproc: float | None = None  # rows/s
     rows: list[sb.Row] = dataclasses.field(default_factory=list)
 
 
-def build_repository(root: Path) -> Path:
+#: the models of the ``--device cpu`` repository, which every CPU setting's server loads
+CPU_MODELS = ("cnn", "cnn_aot", "cnn_ts")
+
+
+def build_repository(root: Path, settings: list[Setting], device: str) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
     from torch_models import CNN_TENSORS, cnn_pt, cnn_pt2, cnn_pt2_aot
 
+    if device == "cuda":  # one model.pt2 per setting: one server serves them all
+        first = cnn_pt2(root / settings[0].model / "1")
+        for s in settings[1:]:
+            (root / s.model / "1").mkdir(parents=True)
+            shutil.copy(first, root / s.model / "1" / first.name)
+        return root
     cnn_pt2(root / "cnn" / "1")
     cnn_pt2_aot(root / "cnn_aot" / "1")  # AOTInductor: compiles for some seconds
     cnn_pt(root / "cnn_ts" / "1")
@@ -123,6 +138,9 @@ def write_config(repo: Path, setting: Setting) -> None:
               "dynamic_batching": {"preferred_batch_sizes": [BATCH]},
               "instances": setting.instances,
               "parameters": setting.parameters}
+    if setting.model not in CPU_MODELS:  # --device cuda: the setting's own model
+        (repo / setting.model / "config.yaml").write_text(yaml.safe_dump(config))
+        return
     for model in ("cnn", "cnn_aot"):
         (repo / model / "config.yaml").write_text(yaml.safe_dump(config))
     tensors = yaml.safe_load((repo / "cnn_ts" / "tensors.yaml").read_text())
@@ -134,7 +152,10 @@ def write_config(repo: Path, setting: Setting) -> None:
 def in_process(repo: Path, setting: Setting, seconds: float) -> float:
     """Rows/s of what the runtime calls at batch 16 (its module: the exported program's
     ``module()``, its TorchScript trace, the AOTInductor model or the TorchScript file, as
-    ``parameters.execution`` makes it), loaded by the runtime itself."""
+    ``parameters.execution`` makes it; with ``cuda_graphs``, its CUDA graph captured at 16),
+    loaded by the runtime itself. On CUDA each batch is copied from host memory (float32,
+    cast on the device) and its output back, as the runtime's ``predict`` does; the copy
+    back waits for the GPU, so every timed call includes its kernels."""
     import torch
 
     from shipyard.serving.config import ModelConfig
@@ -149,38 +170,39 @@ def in_process(repo: Path, setting: Setting, seconds: float) -> float:
     device = rt._device
     dtype = getattr(torch, params.get("dtype", "float32"))
     module = rt._module
-    x = torch.randn(BATCH, 1, 28, 28, device=device, dtype=dtype)
 
-    def call(t: Any) -> Any:
-        out = module(t)
+    def first(out: Any) -> Any:
         return out[0] if isinstance(out, list | tuple) else out
 
-    if params.get("cuda_graphs"):
-        static = x.clone()
-        with torch.inference_mode():
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(3):
-                    call(static)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = call(static)
+    if device.type == "cuda":
+        host = torch.randn(BATCH, 1, 28, 28)  # float32 in host memory, as requests arrive
+        if params.get("cuda_graphs"):
+            if BATCH not in rt._graphs:
+                raise RuntimeError(f"{setting.label}: the runtime captured no CUDA graph at "
+                                   f"batch {BATCH} (it has {sorted(rt._graphs)})")
+            graph, static, leaves = rt._graphs[BATCH]
 
-        def call(t: Any) -> Any:
-            static.copy_(t)
-            graph.replay()
-            return out
+            def call() -> Any:
+                static[0].copy_(host)
+                graph.replay()
+                return leaves[0]
+        else:
+            def call() -> Any:
+                return first(module(host.to(device, dtype)))
+    else:
+        x = torch.randn(BATCH, 1, 28, 28, device=device, dtype=dtype)
+
+        def call() -> Any:
+            return first(module(x))
 
     def loop(counts: list[int]) -> None:
         with torch.inference_mode():
             for _ in range(5):
-                call(x).float().cpu()
+                call().float().cpu()
             n = 0
             t0 = time.perf_counter()
             while time.perf_counter() - t0 < seconds:
-                call(x).float().cpu()  # the served path copies every output back to the host
+                call().float().cpu()  # the served path copies every output back to the host
                 n += 1
             counts.append(n)
 
@@ -198,10 +220,14 @@ def in_process(repo: Path, setting: Setting, seconds: float) -> float:
     return sum(counts) * BATCH / elapsed
 
 
-def serve(repo: Path, setting: Setting, pa: TorchPerfAnalyzer, procs: sb.Processes,
+def serve(repo: Path, settings: list[Setting], pa: TorchPerfAnalyzer, procs: sb.Processes,
           workdir: Path, protocols: list[str]) -> None:
-    write_config(repo, setting)
-    log = workdir / f"server_{re.sub(r'[^a-z0-9]+', '_', setting.label)}.log"
+    """One server for ``settings`` (each its own model, or one CPU setting), loaded by
+    perf_analyzer for each setting and protocol in turn."""
+    for setting in settings:
+        write_config(repo, setting)
+    label = settings[0].label if len(settings) == 1 else "all settings"
+    log = workdir / f"server_{re.sub(r'[^a-z0-9]+', '_', label)}.log"
     server = procs.start([sys.executable, "-m", "shipyard", "serve", "--model-repository",
                           str(repo), "--host", sb.HOST, "--http-port", "0", "--grpc-port", "0",
                           "--grace-period", "2"], log, env=sb.child_env())
@@ -210,17 +236,18 @@ def serve(repo: Path, setting: Setting, pa: TorchPerfAnalyzer, procs: sb.Process
             "http": r"shipyard\.server: HTTP listening on http://[^:]+:(\d+)",
             "grpc": r"shipyard\.server: gRPC listening on [^\s]+:(\d+)",
             "ready": r"shipyard\.server: ready: serving"}, 90)
-        for protocol in protocols:
-            row = sb.Row("shipyard", setting.model, protocol, CONCURRENCY, batch=BATCH)
-            port = ports["grpc"] if protocol == "gRPC" else ports["http"]
-            print(f"  perf_analyzer {setting.label} {protocol} c{CONCURRENCY} b{BATCH}",
-                  file=sys.stderr, flush=True)
-            setting.rows.append(pa.run(row, f"{sb.HOST}:{port}", server.pid))
+        for setting in settings:
+            for protocol in protocols:
+                row = sb.Row("shipyard", setting.model, protocol, CONCURRENCY, batch=BATCH)
+                port = ports["grpc"] if protocol == "gRPC" else ports["http"]
+                print(f"  perf_analyzer {setting.label} {protocol} c{CONCURRENCY} b{BATCH}",
+                      file=sys.stderr, flush=True)
+                setting.rows.append(pa.run(row, f"{sb.HOST}:{port}", server.pid))
     finally:
         procs.stop(server)
     problems = [ln for ln in log.read_text(errors="replace").splitlines()
                 if re.search(r"\b(ERROR|CRITICAL|Traceback|WARNING)\b", ln)]
-    pa.errors.extend(f"server ({setting.label}): {ln}" for ln in problems[:5])
+    pa.errors.extend(f"server ({label}): {ln}" for ln in problems[:5])
 
 
 def settings_for(device: str) -> list[Setting]:
@@ -234,7 +261,8 @@ def settings_for(device: str) -> list[Setting]:
                 Setting("threads 1, aot (packaged)", cpu(1, "aot"), "cnn_aot"),
                 Setting("threads 1, model.pt", {"device": "cpu", "threads": 1}, "cnn_ts")]
     return [Setting(f"{dtype}{' + CUDA graphs' if graphs else ''}",
-                    {"device": "cuda", "dtype": dtype, "cuda_graphs": graphs})
+                    {"device": "cuda", "dtype": dtype, "cuda_graphs": graphs},
+                    f"cnn_{dtype}{'_graphs' if graphs else ''}")
             for dtype in ("float32", "bfloat16") for graphs in (False, True)]
 
 
@@ -252,17 +280,7 @@ def render(settings: list[Setting], device: str, info: dict[str, str], mode: sb.
         f"{wall_s:.0f} s",
         f"- torch {torch_version}; Python {info['python']}; {pa_version or 'perf_analyzer'}",
         f"- Server code: {sb.source_info()}",
-        f"- Model: the tests' SmallCNN (3 conv + 1 linear, 1x28x28 -> 10) as `model.pt2` "
-        "(rows marked aot: a `model.pt2` carrying the program and its AOTInductor code; "
-        "model.pt: the same weights as TorchScript); rows are `parameters.execution` and "
-        "`threads`; "
-        f"`max_batch_size: {BATCH}`, greedy batching, 1 instance.",
-        "- In-process: what the runtime calls, loaded by the runtime with the row's "
-        "`parameters` (eager: `ExportedProgram.module()`; script: its `torch.jit.trace`; aot: "
-        "the AOTInductor model; model.pt: the `torch.jit.load`ed module) "
-        f"on a prebuilt batch of {BATCH} under "
-        "`torch.inference_mode()`, output copied to host memory as float32, "
-        f"{mode.inproc_s:g} s per setting.",
+        *(model_lines(mode) if device == "cpu" else cuda_model_lines(mode)),
         f"- Served: perf_analyzer, concurrency {CONCURRENCY}, `-b {BATCH}` ({BATCH} images per "
         f"request), `--measurement-interval {int(mode.window_s * 1000)} -s {mode.stability} "
         f"-r {mode.max_trials} --input-data images.json` (16 normal-random images). rows/s "
@@ -284,6 +302,11 @@ def render(settings: list[Setting], device: str, info: dict[str, str], mode: sb.
                 f"{sb._num(r.server_compute_us)} | {sb._num(r.server_cpu, 2)} | "
                 f"{sb._num(r.client_cpu, 2)} | {note} |")
     lines.append("")
+    if device == "cuda":
+        lines += ["In-process rows/s: " + ", ".join(
+            f"{s.label}: {sb._num(s.inproc)}" for s in settings) + ". Served, best protocol: "
+            + ", ".join(f"{s.label}: {sb._num(max((r.throughput or 0) for r in s.rows))}"
+                        for s in settings if s.rows) + ".", ""]
     if device == "cpu":
         lines += ["In-process rows/s by threads: " + ", ".join(
             f"{s.label}: {sb._num(s.inproc)}" for s in settings) + ". Served, best protocol: "
@@ -294,6 +317,39 @@ def render(settings: list[Setting], device: str, info: dict[str, str], mode: sb.
     lines += ["Errors and warnings: " + ("; ".join(errors[:10]) if errors else "none") + ".",
               ""]
     return "\n".join(lines)
+
+
+def model_lines(mode: sb.Mode) -> list[str]:
+    """What the ``--device cpu`` rows are."""
+    return [
+        "- Model: the tests' SmallCNN (3 conv + 1 linear, 1x28x28 -> 10) as `model.pt2` "
+        "(rows marked aot: a `model.pt2` carrying the program and its AOTInductor code; "
+        "model.pt: the same weights as TorchScript); rows are `parameters.execution` and "
+        "`threads`; "
+        f"`max_batch_size: {BATCH}`, greedy batching, 1 instance.",
+        "- In-process: what the runtime calls, loaded by the runtime with the row's "
+        "`parameters` (eager: `ExportedProgram.module()`; script: its `torch.jit.trace`; aot: "
+        "the AOTInductor model; model.pt: the `torch.jit.load`ed module) "
+        f"on a prebuilt batch of {BATCH} under "
+        "`torch.inference_mode()`, output copied to host memory as float32, "
+        f"{mode.inproc_s:g} s per setting."]
+
+
+def cuda_model_lines(mode: sb.Mode) -> list[str]:
+    """What the ``--device cuda`` rows are."""
+    return [
+        "- Model: the tests' SmallCNN (3 conv + 1 linear, 1x28x28 -> 10) as `model.pt2`, "
+        "`parameters` `device: cuda`, `execution: auto` (a TorchScript trace of the program); "
+        "rows are `dtype` (float32: cuDNN convolutions in TF32, torch's default) and "
+        f"`cuda_graphs` (one graph captured at batch {BATCH}); one server holds the four "
+        f"models, one per row; `max_batch_size: {BATCH}`, "
+        f"`preferred_batch_sizes: [{BATCH}]`, greedy batching, 1 instance.",
+        "- In-process: what the runtime runs per batch, loaded by the runtime with the row's "
+        "`parameters`: its module, or with CUDA graphs its graph (input copied into the "
+        f"static buffer, one replay), on a batch of {BATCH} images copied from host memory "
+        "each call (float32, cast to the row's dtype on the GPU) under "
+        "`torch.inference_mode()`, output copied back to host memory as float32 (which waits "
+        f"for the GPU), {mode.inproc_s:g} s per setting."]
 
 
 def why_missed(settings: list[Setting]) -> list[str]:
@@ -323,16 +379,22 @@ def why_missed(settings: list[Setting]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Torch runtime: in-process vs served.")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--duration", type=float, default=2.0, metavar="S",
-                        help="perf_analyzer measurement window in seconds (default 2)")
+    parser.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="perf_analyzer measurement window in seconds (default 2; 1 "
+                        "with --device cuda)")
     parser.add_argument("--output", type=Path, default=DOC)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
 
-    import torch
+    try:
+        import torch
+    except ImportError as exc:
+        raise SystemExit(f"torch_bench: torch is not installed ({exc}); "
+                         "pip install 'shipyard[serve,torch]'") from exc
 
     gpu = ""
+    torch_version = str(torch.__version__)
     if args.device == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit(
@@ -340,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"(CUDA build: {torch.version.cuda}); run it on a GPU machine with a CUDA "
                 "build of torch")
         gpu = torch.cuda.get_device_name(0)
+        cudnn = torch.backends.cudnn.version()  # type: ignore[no-untyped-call]
+        torch_version += f" (CUDA {torch.version.cuda}, cuDNN {cudnn})"
     pa_exe = sb.find_tool("perf_analyzer")
     if pa_exe is None:
         raise SystemExit("perf_analyzer not found next to this Python or on PATH")
@@ -350,22 +414,27 @@ def main(argv: list[str] | None = None) -> int:
         pa_version = (out.stdout.strip() or out.stderr.strip()).splitlines()[0]
     sys.path.insert(0, str(sb.SRC))
 
-    mode = sb.Mode("torch", args.duration, 4, 15, 3.0, 300.0 if args.device == "cpu" else 400.0,
-                   False, 0.0)
+    if args.device == "cpu":
+        mode = sb.Mode("torch", args.duration or 2.0, 4, 15, 3.0, 300.0, False, 0.0)
+    else:  # 4 settings x 3 protocols in one server: ~4 s a row at 1 s windows, 100 s in all
+        mode = sb.Mode("torch-cuda", args.duration or 1.0, 3, 15, 1.5, 85.0, False, 0.0)
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="torch_bench_"))
     procs = sb.Processes()
     pa = TorchPerfAnalyzer(pa_exe, mode, workdir, procs, started + mode.budget_s)
     pa.data_file = write_data_file(workdir / "images.json")
     settings = settings_for(args.device)
-    protocols = (["REST JSON", "REST", "gRPC"] if args.device == "cpu" else ["REST", "gRPC"])
-    repo = build_repository(workdir / "repo")
+    protocols = ["REST JSON", "REST", "gRPC"]
+    repo = build_repository(workdir / "repo", settings, args.device)
     try:
         for s in settings:  # in-process first, while no server competes for the cores
             print(f"in-process {s.label}", file=sys.stderr, flush=True)
             s.inproc = in_process(repo, s, mode.inproc_s)
-        for s in settings:
-            serve(repo, s, pa, procs, workdir, protocols)
+        if args.device == "cuda":  # one model per setting: one server for them all
+            serve(repo, settings, pa, procs, workdir, protocols)
+        else:  # threads is one setting per process: one server per setting
+            for s in settings:
+                serve(repo, [s], pa, procs, workdir, protocols)
     except BaseException:
         print(f"torch_bench: logs kept in {workdir}", file=sys.stderr)
         raise
@@ -373,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.stop_all()
     wall = time.monotonic() - started
     section = render(settings, args.device, sb.machine(), mode, wall, pa_version, pa.errors,
-                     torch.__version__, gpu)
+                     torch_version, gpu)
     print(section)
     if not args.no_write:
         heading = section.splitlines()[0]

@@ -144,8 +144,17 @@ def aot(torch: Any, program: Any, path: Path, device: Any, dtype: Any, threads: 
         packaged = any("/data/aotinductor/" in n for n in archive.namelist())
     try:
         if packaged:
-            return AotiRunner(torch._inductor.aoti_load_package(
-                str(path), device_index=device_index), torch, threads)
+            compiled = torch._inductor.aoti_load_package(str(path), device_index=device_index)
+            # code compiled for another device would be handed this device's tensors
+            metadata: dict[str, str] = getattr(compiled, "get_metadata", dict)()
+            built_for = str(metadata.get("AOTI_DEVICE_KEY", ""))
+            if built_for and built_for != device.type:
+                raise InvalidInput(
+                    f"model {name!r}: execution: aot: the AOTInductor code in "
+                    f"{str(path)!r} was compiled for {built_for}, the model runs on {device}; "
+                    f"compile it for {device.type} when exporting, or set parameters.device: "
+                    f"{built_for}")
+            return AotiRunner(compiled, torch, threads)
         log.info("model %s: %s carries no AOTInductor code: compiling it now (package "
                  "it with the program to skip this)", name, path.name)
         if device.type != "cpu":

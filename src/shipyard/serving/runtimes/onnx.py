@@ -5,10 +5,19 @@ model with its BPE tokenizer inside, ``shipyard publish --tokenizer graph``) get
 package's custom-operator library registered before its session is made; the domains are read
 from the file's ``opset_import`` fields without parsing the graph. Without the package such a
 model fails to load, naming the model and ``pip install 'shipyard[text-graph]'``.
+
+**Devices.** ``onnxruntime.providers`` empty (the default): CUDA when this ONNX Runtime has it
+(the onnxruntime-gpu package), else CPU. Listed providers this build lacks are dropped with a
+warning in the log; when none is left (``[CUDAExecutionProvider]``, which a Triton config's
+``instance_group`` ``KIND_GPU`` means, with the CPU-only onnxruntime package) the model fails
+to load, saying which providers there are. A session that ONNX Runtime had to start on another
+provider than the first asked for (CUDA libraries that did not load) is logged too; the model
+config's ``instance_group`` kind says where it really runs.
 """
 
 from __future__ import annotations
 
+import logging
 import mmap
 from pathlib import Path
 from typing import Any
@@ -22,6 +31,8 @@ from shipyard.serving.runtimes.base import DeviceKind, Runtime
 from shipyard.serving.types import Array, TensorSpec
 
 __all__ = ["CONTRIB_DOMAIN", "OnnxRuntime", "opset_domains"]
+
+log = logging.getLogger("shipyard.runtime.onnx")
 
 #: the domain of onnxruntime-extensions' custom operators
 CONTRIB_DOMAIN = "ai.onnx.contrib"
@@ -166,18 +177,44 @@ class OnnxRuntime(Runtime):
         opts.log_severity_level = 3
         if CONTRIB_DOMAIN in (opset_domains(self.path) or ()):
             _register_contrib(opts, self.config.name, self.path)
-        available = ort.get_available_providers()
-        providers = rt.providers or [
-            p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
-        ]
+        providers = self._providers(rt.providers)
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as exc:  # onnxruntime raises several unrelated types
             raise InvalidInput(
                 f"model {self.config.name!r}: cannot load {str(self.path)!r}: {exc}"
             ) from exc
+        used = self.session.get_providers()
+        if providers and providers[0] not in used:  # e.g. CUDA's libraries did not load
+            log.warning("model %s: onnxruntime.providers asks for %s first, but ONNX Runtime "
+                        "runs it with %s (see its log for why)", self.config.name,
+                        providers[0], used)
         self._inputs = [_spec(a, self.config.name) for a in self.session.get_inputs()]
         self._outputs = [_spec(a, self.config.name) for a in self.session.get_outputs()]
+
+    def _providers(self, wanted: list[str]) -> list[str]:
+        """The execution providers to ask for: ``onnxruntime.providers`` less those this
+        build of ONNX Runtime lacks (logged; an error when none is left), or CUDA when
+        available, then CPU."""
+        available = ort.get_available_providers()
+        if not wanted:
+            return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                    if p in available]
+        usable = [p for p in wanted if p in available]
+        missing = [p for p in wanted if p not in available]
+        hint = (" (CUDAExecutionProvider comes with the onnxruntime-gpu package, not "
+                "onnxruntime)" if "CUDAExecutionProvider" in missing else "")
+        if not usable:
+            raise InvalidInput(
+                f"model {self.config.name!r}: onnxruntime.providers is {wanted}, but this "
+                f"ONNX Runtime ({ort.__version__}) has only {available}{hint}; list one of "
+                "those, leave providers empty (CUDA when available, else CPU) or, for a "
+                "Triton config, use instance_group kind KIND_CPU or KIND_AUTO")
+        if missing:
+            log.warning("model %s: onnxruntime.providers %s are not in this ONNX Runtime "
+                        "(%s, which has %s)%s; running with %s", self.config.name, missing,
+                        ort.__version__, available, hint, usable)
+        return usable
 
     def metadata(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         return self._inputs, self._outputs

@@ -53,6 +53,19 @@ order, a dict by output name.
 **Options** (``config.yaml`` ``parameters:``, :class:`TorchOptions`): ``device``, ``dtype``,
 ``cuda_graphs``, ``compile``, ``threads``, ``execution``.
 
+**CUDA** (``device: cuda``, or ``auto`` where torch sees a GPU; the model config's
+``instance_group`` then says ``KIND_GPU``). A ``.pt2`` program is moved with
+``torch.export.passes.move_to_device_pass`` before its module is made, which moves its lifted
+tensor constants and the devices baked into factory ops (``torch.ones(n, device=cpu)``) as
+well as its weights; a ``.pt`` loads with ``map_location`` (devices a trace baked in stay as
+they were). Inputs are copied from host memory per batch and outputs copied back (a
+synchronous copy, which waits for the GPU), cast to the declared output datatype. float32
+convolutions run as torch leaves them: cuDNN in TF32 (``torch.backends.cudnn.allow_tf32``),
+about 1e-3 relative off a CPU answer. ``cuda_graphs`` captures each preferred batch size
+after three warm-up runs on the capture stream, in ``thread_local`` capture mode (other
+models' threads may use CUDA meanwhile); the graphs share one memory pool and are replayed one
+at a time. ``compile`` on CUDA compiles with Inductor (Triton) during the warm-up.
+
 **Errors** (:attr:`TorchRuntime.error_map`, by class): ``TypeError``, ``ValueError`` and
 ``IndexError`` are the caller's (an input the model's Python cannot take) -> InvalidInput.
 ``RuntimeError`` -> InferenceFailed: by the time a request reaches the model the server has
@@ -105,8 +118,9 @@ class TorchOptions(BaseModel):
     outputs are cast back to the declared output datatype."""
     cuda_graphs: bool = False
     """CUDA only: capture one CUDA graph per ``dynamic_batching.preferred_batch_sizes`` entry
-    at load and replay it, a batch padded up to the next captured size (larger batches run
-    eagerly). Ignored, with a log line, on CPU."""
+    (within ``max_batch_size`` and the exported batch range) at load and replay it, a batch
+    padded with zero rows up to the next captured size (larger batches run eagerly). The
+    inputs' other dimensions must be fixed. Ignored, with a log line, on CPU."""
     compile: bool = False
     """Wrap the model in ``torch.compile`` (``.pt2`` only; compiles during the warm-up)."""
     threads: int = Field(1, ge=1)
@@ -191,6 +205,14 @@ class TorchRuntime(Runtime):
         try:
             if exported:
                 program = torch.export.load(str(self.path))
+                if self._device.type == "cuda":
+                    # the program itself, not only its module: besides the parameters and
+                    # buffers (what Module.to moves) it moves the lifted tensor constants and
+                    # the devices baked into the graph's nodes (torch.zeros(..., device=cpu));
+                    # import torch does not import torch.export.passes
+                    from torch.export.passes import move_to_device_pass
+
+                    program = move_to_device_pass(program, self._device)
                 module = program.module()
             else:
                 module = torch.jit.load(str(self.path), map_location=self._device).eval()
@@ -244,19 +266,23 @@ class TorchRuntime(Runtime):
             self._capture_graphs()
 
     def _resolve_device(self, torch: Any, wanted: str) -> Any:
+        """The torch.device to run on; a CUDA one always with its index (``cuda`` and
+        ``auto`` mean the current device), so that streams, graphs and AOTInductor get one."""
         if wanted == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(wanted)
         if device.type == "cuda":
             if not torch.cuda.is_available():
                 raise InvalidInput(
                     f"model {self.config.name!r}: parameters.device is {wanted!r} but torch "
                     f"sees no CUDA device (torch {torch.__version__}); use device: cpu or auto")
-            index = device.index or 0
+            index = torch.cuda.current_device() if device.index is None else device.index
             if index >= torch.cuda.device_count():
                 raise InvalidInput(
                     f"model {self.config.name!r}: parameters.device is {wanted!r} but torch "
-                    f"sees {torch.cuda.device_count()} CUDA device(s)")
+                    f"sees {torch.cuda.device_count()} CUDA device(s); use cuda:0 .. "
+                    f"cuda:{torch.cuda.device_count() - 1}")
+            device = torch.device("cuda", index)
         return device
 
     def _declared_metadata(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -279,39 +305,63 @@ class TorchRuntime(Runtime):
         n = len(cfg.inputs or [])
         return specs[:n], specs[n:]
 
+    def _capture_sizes(self) -> list[int]:
+        """The preferred batch sizes a CUDA graph can be captured at: within
+        ``max_batch_size`` and the exported program's range of each input's batch dimension."""
+        limit = self.config.max_batch_size
+        sizes = []
+        for size in sorted(set(self.warmup_batch_sizes())):
+            if size < 1 or (limit is not None and size > limit):
+                continue
+            if any(i == 0 and (size < low or (high is not None and size > high))
+                   for dims in self._ranges for i, low, high, _ in dims):
+                continue
+            sizes.append(size)
+        return sizes
+
     def _capture_graphs(self) -> None:
+        """One CUDA graph per preferred batch size: static input buffers, warm-up runs on a
+        side stream (cuDNN / cuBLAS / TorchScript's profiling runs happen there, not in the
+        capture), then the capture on that stream; the outputs it wrote stay the graph's
+        static outputs. Largest first, so that the smaller graphs share its memory pool
+        (safe: :meth:`predict` replays one graph at a time, under ``_graph_lock``)."""
         name = self.config.name
         if self._device.type != "cuda":
             log.info("model %s: parameters.cuda_graphs ignored: the model runs on %s", name,
                      self._device)
             return
-        sizes = sorted(set(self.warmup_batch_sizes()), reverse=True)
+        sizes = self._capture_sizes()
         if self.config.max_batch_size == 0 or not sizes:
             log.info("model %s: parameters.cuda_graphs ignored: no batch sizes to capture "
-                     "(set dynamic_batching.preferred_batch_sizes)", name)
+                     "(set dynamic_batching.preferred_batch_sizes, each within "
+                     "max_batch_size and the exported batch range)", name)
             return
         if any(d < 0 for s in self._inputs for d in s.shape[1:]):
             log.info("model %s: parameters.cuda_graphs ignored: inputs have dynamic "
                      "dimensions besides the batch", name)
             return
         torch = self._torch
-        stream = torch.cuda.Stream(self._device)
         pool = None
-        with torch.inference_mode():
-            for size in sizes:  # largest first, so the smaller graphs reuse its memory pool
+        with torch.cuda.device(self._device), torch.inference_mode():
+            stream = torch.cuda.Stream()
+            for size in reversed(sizes):  # largest first
                 static = [torch.zeros((size, *s.shape[1:]), device=self._device,
                                       dtype=self._compute_dtype(s)) for s in self._inputs]
-                stream.wait_stream(torch.cuda.current_stream(self._device))
+                stream.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(stream):
                     for _ in range(3):
                         self._module(*static)
-                torch.cuda.current_stream(self._device).wait_stream(stream)
+                torch.cuda.current_stream().wait_stream(stream)
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool):
+                # thread_local: another model's thread may use CUDA meanwhile (the server
+                # loads and serves models in several threads); "global" would fail its calls
+                with torch.cuda.graph(graph, pool=pool, stream=stream,
+                                      capture_error_mode="thread_local"):
                     out = self._leaves(self._module(*static))
                 pool = graph.pool()
                 self._graphs[size] = (graph, static, out)
-        log.info("model %s: captured CUDA graphs for batch sizes %s", name, sorted(sizes))
+            torch.cuda.synchronize()
+        log.info("model %s: captured CUDA graphs for batch sizes %s", name, sizes)
 
     def metadata(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         return self._inputs, self._outputs
@@ -385,21 +435,38 @@ class TorchRuntime(Runtime):
         torch = self._torch
         arrays = self._check(inputs)
         picked = [self._out_index[n] for n in outputs]
+        rows = arrays[0].shape[0] if arrays and arrays[0].ndim else 0
+        size = next((s for s in sorted(self._graphs) if s >= rows), None) if rows else None
         with torch.inference_mode():
+            if size is not None:
+                return self._replay(size, arrays, rows, picked)
             tensors = [self._to_tensor(a, dtype)
                        for a, dtype in zip(arrays, self._in_dtypes, strict=True)]
-            rows = arrays[0].shape[0] if arrays and arrays[0].ndim else 0
-            size = next((s for s in sorted(self._graphs) if s >= rows), None)
-            if size is not None:
-                with self._graph_lock:  # one set of static buffers per captured size
-                    graph, static, leaves = self._graphs[size]
-                    for buf, t in zip(static, tensors, strict=True):
-                        buf[:rows].copy_(t)
-                        buf[rows:].zero_()
-                    graph.replay()
-                    return [self._to_numpy(leaves[i][:rows], i) for i in picked]
             leaves = self._leaves(self._module(*tensors))
             return [self._to_numpy(leaves[i], i) for i in picked]
+
+    def _replay(self, size: int, arrays: list[Array], rows: int, picked: list[int]
+                ) -> list[Array]:
+        """The batch through the CUDA graph captured at ``size`` (>= rows): the inputs
+        copied into its static buffers (the rows past the batch zeroed), one replay, the
+        first ``rows`` of its static outputs copied to the host before the lock is let go
+        (the next replay overwrites them)."""
+        torch = self._torch
+        for spec, a in zip(self._inputs, arrays, strict=True):
+            if a.ndim == 0 or a.shape[0] != rows:
+                raise InvalidInput(
+                    f"input {spec.name!r} of model {self.config.name!r} has "
+                    f"{a.shape[0] if a.ndim else 0} rows, input {self._inputs[0].name!r} "
+                    f"{rows}: every input of a batch needs the same first dimension")
+        with self._graph_lock:  # one set of static buffers per captured size
+            graph, static, leaves = self._graphs[size]
+            for buf, a in zip(static, arrays, strict=True):
+                buf[:rows].copy_(torch.from_numpy(a))  # host -> device, cast on the way
+                if rows < size:
+                    buf[rows:].zero_()
+            graph.replay()
+            # .to("cpu") is a synchronous copy: it waits for the replay
+            return [self._to_numpy(leaves[i][:rows], i) for i in picked]
 
     # Every torch call from Python that does work (``.to``, ``.detach``, even a no-op
     # ``.to``) releases the GIL and must win it back from the event loop, which costs the
@@ -424,4 +491,10 @@ class TorchRuntime(Runtime):
     def unload(self) -> None:
         self._module = None
         self._graphs = {}
+        device = getattr(self, "_device", None)
+        if device is not None and device.type == "cuda":
+            import gc
+
+            gc.collect()  # the module and graphs may sit in reference cycles (FX modules do)
+            self._torch.cuda.empty_cache()  # hand the cached blocks back to the other models
 
