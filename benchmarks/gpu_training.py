@@ -163,7 +163,7 @@ def render(results: list[Result], args: argparse.Namespace, started: str) -> str
         g, c = by.get((model, args.device)), by.get((model, "cpu"))
         if g and c and g.rate and c.rate:
             ratios.append(f"{model} {g.rate / c.rate:.1f}x")
-    if ratios:
+    if ratios and args.device != "cpu":
         lines += ["", f"{args.device} over the CPU, training rate: " + "; ".join(ratios) + "."]
     return "\n".join(lines) + "\n"
 
