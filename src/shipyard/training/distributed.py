@@ -11,6 +11,12 @@ process group (``torch.distributed`` initialised, or torchrun's environment vari
 wraps the model in DistributedDataParallel, gives each process its shard of the training data
 and all-reduces the epoch metrics. Rank 0 alone writes the run directory.
 
+On CUDA each process trains on its own GPU (``cuda:LOCAL_RANK``, NCCL): a node takes at most
+as many processes as it has GPUs, and more is a ConfigError before any process starts (NCCL
+cannot run two ranks on one GPU; ``--set training.device=cpu`` trains them with gloo).
+``--nproc-per-node 1`` is a real group of one: DistributedDataParallel and NCCL (or gloo) at
+world size 1, the path N processes take, on one GPU.
+
 ``training.batch_size`` is the **global** batch: each of the W processes takes
 ``batch_size / W`` examples per step (it must divide evenly), so W processes make the same
 number of optimizer steps per epoch, on batches of the same size, as one process does, and
@@ -134,6 +140,26 @@ def _check_experiment(config: Any, overrides: Any, world: int,
     return exp, base_dir
 
 
+def _check_gpus(exp: Any, nproc_per_node: int) -> None:
+    """On CUDA every process of a node needs a GPU of its own (NCCL refuses two ranks on one
+    GPU): a ConfigError before any process starts when the node has fewer."""
+    from shipyard.training._torch_parts import resolve_device
+
+    name = getattr(exp.training, "device", "cpu")
+    if resolve_device(name).type != "cuda":
+        return
+    import torch
+
+    count = torch.cuda.device_count()
+    if nproc_per_node > count:
+        said = "cuda" if name == "cuda" else f"{name} (cuda here)"
+        raise ConfigError(
+            f"--nproc-per-node {nproc_per_node} with training.device: {said} needs one GPU per "
+            f"process (NCCL cannot put two ranks on one GPU), but this node has {count}; use "
+            f"--nproc-per-node {count}, or --set training.device=cpu to train "
+            f"{nproc_per_node} processes on the CPU (gloo)")
+
+
 def launch(launch: Launch, config: str | Path | Mapping[str, Any], *,
            overrides: Sequence[str] | Mapping[str, Any] = (), output: Path | None = None,
            progress: bool = False, resume: Path | None = None,
@@ -148,6 +174,7 @@ def launch(launch: Launch, config: str | Path | Mapping[str, Any], *,
     message is printed on stderr above it)."""
     launch.check()
     exp, _ = _check_experiment(config, overrides, launch.world_size)
+    _check_gpus(exp, launch.nproc_per_node)
     run_dir: Path | None = None
     if launch.node_rank == 0:
         from shipyard.training.config import family_key
