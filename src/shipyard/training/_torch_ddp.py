@@ -30,7 +30,7 @@ from shipyard.training.distributed import DEFAULT_PORT, ENV_DIGESTS
 if TYPE_CHECKING:
     from shipyard.training.distributed import Launch
 
-__all__ = ["Group", "cuda_device", "elastic_run", "launched", "state_digest"]
+__all__ = ["Group", "check_gpus", "cuda_device", "elastic_run", "launched", "state_digest"]
 
 
 class Group:
@@ -150,6 +150,24 @@ def cuda_device(local_rank: int) -> torch.device:
             f"(two ranks cannot share a GPU): start at most {count} process(es) per node, or "
             "set training.device: cpu to train the processes on the CPU (gloo)")
     return torch.device("cuda", local_rank)
+
+
+def check_gpus(device: str, nproc_per_node: int) -> None:
+    """On CUDA every process of a node needs a GPU of its own (NCCL refuses two ranks on one
+    GPU): a ConfigError, before any process starts, when ``training.device`` (``device``)
+    is or resolves to cuda and the node has fewer GPUs than ``nproc_per_node``."""
+    from shipyard.training._torch_parts import resolve_device
+
+    if resolve_device(device).type != "cuda":
+        return
+    count = torch.cuda.device_count()
+    if nproc_per_node > count:
+        said = "cuda" if device == "cuda" else f"{device} (cuda here)"
+        raise ConfigError(
+            f"--nproc-per-node {nproc_per_node} with training.device: {said} needs one GPU per "
+            f"process (NCCL cannot put two ranks on one GPU), but this node has {count}; use "
+            f"--nproc-per-node {count}, or --set training.device=cpu to train "
+            f"{nproc_per_node} processes on the CPU (gloo)")
 
 
 def state_digest(model: torch.nn.Module) -> str:

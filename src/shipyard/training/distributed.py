@@ -140,26 +140,6 @@ def _check_experiment(config: Any, overrides: Any, world: int,
     return exp, base_dir
 
 
-def _check_gpus(exp: Any, nproc_per_node: int) -> None:
-    """On CUDA every process of a node needs a GPU of its own (NCCL refuses two ranks on one
-    GPU): a ConfigError before any process starts when the node has fewer."""
-    from shipyard.training._torch_parts import resolve_device
-
-    name = getattr(exp.training, "device", "cpu")
-    if resolve_device(name).type != "cuda":
-        return
-    import torch
-
-    count = torch.cuda.device_count()
-    if nproc_per_node > count:
-        said = "cuda" if name == "cuda" else f"{name} (cuda here)"
-        raise ConfigError(
-            f"--nproc-per-node {nproc_per_node} with training.device: {said} needs one GPU per "
-            f"process (NCCL cannot put two ranks on one GPU), but this node has {count}; use "
-            f"--nproc-per-node {count}, or --set training.device=cpu to train "
-            f"{nproc_per_node} processes on the CPU (gloo)")
-
-
 def launch(launch: Launch, config: str | Path | Mapping[str, Any], *,
            overrides: Sequence[str] | Mapping[str, Any] = (), output: Path | None = None,
            progress: bool = False, resume: Path | None = None,
@@ -174,7 +154,9 @@ def launch(launch: Launch, config: str | Path | Mapping[str, Any], *,
     message is printed on stderr above it)."""
     launch.check()
     exp, _ = _check_experiment(config, overrides, launch.world_size)
-    _check_gpus(exp, launch.nproc_per_node)
+    from shipyard.training._torch_ddp import check_gpus, elastic_run
+
+    check_gpus(getattr(exp.training, "device", "cpu"), launch.nproc_per_node)
     run_dir: Path | None = None
     if launch.node_rank == 0:
         from shipyard.training.config import family_key
@@ -188,8 +170,6 @@ def launch(launch: Launch, config: str | Path | Mapping[str, Any], *,
     job = _Job(config if isinstance(config, Mapping) else str(config), overrides,
                None if run_dir is None or resume is not None else str(run_dir),
                None if resume is None else str(resume), progress, config_note)
-    from shipyard.training._torch_ddp import elastic_run
-
     elastic_run(launch, job, run_worker)
     return run_dir
 
