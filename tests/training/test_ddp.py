@@ -191,3 +191,51 @@ def test_a_text_transformer_trains_on_two_processes(tmp_path: Path,
     assert ranks[0]["digest"] == ranks[1]["digest"]
     history = json.loads((run.path / "history.json").read_text())
     assert any("data-parallel: 2 processes" in n for n in history["notes"])
+
+
+def test_one_launched_process_is_a_real_group_of_one(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--nproc-per-node 1``: the worker trains in a torch.distributed group of one (gloo on
+    the CPU; NCCL on a GPU: tests/gpu), through DDP, and the run's weights are its own."""
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    monkeypatch.setenv(ENV_DIGESTS, str(digests))
+    raw = _digits()
+    raw["training"]["epochs"] = 1
+    raw["export"] = {"onnx": False, "torch_program": False}
+    raw["output"] = {"plots": False}
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(config), "-o", str(tmp_path / "run"),
+                                      "--nproc-per-node", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    rank = json.loads((digests / "rank-0.json").read_text())
+    assert (rank["world"], rank["backend"], rank["device"]) == (1, "gloo", "cpu"), rank
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert any(n.startswith("data-parallel: 1 process, 16 examples") for n in history["notes"])
+
+
+def test_more_processes_than_gpus_are_refused(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """NCCL cannot put two ranks on one GPU: on a node of one GPU (faked here; tests/gpu runs
+    it on a real one), --nproc-per-node 2 with training.device cuda (or auto) is one line
+    naming the counts and the fixes, before any process starts."""
+    from shipyard.errors import ConfigError
+    from shipyard.training._torch_ddp import cuda_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(_digits()), encoding="utf-8")
+    for device, said in (("cuda", "training.device: cuda "), ("auto", "auto (cuda here)")):
+        result = CliRunner().invoke(app, ["train", str(config), "-o", str(tmp_path / "run"),
+                                          "--nproc-per-node", "2", "--set",
+                                          f"training.device={device}"])
+        assert result.exit_code == 2, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: --nproc-per-node 2 with "), lines
+        assert said in lines[0] and "needs one GPU per process" in lines[0], lines
+        assert "this node has 1;" in lines[0] and "training.device=cpu" in lines[0], lines
+        assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="local rank 1 trains on cuda:1, but this node has 1"):
+        cuda_device(1)

@@ -2,8 +2,10 @@
 
 :class:`Augment` is a :class:`torch.nn.Module` that changes its input only in training mode
 (``.train()``; ``.eval()`` makes it the identity) and draws every random number from its own
-:class:`torch.Generator`, so one seed gives the same batches on every run. Apply it to training
-batches before the model; it is not part of the model (an exported model holds no augmentation).
+:class:`torch.Generator` (on the CPU: a CUDA batch gets the same numbers, copied to its device
+without blocking), so one seed gives the same batches on every run and every device. Apply it
+to training batches before the model; it is not part of the model (an exported model holds no
+augmentation).
 
 Input is either pixels in ``[0, 1]`` (what :func:`~shipyard.data.image.to_tensor` makes without
 ``normalize``) or, with ``mean`` and ``std`` given, normalised tensors: then they are turned back
@@ -26,6 +28,18 @@ from shipyard.data.augment_config import AugmentConfig
 __all__ = ["Augment", "AugmentConfig", "affine"]
 
 
+def _moved(value: torch.Tensor, device: torch.device,
+           dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``value`` (drawn on the CPU) as ``dtype`` on ``device``. A CPU tensor goes to a CUDA
+    device through pinned memory, without blocking: a copy from pageable memory would make
+    the host wait for all the GPU's queued work, once per random tensor of every batch."""
+    if dtype is not None:
+        value = value.to(dtype)
+    if device.type == "cuda" and value.device.type == "cpu":
+        return value.pin_memory().to(device, non_blocking=True)
+    return value.to(device)
+
+
 def affine(images: torch.Tensor, angles_deg: torch.Tensor, shifts: torch.Tensor | None = None,
            scales: torch.Tensor | None = None, *, interpolation: str = "bilinear",
            fill: str = "zeros") -> torch.Tensor:
@@ -38,10 +52,10 @@ def affine(images: torch.Tensor, angles_deg: torch.Tensor, shifts: torch.Tensor 
     """
     n, _, height, width = images.shape
     dtype, device = images.dtype, images.device
-    angle = angles_deg.to(device=device, dtype=dtype) * (math.pi / 180.0)
+    angle = _moved(angles_deg, device, dtype) * (math.pi / 180.0)
     cos, sin = torch.cos(angle), torch.sin(angle)
     scale = (torch.ones(n, dtype=dtype, device=device) if scales is None
-             else scales.to(device=device, dtype=dtype))
+             else _moved(scales, device, dtype))
     # The output pixel at normalised (x, y) samples the input at M @ (x, y) + t, where
     # M = diag(2/W, 2/H) @ R^-1 @ diag(W/2, H/2) / scale. With y pointing down the screen, a
     # counter-clockwise turn is R = [[cos, sin], [-sin, cos]], so R^-1 = [[cos, -sin], [sin, cos]];
@@ -52,7 +66,7 @@ def affine(images: torch.Tensor, angles_deg: torch.Tensor, shifts: torch.Tensor 
     if shifts is None:
         tx = ty = torch.zeros(n, dtype=dtype, device=device)
     else:
-        shift = shifts.to(device=device, dtype=dtype) * 2.0  # fractions -> normalised units
+        shift = _moved(shifts, device, dtype) * 2.0  # fractions -> normalised units
         tx = -(m00 * shift[:, 0] + m01 * shift[:, 1])
         ty = -(m10 * shift[:, 0] + m11 * shift[:, 1])
     theta = torch.stack([torch.stack([m00, m01, tx], 1), torch.stack([m10, m11, ty], 1)], 1)
@@ -99,11 +113,11 @@ class Augment(nn.Module):
         cfg, n = self.config, x.shape[0]
         mean = std = None
         if self.mean is not None and self.std is not None:
-            mean = self.mean.to(x).reshape(1, -1, 1, 1)
-            std = self.std.to(x).reshape(1, -1, 1, 1)
+            mean = _moved(self.mean, x.device, x.dtype).reshape(1, -1, 1, 1)
+            std = _moved(self.std, x.device, x.dtype).reshape(1, -1, 1, 1)
             x = x * std + mean
         if cfg.hflip:
-            flip = (torch.rand(n, generator=self.generator) < cfg.hflip).to(x.device)
+            flip = _moved(torch.rand(n, generator=self.generator) < cfg.hflip, x.device)
             x = torch.where(flip.reshape(n, 1, 1, 1), x.flip(-1), x)
         if cfg.crop_padding:
             x = self._crop(x, cfg.crop_padding, cfg.crop_padding_mode)
@@ -115,11 +129,11 @@ class Augment(nn.Module):
                        fill=cfg.fill)
         if cfg.brightness:
             factor = self._uniform(n, 1.0 - cfg.brightness, 1.0 + cfg.brightness)
-            x = x * factor.to(x).reshape(n, 1, 1, 1)
+            x = x * _moved(factor, x.device, x.dtype).reshape(n, 1, 1, 1)
         if cfg.contrast:
             factor = self._uniform(n, 1.0 - cfg.contrast, 1.0 + cfg.contrast)
             centre = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = (x - centre) * factor.to(x).reshape(n, 1, 1, 1) + centre
+            x = (x - centre) * _moved(factor, x.device, x.dtype).reshape(n, 1, 1, 1) + centre
         x = x.clamp(0.0, 1.0)
         if mean is not None and std is not None:
             x = (x - mean) / std
@@ -132,8 +146,8 @@ class Augment(nn.Module):
             padded = F.pad(x, (pad, pad, pad, pad))
         else:
             padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
-        top = torch.randint(0, 2 * pad + 1, (n,), generator=self.generator).to(x.device)
-        left = torch.randint(0, 2 * pad + 1, (n,), generator=self.generator).to(x.device)
+        top = _moved(torch.randint(0, 2 * pad + 1, (n,), generator=self.generator), x.device)
+        left = _moved(torch.randint(0, 2 * pad + 1, (n,), generator=self.generator), x.device)
         rows = (top[:, None] + torch.arange(height, device=x.device))[:, None, :, None]
         cols = (left[:, None] + torch.arange(width, device=x.device))[:, None, None, :]
         batch = torch.arange(n, device=x.device)[:, None, None, None]

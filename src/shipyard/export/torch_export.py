@@ -163,8 +163,10 @@ def export_image_classifier(
 ) -> dict[str, Any]:
     """Export ``net`` (on the CPU, in eval mode) and check the files on ``x_test`` (the graph's
     input: ``float32`` ``[N, C, H, W]``). ``mean``/``std`` put normalisation into the graph.
-    A file that cannot be made is recorded (``error``), not raised, like the tabular export."""
-    net = net.to("cpu").eval()
+    A file that cannot be made is recorded (``error``), not raised, like the tabular export.
+    ``net`` is moved to the CPU in the standard (contiguous) layout: a model trained on CUDA,
+    in channels_last, exports and saves as one trained on the CPU."""
+    net = net.to("cpu", memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
     served = ServedImageModel(net, mean, std).eval()
     example = _example(x_test)
     expected = _torch_logits(served, x_test)

@@ -2,8 +2,11 @@
 
 :meth:`Group.detect` finds it: an initialised ``torch.distributed`` group, or the environment
 torchrun's elastic agent gives each worker (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ...),
-from which it initialises one (gloo on CPU, NCCL on CUDA). A single process is a group of one
-whose every method does nothing, so the loop has one code path. Imports torch (only
+from which it initialises one (gloo on CPU; NCCL on CUDA, each process on its own
+``cuda:LOCAL_RANK``, so a node takes at most one process per GPU). A launched process is in a
+group even when it is the only one (``--nproc-per-node 1``: DDP and NCCL at world size 1); a
+process nobody launched is a group of one whose every method does nothing, so the loop has
+one code path. Imports torch (only
 ``_torch_loop`` imports this module).
 """
 
@@ -21,40 +24,52 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from shipyard.errors import ExperimentError
-from shipyard.training.distributed import DEFAULT_PORT, ENV_DIGESTS, env_rank, env_world_size
+from shipyard.errors import ConfigError, ExperimentError
+from shipyard.training.distributed import DEFAULT_PORT, ENV_DIGESTS
 
 if TYPE_CHECKING:
     from shipyard.training.distributed import Launch
 
-__all__ = ["Group", "elastic_run", "state_digest"]
+__all__ = ["Group", "check_gpus", "cuda_device", "elastic_run", "launched", "state_digest"]
 
 
 class Group:
-    """``rank`` and ``world`` of this process; collectives over the group (no-ops alone)."""
+    """``rank`` and ``world`` of this process; collectives over the group (no-ops alone).
 
-    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0) -> None:
+    ``distributed``: the process is in a ``torch.distributed`` group, of any size: a run
+    launched with ``--nproc-per-node 1`` (or under torchrun with one process) trains through
+    DistributedDataParallel and the collectives as a larger one does, so one GPU exercises
+    the whole data-parallel path (NCCL included)."""
+
+    def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0,
+                 distributed: bool | None = None) -> None:
         self.rank, self.world, self.local_rank = rank, world, local_rank
+        self.distributed = world > 1 if distributed is None else distributed
 
     @classmethod
     def detect(cls, device: torch.device) -> Group:
         """The group of this process: torch.distributed's when initialised, else one made
-        from torchrun's environment variables (``WORLD_SIZE`` > 1), else a group of one."""
+        from the environment torchrun's elastic agent sets (``WORLD_SIZE`` and
+        ``MASTER_ADDR``; NCCL on CUDA, with this process's ``cuda:LOCAL_RANK`` made the
+        current device first, gloo on the CPU), else a group of one."""
         if not dist.is_available():
             return cls()
         if not dist.is_initialized():
-            if env_world_size() <= 1:
+            if not launched():
                 return cls()
+            if device.type == "cuda":  # torchrun sets LOCAL_RANK
+                local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+                torch.cuda.set_device(cuda_device(local))  # before NCCL starts
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        world = dist.get_world_size()
-        if world == 1:
-            return cls()
-        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", env_rank() % world)))
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local_rank = int(os.environ.get("LOCAL_RANK", rank % world) or 0)
+        return cls(rank, world, local_rank, distributed=True)
 
     @property
     def parallel(self) -> bool:
-        """More than one process."""
-        return self.world > 1
+        """In a torch.distributed group (DDP, sharded data, collectives), one process or
+        more."""
+        return self.distributed
 
     @property
     def writer(self) -> bool:
@@ -62,9 +77,10 @@ class Group:
         return self.rank == 0
 
     def device(self, device: torch.device) -> torch.device:
-        """``device`` made this process's own: ``cuda:LOCAL_RANK`` on CUDA."""
+        """``device`` made this process's own: ``cuda:LOCAL_RANK`` on CUDA (also the
+        current CUDA device)."""
         if self.parallel and device.type == "cuda":
-            device = torch.device("cuda", self.local_rank)
+            device = cuda_device(self.local_rank)
             torch.cuda.set_device(device)
         return device
 
@@ -116,6 +132,44 @@ class Group:
         return out
 
 
+def launched() -> bool:
+    """Whether torchrun (or its elastic agent, behind ``--nproc-per-node``) started this
+    process: it sets ``WORLD_SIZE`` and ``MASTER_ADDR``, which ``env://`` initialisation
+    reads."""
+    return "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+
+
+def cuda_device(local_rank: int) -> torch.device:
+    """``cuda:local_rank``; a ConfigError when this node has no such GPU (NCCL needs one GPU
+    per process: two ranks cannot share one)."""
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise ConfigError(
+            f"local rank {local_rank} trains on cuda:{local_rank}, but this node has {count} "
+            f"CUDA device(s); data-parallel training on CUDA (NCCL) needs one GPU per process "
+            f"(two ranks cannot share a GPU): start at most {count} process(es) per node, or "
+            "set training.device: cpu to train the processes on the CPU (gloo)")
+    return torch.device("cuda", local_rank)
+
+
+def check_gpus(device: str, nproc_per_node: int) -> None:
+    """On CUDA every process of a node needs a GPU of its own (NCCL refuses two ranks on one
+    GPU): a ConfigError, before any process starts, when ``training.device`` (``device``)
+    is or resolves to cuda and the node has fewer GPUs than ``nproc_per_node``."""
+    from shipyard.training._torch_parts import resolve_device
+
+    if resolve_device(device).type != "cuda":
+        return
+    count = torch.cuda.device_count()
+    if nproc_per_node > count:
+        said = "cuda" if device == "cuda" else f"{device} (cuda here)"
+        raise ConfigError(
+            f"--nproc-per-node {nproc_per_node} with training.device: {said} needs one GPU per "
+            f"process (NCCL cannot put two ranks on one GPU), but this node has {count}; use "
+            f"--nproc-per-node {count}, or --set training.device=cpu to train "
+            f"{nproc_per_node} processes on the CPU (gloo)")
+
+
 def state_digest(model: torch.nn.Module) -> str:
     """sha256 of the model's state_dict (names, dtypes, shapes and bytes, in order)."""
     h = hashlib.sha256()
@@ -134,8 +188,11 @@ def write_digest(model: torch.nn.Module, group: Group) -> None:
     if not folder:
         return
     path = Path(folder) / f"rank-{group.rank}.json"
-    path.write_text(json.dumps({"rank": group.rank, "world": group.world,
-                                "digest": state_digest(model)}), encoding="utf-8")
+    first = next(iter(model.parameters()), None)
+    path.write_text(json.dumps({
+        "rank": group.rank, "world": group.world, "digest": state_digest(model),
+        "backend": str(dist.get_backend()) if group.parallel else None,
+        "device": None if first is None else str(first.device)}), encoding="utf-8")
 
 
 def _free_port() -> int:

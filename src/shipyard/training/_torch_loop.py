@@ -173,12 +173,16 @@ def _train_epoch(step: _Step, data: Any, epoch: int, display: Display,
     losses: list[torch.Tensor] = []  # per batch, on the device; summed once at the end
     corrects: list[torch.Tensor] = []
     sizes: list[int] = []
+    channels_last = bool(getattr(data, "channels_last", False))
     lr = step.optimizer.param_groups[0]["lr"]
     started = time.perf_counter()
     display.start(epoch, len(data))
     for x, y in data.epoch(epoch):
         if augment is not None:
             x = augment(x)
+            if channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
+                # the crop's gather and grid_sample return NCHW
+                x = x.contiguous(memory_format=torch.channels_last)
         lr = step.optimizer.param_groups[0]["lr"]
         loss, logits = step(x, y)
         losses.append(loss)
@@ -233,14 +237,14 @@ def _pin(cfg: TorchTraining, device: torch.device) -> bool:
     return device.type == "cuda" if cfg.pin_memory == "auto" else bool(cfg.pin_memory)
 
 
-def _resume_state(resume: bool, found: list[tuple[int, Path]], device: torch.device,
+def _resume_state(resume: bool, found: list[tuple[int, Path]],
                   group: Group) -> tuple[dict[str, Any] | None, str]:
     """The newest checkpoint's state when resuming (read by rank 0, sent to every process)
     and its file name; (None, "") without one."""
     state, name = None, ""
     if group.writer and resume and found:
         path = found[-1][1]
-        state = parts.load(path, torch.device("cpu") if group.parallel else device)
+        state = parts.load(path)  # on the CPU: RNG states must be CPU tensors
         name = path.name
     return group.share((state, name)) if group.parallel else (state, name)
 
@@ -313,10 +317,11 @@ def fit(model: torch.nn.Module, train_data: Any, val_data: Any, cfg: TorchTraini
     history = History(monitor=monitor, device=str(device), precision=cfg.precision)
     start, finished = 0, False
     if group.parallel:
-        notes.append(f"data-parallel: {group.world} processes, {cfg.batch_size // group.world} "
+        procs = f"{group.world} processes" if group.world > 1 else "1 process"
+        notes.append(f"data-parallel: {procs}, {cfg.batch_size // group.world} "
                      f"examples each per step (global batch {cfg.batch_size})")
 
-    state, name = _resume_state(resume, found, device, group)
+    state, name = _resume_state(resume, found, group)
     if state is not None:
         parts.check_resume(state["config"], cfg, folder / name)
         parts.load_model_state(model, state["model"], folder / name)
@@ -392,7 +397,7 @@ def fit(model: torch.nn.Module, train_data: Any, val_data: Any, cfg: TorchTraini
     if (cfg.early_stopping is not None and cfg.early_stopping.restore_best
             and best.epoch is not None):
         if group.writer and (folder / parts.BEST).exists():
-            state = parts.load(folder / parts.BEST, device)
+            state = parts.load(folder / parts.BEST)
             parts.load_model_state(model, state["model"], folder / parts.BEST)
             history.restored_best = True
         history.restored_best = bool(group.share(history.restored_best))

@@ -112,9 +112,12 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
                          n["has_gauss"], n["cached"]))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # a generator state is a CPU ByteTensor; a checkpoint of a machine with more GPUs
+        # than this one has states for devices that do not exist here
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
 
 
 # --- batches -------------------------------------------------------------------------------
@@ -408,11 +411,25 @@ def checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def on_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (nested in dicts, lists and tuples) copied to the
+    CPU; other values as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, Mapping):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(on_cpu(v) for v in value)
+    return value
+
+
 def save(obj: Mapping[str, Any], path: Path) -> None:
-    """torch.save through a temporary file, so a crash never leaves a torn checkpoint."""
+    """torch.save through a temporary file, so a crash never leaves a torn checkpoint. Every
+    tensor is saved from the CPU: the file loads on a machine without the training device
+    (no ``map_location`` needed) and resumes on any device."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(dict(obj), tmp)
+    torch.save(on_cpu(dict(obj)), tmp)
     os.replace(tmp, path)
 
 
@@ -421,9 +438,11 @@ def prune(folder: Path, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def load(path: Path, device: torch.device) -> dict[str, Any]:
+def load(path: Path) -> dict[str, Any]:
+    """A checkpoint's state, every tensor on the CPU (``load_state_dict`` of the model and
+    the optimizer copies them to the parameters' device; RNG states must be CPU tensors)."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ExperimentError(f"checkpoint {path} cannot be read ({exc}); delete it to resume "
                               "from the one before, or start a new run") from exc

@@ -11,6 +11,12 @@ process group (``torch.distributed`` initialised, or torchrun's environment vari
 wraps the model in DistributedDataParallel, gives each process its shard of the training data
 and all-reduces the epoch metrics. Rank 0 alone writes the run directory.
 
+On CUDA each process trains on its own GPU (``cuda:LOCAL_RANK``, NCCL): a node takes at most
+as many processes as it has GPUs, and more is a ConfigError before any process starts (NCCL
+cannot run two ranks on one GPU; ``--set training.device=cpu`` trains them with gloo).
+``--nproc-per-node 1`` is a real group of one: DistributedDataParallel and NCCL (or gloo) at
+world size 1, the path N processes take, on one GPU.
+
 ``training.batch_size`` is the **global** batch: each of the W processes takes
 ``batch_size / W`` examples per step (it must divide evenly), so W processes make the same
 number of optimizer steps per epoch, on batches of the same size, as one process does, and
@@ -148,6 +154,9 @@ def launch(launch: Launch, config: str | Path | Mapping[str, Any], *,
     message is printed on stderr above it)."""
     launch.check()
     exp, _ = _check_experiment(config, overrides, launch.world_size)
+    from shipyard.training._torch_ddp import check_gpus, elastic_run
+
+    check_gpus(getattr(exp.training, "device", "cpu"), launch.nproc_per_node)
     run_dir: Path | None = None
     if launch.node_rank == 0:
         from shipyard.training.config import family_key
@@ -161,8 +170,6 @@ def launch(launch: Launch, config: str | Path | Mapping[str, Any], *,
     job = _Job(config if isinstance(config, Mapping) else str(config), overrides,
                None if run_dir is None or resume is not None else str(run_dir),
                None if resume is None else str(resume), progress, config_note)
-    from shipyard.training._torch_ddp import elastic_run
-
     elastic_run(launch, job, run_worker)
     return run_dir
 

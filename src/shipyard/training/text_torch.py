@@ -137,9 +137,12 @@ def _ids(step: Tokenize, texts: list[str]) -> np.ndarray:
     return out
 
 
-def _logits(model: torch.nn.Module, ids: np.ndarray, exp: TextExperiment) -> np.ndarray:
+def _logits(model: torch.nn.Module, ids: np.ndarray, exp: TextExperiment,
+            device: str | None = None) -> np.ndarray:
+    """The model's logits of ``ids`` on ``device`` (default: the training device)."""
     batch = exp.training.eval_batch_size or 2 * exp.training.batch_size
-    return predict(model, torch.from_numpy(ids), batch_size=batch, device=exp.training.device)
+    return predict(model, torch.from_numpy(ids), batch_size=batch,
+                   device=device or exp.training.device)
 
 
 def _proba(logits: np.ndarray) -> np.ndarray:
@@ -352,6 +355,7 @@ def evaluate(run: Run, data: Path | None = None, *, show_progress: bool = False)
     model.eval()
 
     def proba(texts: list[str]) -> np.ndarray:
-        return _proba(_logits(model, _ids(step, texts), text))
+        # auto: a run trained on CUDA is scored again on a machine without a GPU too
+        return _proba(_logits(model, _ids(step, texts), text, "auto"))
 
     return evaluate_again(run, text, data, proba, show_progress=show_progress)

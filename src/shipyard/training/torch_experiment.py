@@ -119,11 +119,13 @@ def _score(logits: np.ndarray, images: ImageSet, names: list[str]) -> SplitScore
     return SplitScore(summary, details, images.labels, pred, proba)
 
 
-def _logits(model: torch.nn.Module, images: ImageSet, exp: ImageExperiment) -> np.ndarray:
+def _logits(model: torch.nn.Module, images: ImageSet, exp: ImageExperiment,
+            device: str | None = None) -> np.ndarray:
+    """The model's logits of ``images`` on ``device`` (default: the training device)."""
     mean, std = _norm(exp)
     batch = exp.training.eval_batch_size or 2 * exp.training.batch_size
     out = [predict(model, to_tensor(images.images[i:i + 4096], mean, std), batch_size=batch,
-                   device=exp.training.device) for i in range(0, len(images), 4096)]
+                   device=device or exp.training.device) for i in range(0, len(images), 4096)]
     return np.concatenate(out)
 
 
@@ -373,7 +375,8 @@ def evaluate(run: Run, data: Path | None = None, *, show_progress: bool = False)
         model.load_state_dict(state)
         model.eval()
         with steps.step(f"scoring {len(images)} images"):
-            score = _score(_logits(model, images, exp), images, names)
+            # auto: a run trained on CUDA is scored again on a machine without a GPU too
+            score = _score(_logits(model, images, exp, "auto"), images, names)
         folder = unique_folder(run.path / "evaluations",
                                Path(str(data)).name if data is not None else "test")
         with steps.step("plotting"):
