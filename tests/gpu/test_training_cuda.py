@@ -31,17 +31,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import yaml
-from torch import nn
-from torch.utils.data import Dataset
 
-from shipyard.data.augment import Augment, AugmentConfig
-from shipyard.data.image import ImageSet, to_tensor
-from shipyard.data.image_loader import make_image_loader
-from shipyard.models.cnn import CNNConfig, build_cnn
-from shipyard.training.config import ImageExperiment
-from shipyard.training.torch import TorchTraining, fit, predict
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
+from shipyard.data.augment import Augment, AugmentConfig  # noqa: E402
+from shipyard.data.image import ImageSet, to_tensor  # noqa: E402
+from shipyard.data.image_loader import make_image_loader  # noqa: E402
+from shipyard.models.cnn import CNNConfig, build_cnn  # noqa: E402
+from shipyard.training.config import ImageExperiment  # noqa: E402
+from shipyard.training.torch import TorchTraining, fit, predict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_CNN: dict[str, Any] = {"blocks": [{"channels": 16}],
