@@ -27,14 +27,15 @@ image_has=(numpy onnxruntime onnx onnxscript pyyaml typer rich pillow tokenizers
 version() { "$py" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 wheels=(
   "pydantic==$(version pydantic)" "pydantic_core==$(version pydantic_core)"
-  annotated-types typing-inspection
+  annotated-types typing-inspection "typing_extensions==$(version typing_extensions)"
   "httptools==$(version httptools)" "orjson==$(version orjson)"
   "grpcio==$(version grpcio)" "protobuf==$(version protobuf)"
   "skl2onnx==$(version skl2onnx)" "nltk==$(version nltk)"
   # uvicorn: the bare ASGI ceiling of serve_bench.py and workers_bench.py
   "uvicorn==$(version uvicorn)"
-  # perf_analyzer (inside the wheel) and the libcudart.so.12 it links
-  "tritonclient==2.41.0" nvidia-cuda-runtime-cu12
+  # perf_analyzer (inside the wheel); tritonclient.grpc for tests/gpu (it needs rapidjson;
+  # tritonclient.http needs geventhttpclient <= 2.0.2, which has no wheel for Python 3.12)
+  "tritonclient==2.41.0" "python-rapidjson==$(version python-rapidjson)"
 )
 platforms=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
@@ -44,6 +45,12 @@ done
 "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp "${platforms[@]}" -d "$dest/wheels" "${wheels[@]}" 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
+# the libcudart.so.12 perf_analyzer links (the image's CUDA is 13), alone: its wheel is 3.5 MiB
+"$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  --implementation cp "${platforms[@]}" -d "$dest/cudart" nvidia-cuda-runtime-cu12 2>&1 \
+  | grep -v "is ignored: it is neither a file nor a directory" || true
+unzip -q -j -o "$dest"/cudart/*.whl 'nvidia/cuda_runtime/lib/libcudart.so.12' -d "$dest/lib"
+rm -rf "$dest/cudart"
 for w in "${wheels[@]}"; do
   name="${w%%==*}"; name="${name//-/_}"
   ls "$dest/wheels" | grep -qi "^${name}-" || { echo "bundle: no wheel for $w" >&2; exit 1; }

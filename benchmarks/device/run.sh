@@ -10,9 +10,9 @@
 # Steps, in this order (default: all; name some to run only those):
 #   tests     pytest tests/gpu: the serving and training halves' CUDA paths (issues 10, 12,
 #             13, 14: torch runtime on CUDA, dtypes, CUDA graphs, autocast, channels_last,
-#             pinned memory, NCCL at world size 1)                                   ~60 s
+#             pinned memory, NCCL at world size 1)                                   ~90 s
 #   torch     benchmarks/torch_bench.py --device cuda: served vs in-process, fp32 / bf16,
-#             with and without CUDA graphs (issue 10)                               ~100 s
+#             with and without CUDA graphs (issue 10)                                ~85 s
 #   training  benchmarks/gpu_training.py: Fashion-MNIST and the SMS Transformer through
 #             `shipyard train` on CUDA with bf16 autocast, beside the 16-core CPU (12, 13) ~90 s
 #   workers   benchmarks/workers_bench.py --workers 1,2,4,8 --scale-load on 16 cores (14) ~120 s
@@ -51,7 +51,8 @@ site=/tmp/site
 export PYTHONPATH="$root/src:$root/tests:$site${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$site/bin:$bundle/bin:$PATH"
 chmod +x "$bundle"/bin/* "$site"/bin/* 2>/dev/null || true
-export LD_LIBRARY_PATH="$bundle/lib:$site/nvidia/cuda_runtime/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# .device/lib: libcudart.so.12 and libb64 for perf_analyzer, libluajit for wrk
+export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PYTHONUNBUFFERED=1 GRPC_VERBOSITY=ERROR
 # the examples and tests read ../shared/data (the SMS messages) beside the checkout
 [ -e "$root/../shared" ] || ln -s "$bundle/shared" "$root/../shared" 2>/dev/null || true
