@@ -79,6 +79,24 @@ def test_mlp_learns_separable_blobs(tmp_path: Path) -> None:
     assert after["samples"] == 60
 
 
+def test_fit_and_evaluate_take_the_image_dataset_that_batches_itself(tmp_path: Path) -> None:
+    """ImageTensorDataset makes whole batches in __getitems__: fit and evaluate must not
+    stack them again (the default collate would make [B, B?] nonsense or fail)."""
+    from shipyard.data.image import load_image_source
+    from shipyard.data.image_loader import ImageTensorDataset
+
+    digits = load_image_source("sklearn:digits", size=8, cache=False)["all"]
+    train = ImageTensorDataset(digits.subset(range(600)), mean=[0.3], std=[0.4])
+    val = ImageTensorDataset(digits.subset(range(600, 800)), mean=[0.3], std=[0.4])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 64, 10))
+    history = fit(model, train, val, cfg(epochs=3, batch_size=50), tmp_path, progress=False)
+    assert history.val_accuracy[-1] is not None and history.val_accuracy[-1] >= 0.85
+    scored = evaluate(model, val, device="cpu")
+    assert scored["samples"] == 200 and scored["accuracy"] == history.val_accuracy[-1]
+
+
 def test_small_cnn_on_a_dataset_with_workers(tmp_path: Path) -> None:
     """Images through a DataLoader (2 workers): a bright-left vs bright-right task."""
     gen = torch.Generator().manual_seed(1)

@@ -9,7 +9,7 @@ module imports torch; :mod:`shipyard.data.image` does not.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,6 +32,10 @@ class ImageTensorDataset(Dataset[Batch]):
         mean, std: the ``normalize`` step's numbers (one per channel, or one for all); both
             ``None`` leaves pixels in ``[0, 1]``.
     """
+
+    collates_itself: ClassVar[bool] = True
+    """``__getitems__`` returns a finished batch: a DataLoader over this dataset passes it
+    through (``collate_fn``) instead of stacking it again (``fit`` looks for this flag)."""
 
     def __init__(self, images: ImageSet, *, mean: Sequence[float] | float | None = None,
                  std: Sequence[float] | float | None = None) -> None:

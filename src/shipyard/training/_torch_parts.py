@@ -253,6 +253,11 @@ def _to_device(value: Any, device: torch.device, non_blocking: bool,
     return value
 
 
+def _whole_batch(batch: Any) -> Any:
+    """The collate function of a Dataset that makes its batches itself."""
+    return batch
+
+
 class LoaderBatches:
     """Batches of a Dataset through a DataLoader whose shuffling and worker seeds follow
     (seed, epoch); the items are ``(input, label)``, or inputs alone when ``labelled`` is
@@ -269,6 +274,9 @@ class LoaderBatches:
             raise DataError("the Dataset has no len(); fit needs a map-style Dataset") from exc
         if size == 0:
             raise DataError("the data holds no examples")
+        # a Dataset whose __getitems__ makes whole batches (ImageTensorDataset) is not
+        # collated again; Subset passes __getitems__ through, so the flag of the original
+        collate = _whole_batch if getattr(dataset, "collates_itself", False) else None
         rank, world = shard or (0, 1)
         self.sampler: ShardSampler | None = None
         if world > 1 and shuffle:
@@ -278,7 +286,7 @@ class LoaderBatches:
         self.loader: DataLoader[Any] = DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle and self.sampler is None,
             sampler=self.sampler, num_workers=num_workers, pin_memory=pin_memory,
-            generator=self.generator, worker_init_fn=seed_worker)
+            generator=self.generator, worker_init_fn=seed_worker, collate_fn=collate)
         self.samples = len(self.sampler) if self.sampler is not None else \
             len(dataset)  # type: ignore[arg-type]
         """Items this process sees per epoch (its shard when data-parallel)."""
