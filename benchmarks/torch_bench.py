@@ -1,7 +1,7 @@
 """Torch runtime benchmark: a small CNN in-process against Shipyard serving it, in one run.
 
     python benchmarks/torch_bench.py [--device cpu|cuda] [--duration S] [--output FILE |
-                                      --no-write] [--keep-logs]
+                                      --no-write] [--keep-logs] [--rehearse]
 
 The model is the tests' ``SmallCNN`` (``tests/torch_models.py``: three conv layers on 1x28x28
 and a linear layer, seeded random weights) saved as ``model.pt2`` (``torch.export``, dynamic
@@ -32,7 +32,9 @@ each with and without ``cuda_graphs`` (captured at batch 16): four models, one p
 one server. In-process, what the runtime runs per batch of 16 (its module, or its CUDA graph
 captured at 16), the batch copied from host memory each time as the served path copies it;
 served, the same three protocols at c16 with ``-b 16``. It stops at once, with a message, when
-torch is missing or sees no CUDA device.
+torch is missing or sees no CUDA device. ``--device cuda --rehearse`` runs that layout (the four
+models, one server, the CUDA section's report) on the CPU, with ``device: cpu`` in every
+setting, to check the bench on a machine without a GPU; it writes nothing.
 
 Results are printed and written to ``docs/benchmarks.md`` as the section "Torch runtime"
 (``--device cuda``: "Torch runtime (CUDA)"), replacing that section only. Processes, the
@@ -230,7 +232,8 @@ def serve(repo: Path, settings: list[Setting], pa: TorchPerfAnalyzer, procs: sb.
     log = workdir / f"server_{re.sub(r'[^a-z0-9]+', '_', label)}.log"
     server = procs.start([sys.executable, "-m", "shipyard", "serve", "--model-repository",
                           str(repo), "--host", sb.HOST, "--http-port", "0", "--grpc-port", "0",
-                          "--grace-period", "2"], log, env=sb.child_env())
+                          "--grace-period", "2", "--default-model", settings[0].model], log,
+                         env=sb.child_env())
     try:
         ports = sb.wait_for_lines(server, log, {
             "http": r"shipyard\.server: HTTP listening on http://[^:]+:(\d+)",
@@ -385,7 +388,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DOC)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="with --device cuda: its settings, server and report run on the "
+                        "CPU (device: cpu in every setting; CUDA graphs ignored), to check "
+                        "the bench before a GPU run; writes nothing")
     args = parser.parse_args(argv)
+    rehearse = args.rehearse and args.device == "cuda"
+    if rehearse:
+        args.no_write = True
 
     try:
         import torch
@@ -395,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gpu = ""
     torch_version = str(torch.__version__)
-    if args.device == "cuda":
+    if args.device == "cuda" and not rehearse:
         if not torch.cuda.is_available():
             raise SystemExit(
                 f"torch_bench --device cuda: torch {torch.__version__} sees no CUDA device "
@@ -424,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     pa = TorchPerfAnalyzer(pa_exe, mode, workdir, procs, started + mode.budget_s)
     pa.data_file = write_data_file(workdir / "images.json")
     settings = settings_for(args.device)
+    if rehearse:
+        for s in settings:
+            s.parameters["device"] = "cpu"
     protocols = ["REST JSON", "REST", "gRPC"]
     repo = build_repository(workdir / "repo", settings, args.device)
     try:
