@@ -44,10 +44,15 @@ if [ ! -d "$bundle/wheels" ]; then
   note "setup: $bundle/wheels missing: run benchmarks/device/bundle.sh here and carry .device"
   exit 2
 fi
-site=/tmp/site
-"$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target "$site" "$bundle"/wheels/*.whl >"$logs/setup.log" 2>&1 \
-  || { note "setup: pip install of the carried wheels failed (logs/setup.log)"; tail -5 "$logs/setup.log"; }
+site=/tmp/device-site
+rm -rf "$site"
+if [ "$("$py" -c 'import sys; print(sys.version_info[:2] == (3, 12))')" = True ]; then
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$site" "$bundle"/wheels/*.whl >"$logs/setup.log" 2>&1 \
+    || { note "setup: pip install of the carried wheels failed (logs/setup.log)"; tail -5 "$logs/setup.log"; }
+else  # a rehearsal with another Python (its own packages): the wheels are for 3.12
+  note "setup: $("$py" -V) is not 3.12: the carried wheels are not installed"
+fi
 export PYTHONPATH="$root/src:$root/tests:$site${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$site/bin:$bundle/bin:$PATH"
 chmod +x "$bundle"/bin/* "$site"/bin/* 2>/dev/null || true
@@ -69,19 +74,29 @@ for name in ("torch", "numpy", "onnxruntime", "onnx", "grpcio", "protobuf", "pyd
         print(name, m.version(name))
     except m.PackageNotFoundError:
         print(name, "MISSING")
-import torch
-print("cuda", torch.cuda.is_available(), torch.version.cuda,
-      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
+try:
+    import torch
+    print("cuda", torch.cuda.is_available(), torch.version.cuda,
+          torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
+except ImportError as exc:
+    print("torch Error:", exc)
 import shipyard, shipyard.serving.server  # the server imports on this stack
 print("shipyard", shipyard.__file__)
 PY
-  for tool in wrk perf_analyzer; do
-    printf '%s: ' "$tool"; command -v "$tool" || echo "NOT FOUND"
+  # tritonclient.grpc in its own process: its protos and the server's share the names
+  "$py" -c "import tritonclient.grpc; print('tritonclient.grpc imports')" 2>&1 | tail -1
+  for tool in wrk perf_analyzer; do  # where the benchmarks look: beside the Python, then PATH
+    printf '%s: ' "$tool"
+    beside="$(dirname "$(command -v "$py")")/$tool"
+    if [ -x "$beside" ]; then echo "$beside"; else command -v "$tool" || echo "NOT FOUND"; fi
   done
-  ldd "$(command -v perf_analyzer)" 2>&1 | grep -E "not found|cudart|b64" || true
+  pa="$(dirname "$(command -v "$py")")/perf_analyzer"
+  [ -x "$pa" ] || pa="$(command -v perf_analyzer)"
+  ldd "$pa" 2>&1 | grep -E "not found|cudart|b64" || true
   ldd "$(command -v wrk)" 2>&1 | grep -E "not found|luajit" || true
 } >"$logs/env.log" 2>&1
-grep -E "^(python|torch|cuda|shipyard) |NOT FOUND|not found|MISSING|Error" "$logs/env.log" | tee -a "$summary"
+grep -E "^(python|torch|cuda|shipyard|tritonclient)[ .]|NOT FOUND|not found|MISSING|Error" \
+  "$logs/env.log" | tee -a "$summary"
 
 run_step() {  # name limit command...
   local name="$1" limit="$2"; shift 2
@@ -110,6 +125,22 @@ save() {  # what comes back even if the call is cut short later
   tar -czf "$out/logs.tar.gz" -C "$(dirname "$logs")" "$(basename "$logs")" 2>/dev/null || true
 }
 
+# REHEARSE=1: the same steps on a machine without a GPU (here), writing no document: torch_bench
+# --rehearse, the training on the CPU for one epoch, the workers run at 1 and 2 workers
+rehearse=()
+if [ "${REHEARSE:-0}" = 1 ]; then
+  rehearse=(--no-write)
+  note "rehearsal (REHEARSE=1): no GPU rows, docs/benchmarks.md left alone"
+fi
+gpu_training=(--device cuda --precision bf16)
+workers=(--workers 1,2,4,8)
+torch_args=(--device cuda)
+if [ ${#rehearse[@]} -gt 0 ]; then
+  gpu_training=(--device cpu --precision fp32 --quick --no-write)
+  workers=(--workers 1,2 --no-write)
+  torch_args=(--device cuda --rehearse)
+fi
+
 for step in "${steps[@]}"; do
   case "$step" in
     tests)
@@ -117,12 +148,12 @@ for step in "${steps[@]}"; do
         -o addopts="--strict-markers" -o "filterwarnings=ignore::DeprecationWarning" \
         --timeout 120 --junitxml "$out/gpu-tests.xml" ;;
     torch)
-      run_step torch 170 "$py" benchmarks/torch_bench.py --device cuda ;;
+      run_step torch 170 "$py" benchmarks/torch_bench.py "${torch_args[@]}" ;;
     training)
-      run_step training 200 "$py" benchmarks/gpu_training.py --device cuda --precision bf16 \
+      run_step training 200 "$py" benchmarks/gpu_training.py "${gpu_training[@]}" \
         --fashion "$bundle/fashion-mnist" --sms "$bundle/shared/data/sms_spam/SMSSpamCollection" ;;
     workers)
-      run_step workers 200 "$py" benchmarks/workers_bench.py --workers 1,2,4,8 --duration 4 \
+      run_step workers 200 "$py" benchmarks/workers_bench.py "${workers[@]}" --duration 4 \
         --scale-load --wrk-threads 4 --grpc-clients-per-worker 2 ;;
     *)
       note "unknown step '$step' (steps: tests torch training workers)" ;;

@@ -20,13 +20,32 @@ RUN = (DEVICE / "run.sh").read_text()
 BUNDLE = (DEVICE / "bundle.sh").read_text()
 
 
+#: run.sh's arrays of options (a GPU run's and a rehearsal's) and the script each goes to
+ARRAYS = {"torch_args": "benchmarks/torch_bench.py", "gpu_training": "benchmarks/gpu_training.py",
+          "workers": "benchmarks/workers_bench.py"}
+
+
 def _commands() -> list[tuple[str, list[str]]]:
-    """(benchmark script, the options run.sh passes it) for every Python benchmark it runs."""
+    """(benchmark script, the options run.sh passes it) for every Python benchmark it runs:
+    on its command line and in the arrays it expands there (every assignment of each)."""
     joined = RUN.replace("\\\n", " ")
-    found = []
+    found: dict[str, list[str]] = {}
     for m in re.finditer(r'"\$py" (benchmarks/[\w/]+\.py)([^\n;]*)', joined):
-        found.append((m.group(1), re.findall(r"(?<!\S)(--[\w-]+)", m.group(2))))
-    return found
+        found.setdefault(m.group(1), []).extend(re.findall(r"(?<!\S)(--[\w-]+)", m.group(2)))
+    for array, script in ARRAYS.items():
+        assignments = re.findall(rf"^\s*{array}=\(([^)]*)\)", RUN, re.M)
+        assert len(assignments) == 2, f"{array}: a GPU run's and a rehearsal's"
+        assert f'"${{{array}[@]}}"' in found_line(script), (array, script)
+        for body in assignments:
+            found.setdefault(script, []).extend(re.findall(r"(?<!\S)(--[\w-]+)", body))
+    return sorted((script, sorted(set(opts))) for script, opts in found.items())
+
+
+def found_line(script: str) -> str:
+    """The line of run.sh that runs ``script``."""
+    joined = RUN.replace("\\\n", " ")
+    (line,) = [ln for ln in joined.splitlines() if f'"$py" {script}' in ln]
+    return line
 
 
 def test_run_sh_runs_the_benchmarks_it_names() -> None:
