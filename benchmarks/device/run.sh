@@ -17,9 +17,10 @@
 #             `shipyard train` on CUDA with bf16 autocast, beside the 16-core CPU (12, 13) ~90 s
 #   workers   benchmarks/workers_bench.py --workers 1,2,4,8 --scale-load on 16 cores (14) ~120 s
 # Each step has its own time limit (STEP_LIMIT_<step>, seconds), the whole run RUN_BUDGET_S, and
-# a failing step does not stop the next. Under $OUT, rewritten after each step: summary.txt (a line per step), benchmarks.md (docs/benchmarks.md with
-# the sections the steps rewrote: torch-cuda, gpu-training, workers-scaling), gpu-tests.xml
-# (JUnit) and logs.tar.gz (every log). The summary is printed last.
+# a failing step does not stop the next. Under $OUT, rewritten after each step: summary.txt (a
+# line per step), benchmarks.md (docs/benchmarks.md with the sections the steps rewrote:
+# torch-cuda, gpu-training, workers-scaling), gpu-tests.xml (JUnit) and logs.tar.gz (every
+# log). The summary is printed last. REHEARSE=1 runs the steps on a machine without a GPU.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -59,7 +60,8 @@ chmod +x "$bundle"/bin/* "$site"/bin/* 2>/dev/null || true
 # .device/lib: libcudart.so.12 and libb64 for perf_analyzer, libluajit for wrk
 export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PYTHONUNBUFFERED=1 GRPC_VERBOSITY=ERROR
-# the examples and tests read ../shared/data (the SMS messages) beside the checkout
+# ../shared/data beside the checkout, as here, for anything that reads it by that path (the
+# steps themselves are given the carried files' paths)
 [ -e "$root/../shared" ] || ln -s "$bundle/shared" "$root/../shared" 2>/dev/null || true
 {
   echo "== $(date -u +%FT%TZ) $(uname -a)"
@@ -127,15 +129,11 @@ save() {  # what comes back even if the call is cut short later
 
 # REHEARSE=1: the same steps on a machine without a GPU (here), writing no document: torch_bench
 # --rehearse, the training on the CPU for one epoch, the workers run at 1 and 2 workers
-rehearse=()
-if [ "${REHEARSE:-0}" = 1 ]; then
-  rehearse=(--no-write)
-  note "rehearsal (REHEARSE=1): no GPU rows, docs/benchmarks.md left alone"
-fi
 gpu_training=(--device cuda --precision bf16)
 workers=(--workers 1,2,4,8)
 torch_args=(--device cuda)
-if [ ${#rehearse[@]} -gt 0 ]; then
+if [ "${REHEARSE:-0}" = 1 ]; then
+  note "rehearsal (REHEARSE=1): no GPU rows, docs/benchmarks.md left alone"
   gpu_training=(--device cpu --precision fp32 --quick --no-write)
   workers=(--workers 1,2 --no-write)
   torch_args=(--device cuda --rehearse)
