@@ -58,7 +58,8 @@ done
 
 # wrk (Debian's) and the libraries it and perf_analyzer link that the image may lack
 for tool in wrk; do
-  cp "$(command -v "$tool")" "$dest/bin/" || { echo "bundle: $tool not found: apt-get install $tool" >&2; exit 1; }
+  cp "$(command -v "$tool")" "$dest/bin/" \
+    || { echo "bundle: $tool not found: apt-get install $tool" >&2; exit 1; }
 done
 for lib in libluajit-5.1.so.2 libb64.so.0d; do
   path="$(/sbin/ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')"
@@ -75,7 +76,9 @@ for d in sms_spam titanic; do
 done
 
 size=$(du -sb "$dest" | cut -f1)
-tree=$(git -C "$root" ls-files -z --cached --others --exclude-standard | (cd "$root" && xargs -0 du -cb 2>/dev/null) | tail -1 | cut -f1)
+# (one du over every path: xargs may split them into several du calls, each with its own total)
+tree=$(cd "$root" && git ls-files -z --cached --others --exclude-standard \
+  | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 total=$((size + tree))
 printf 'bundle: .device is %d MiB; with the working tree %d MiB of the 64 MiB a call carries\n' \
   $((size >> 20)) $((total >> 20))

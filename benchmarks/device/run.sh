@@ -50,7 +50,8 @@ rm -rf "$site"
 if [ "$("$py" -c 'import sys; print(sys.version_info[:2] == (3, 12))')" = True ]; then
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$site" "$bundle"/wheels/*.whl >"$logs/setup.log" 2>&1 \
-    || { note "setup: pip install of the carried wheels failed (logs/setup.log)"; tail -5 "$logs/setup.log"; }
+    || { note "setup: pip install of the carried wheels failed (logs/setup.log)"
+         tail -5 "$logs/setup.log"; }
 else  # a rehearsal with another Python (its own packages): the wheels are for 3.12
   note "setup: $("$py" -V) is not 3.12: the carried wheels are not installed"
 fi
