@@ -22,6 +22,7 @@ import functools
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -480,9 +481,13 @@ def test_ddp_with_nccl_at_world_size_1_through_the_launcher(
     monkeypatch.setenv("SHIPYARD_CACHE_DIR", str(tmp_path / "cache"))
     raw = _image_experiment(epochs=2)
     raw["export"] = {"onnx": False, "torch_program": False}
+    sigint = signal.getsignal(signal.SIGINT)
     run_dir = launch(Launch(nproc_per_node=1), raw, overrides=[f"training.device={_kind(cuda)}"],
                      output=tmp_path / "run")
     assert run_dir is not None
+    # the launcher's own SIGINT handler is gone again: run.sh stops a late pytest with SIGINT
+    # (KeyboardInterrupt: the JUnit file and the summary are still written)
+    assert signal.getsignal(signal.SIGINT) is sigint
     rank = json.loads((digests / "rank-0.json").read_text())
     expected_backend = "nccl" if _kind(cuda) == "cuda" else "gloo"
     assert (rank["world"], rank["backend"]) == (1, expected_backend), rank
