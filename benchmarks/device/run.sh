@@ -10,17 +10,20 @@
 # Steps, in this order (default: all; name some to run only those):
 #   tests     pytest tests/gpu: the serving and training halves' CUDA paths (issues 10, 12,
 #             13, 14: torch runtime on CUDA, dtypes, CUDA graphs, autocast, channels_last,
-#             pinned memory, NCCL at world size 1)                                   ~90 s
+#             pinned memory, NCCL at world size 1; four child processes, one cold
+#             torch.compile)                                                    ~120-160 s
 #   torch     benchmarks/torch_bench.py --device cuda: served vs in-process, fp32 / bf16,
 #             with and without CUDA graphs (issue 10)                                ~85 s
 #   training  benchmarks/gpu_training.py: Fashion-MNIST and the SMS Transformer through
 #             `shipyard train` on CUDA with bf16 autocast, beside the 16-core CPU (12, 13) ~90 s
 #   workers   benchmarks/workers_bench.py --workers 1,2,4,8 --scale-load on 16 cores (14) ~120 s
 # Each step has its own time limit (STEP_LIMIT_<step>, seconds), the whole run RUN_BUDGET_S, and
-# a failing step does not stop the next. Under $OUT, rewritten after each step: summary.txt (a
-# line per step), benchmarks.md (docs/benchmarks.md with the sections the steps rewrote:
-# torch-cuda, gpu-training, workers-scaling), gpu-tests.xml (JUnit) and logs.tar.gz (every
-# log). The summary is printed last. REHEARSE=1 runs the steps on a machine without a GPU.
+# a failing step does not stop the next. A step past its limit gets SIGTERM (the tests step
+# SIGINT: pytest then stops as after Ctrl-C, and still writes its summary and JUnit file), then
+# SIGKILL 10 s later. Under $OUT, rewritten after each step: summary.txt (a line per step),
+# benchmarks.md (docs/benchmarks.md with the sections the steps rewrote: torch-cuda,
+# gpu-training, workers-scaling), gpu-tests.xml (JUnit) and logs.tar.gz (every log). The
+# summary is printed last. REHEARSE=1 runs the steps on a machine without a GPU.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -71,8 +74,9 @@ export PYTHONUNBUFFERED=1 GRPC_VERBOSITY=ERROR
   "$py" - <<'PY'
 import importlib.metadata as m, sys
 print("python", sys.version.split()[0], sys.executable)
-for name in ("torch", "numpy", "onnxruntime", "onnx", "grpcio", "protobuf", "pydantic",
-             "tritonclient", "scikit-learn", "tokenizers", "pillow", "uvloop", "httptools"):
+for name in ("torch", "triton", "numpy", "onnxruntime", "onnx", "grpcio", "protobuf",
+             "pydantic", "tritonclient", "scikit-learn", "tokenizers", "pillow", "uvloop",
+             "httptools"):
     try:
         print(name, m.version(name))
     except m.PackageNotFoundError:
@@ -93,16 +97,22 @@ PY
     beside="$(dirname "$(command -v "$py")")/$tool"
     if [ -x "$beside" ]; then echo "$beside"; else command -v "$tool" || echo "NOT FOUND"; fi
   done
+  # torch.compile on CUDA (tests/gpu's compile test): Triton builds its launcher with a C
+  # compiler against Python.h
+  printf 'C compiler: '; command -v cc || command -v gcc || echo "NOT FOUND"
+  "$py" -c "import os, sysconfig; h = os.path.join(sysconfig.get_paths()['include'], 'Python.h'); print('Python.h:', h if os.path.exists(h) else 'NOT FOUND')"
   pa="$(dirname "$(command -v "$py")")/perf_analyzer"
   [ -x "$pa" ] || pa="$(command -v perf_analyzer)"
   ldd "$pa" 2>&1 | grep -E "not found|cudart|b64" || true
   ldd "$(command -v wrk)" 2>&1 | grep -E "not found|luajit" || true
 } >"$logs/env.log" 2>&1
-grep -E "^(python|torch|cuda|shipyard|tritonclient)[ .]|NOT FOUND|not found|MISSING|Error" \
+grep -E "^(python|torch|triton|cuda|shipyard|tritonclient)[ .]|NOT FOUND|not found|MISSING|Error" \
   "$logs/env.log" | tee -a "$summary"
 
 run_step() {  # name limit command...
   local name="$1" limit="$2"; shift 2
+  local sig=TERM
+  [ "$name" = tests ] && sig=INT  # pytest: KeyboardInterrupt, summary and JUnit file kept
   local var="STEP_LIMIT_$name"; limit="${!var:-$limit}"
   local t0; t0=$(date +%s)
   local left=$(( budget - (t0 - t_start) - 10 ))
@@ -112,7 +122,7 @@ run_step() {  # name limit command...
   fi
   [ "$limit" -le "$left" ] || limit="$left"
   echo "== $name (limit ${limit} s): $*"
-  timeout -k 10 "$limit" "$@" >"$logs/$name.log" 2>&1
+  timeout -s "$sig" -k 10 "$limit" "$@" >"$logs/$name.log" 2>&1
   local rc=$?
   local took=$(( $(date +%s) - t0 ))
   local verdict="ok"
@@ -143,9 +153,11 @@ fi
 for step in "${steps[@]}"; do
   case "$step" in
     tests)
-      run_step tests 150 "$py" -m pytest tests/gpu -q -p no:cacheprovider -rA \
+      # -v: a line per test as it ends (a log cut short still says how far it got);
+      # --durations: each test's time, for the next run's estimates
+      run_step tests 210 "$py" -m pytest tests/gpu -v -p no:cacheprovider -rA \
         -o addopts="--strict-markers" -o "filterwarnings=ignore::DeprecationWarning" \
-        --timeout 120 --junitxml "$out/gpu-tests.xml" ;;
+        --durations 40 --timeout 120 --junitxml "$out/gpu-tests.xml" ;;
     torch)
       run_step torch 170 "$py" benchmarks/torch_bench.py "${torch_args[@]}" ;;
     training)

@@ -9,9 +9,12 @@ device). Data are scikit-learn's bundled 8x8 digits and a synthetic two-class co
 here: nothing outside the checkout is read. Each test compares against a CPU reference, the
 checkpoint's own numbers or an accuracy far above chance (digits: 10 classes, chance 0.1).
 
-Expected time on one H200: about 30 s in all without the ``slow`` compile test (which
-compiles with inductor for 10-30 s); two tests start processes (the launcher's worker, and
-``shipyard train`` itself).
+Expected time on one H200 (estimated, not yet measured there: benchmarks/device/run.sh prints
+``--durations``): the fits, the loader, the augmentation and the Transformer a few seconds each
+(~20 s in all, CUDA and cuDNN start-up included); the ``slow`` compile test 25-45 s (inductor
+and Triton on a cold cache, its compile workers starting); the two tests that start processes
+15-25 s each (the launcher's spawned worker, and ``shipyard train`` itself: Python, torch, CUDA
+and NCCL start-up in each). About 80-110 s for the file.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import functools
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -480,9 +484,13 @@ def test_ddp_with_nccl_at_world_size_1_through_the_launcher(
     monkeypatch.setenv("SHIPYARD_CACHE_DIR", str(tmp_path / "cache"))
     raw = _image_experiment(epochs=2)
     raw["export"] = {"onnx": False, "torch_program": False}
+    sigint = signal.getsignal(signal.SIGINT)
     run_dir = launch(Launch(nproc_per_node=1), raw, overrides=[f"training.device={_kind(cuda)}"],
                      output=tmp_path / "run")
     assert run_dir is not None
+    # the launcher's own SIGINT handler is gone again: run.sh stops a late pytest with SIGINT
+    # (KeyboardInterrupt: the JUnit file and the summary are still written)
+    assert signal.getsignal(signal.SIGINT) is sigint
     rank = json.loads((digests / "rank-0.json").read_text())
     expected_backend = "nccl" if _kind(cuda) == "cuda" else "gloo"
     assert (rank["world"], rank["backend"]) == (1, expected_backend), rank

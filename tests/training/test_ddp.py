@@ -4,6 +4,7 @@ against one process on the digits CNN, the shards of the sampler, and the launch
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -206,9 +207,12 @@ def test_one_launched_process_is_a_real_group_of_one(tmp_path: Path,
     raw["output"] = {"plots": False}
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    sigint = signal.getsignal(signal.SIGINT)
     result = CliRunner().invoke(app, ["train", str(config), "-o", str(tmp_path / "run"),
                                       "--nproc-per-node", "1", "-q"])
     assert result.exit_code == 0, result.output
+    # torch's elastic launcher took SIGINT over (its handler raises SignalException): set back
+    assert signal.getsignal(signal.SIGINT) is sigint
     rank = json.loads((digests / "rank-0.json").read_text())
     assert (rank["world"], rank["backend"], rank["device"]) == (1, "gloo", "cpu"), rank
     history = json.loads((tmp_path / "run" / "history.json").read_text())

@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -204,7 +206,11 @@ def _free_port() -> int:
 def elastic_run(launch: Launch, job: Any, entry: Callable[[Any], Any]) -> None:
     """``entry(job)`` in ``launch.nproc_per_node`` processes of this node through torch's
     elastic launcher (static rendezvous at the master address, no restarts); a failed
-    process stops the others and raises ExperimentError."""
+    process stops the others and raises ExperimentError. The caller's signal handlers are
+    put back afterwards: the launcher replaces those of SIGTERM, SIGINT, SIGHUP and SIGQUIT
+    with one raising its SignalException and leaves it there (Ctrl-C in a process that
+    called :func:`shipyard.training.distributed.launch` would no longer raise
+    KeyboardInterrupt)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -216,6 +222,7 @@ def elastic_run(launch: Launch, job: Any, entry: Callable[[Any], Any]) -> None:
         rdzv_backend="static", rdzv_endpoint=f"{addr}:{port}",
         rdzv_configs={"rank": launch.node_rank}, max_restarts=0, monitor_interval=0.1,
         start_method="spawn")
+    saved = _signal_handlers()
     try:
         elastic_launch(config, entry)(job)
     except ChildFailedError as exc:
@@ -225,3 +232,17 @@ def elastic_run(launch: Launch, job: Any, entry: Callable[[Any], Any]) -> None:
             f"data-parallel training failed: rank {rank} exited with status {failure.exitcode}"
             f" ({len(failures)} of {launch.world_size} processes failed); its error is printed "
             "above") from None
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _signal_handlers() -> dict[signal.Signals, Any]:
+    """The handlers of the signals torch's elastic launcher takes over (main thread only:
+    elsewhere it takes none, and they cannot be set back); None, a handler not set from
+    Python, cannot be set back either and is left out."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT,
+                                                         signal.SIGHUP, signal.SIGQUIT)}
+    return {sig: handler for sig, handler in handlers.items() if handler is not None}
