@@ -26,15 +26,16 @@ started here is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import json
-import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,8 @@ from serve_bench import (
     wait_for_lines,
 )
 
+from shipyard.bench._load import cpu_seconds  # shipyard bench's /proc reader
+
 _STARTED = re.compile(r"worker \d+ started \(pid (\d+)\)")
 
 
@@ -73,20 +76,23 @@ class Row:
 
 
 def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(pid) or 0.0  # 0 for a process that is gone
+
+
+@contextlib.contextmanager
+def _server_cpu(row: Row, pids: list[int]) -> Iterator[None]:
+    """``row.cpu``: the cores each server process used while the block ran."""
+    before = [_cpu_s(p) for p in pids]
+    t0 = time.monotonic()
+    yield
+    wall = time.monotonic() - t0
+    row.cpu = [(_cpu_s(p) - b) / wall for p, b in zip(pids, before, strict=True)]
 
 
 def _measure(row: Row, pids: list[int], cmd: list[str], env: dict[str, str] | None,
              timeout_s: float) -> str:
-    before = [_cpu_s(p) for p in pids]
-    t0 = time.monotonic()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
-    wall = time.monotonic() - t0
-    row.cpu = [(_cpu_s(p) - b) / wall for p, b in zip(pids, before, strict=True)]
+    with _server_cpu(row, pids):
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
     if out.returncode != 0:
         row.error = (out.stderr.strip() or out.stdout.strip()).splitlines()[-1][:200]
     return out.stdout
@@ -155,23 +161,22 @@ def _measure_all(row: Row, pids: list[int], cmds: list[list[str]], env: dict[str
     if len(cmds) == 1:
         _measure(row, pids, cmds[0], env, timeout_s)
         return
-    before = [_cpu_s(p) for p in pids]
-    t0 = time.monotonic()
-    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env=env) for c in cmds]
     errors = []
-    for proc in procs:
-        try:
-            _, err = proc.communicate(timeout=max(1.0, timeout_s - (time.monotonic() - t0)))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            errors.append("perf_analyzer timed out")
-            continue
-        if proc.returncode != 0:
-            errors.append((err.strip() or f"exit code {proc.returncode}").splitlines()[-1][:200])
-    wall = time.monotonic() - t0
-    row.cpu = [(_cpu_s(p) - b) / wall for p, b in zip(pids, before, strict=True)]
+    with _server_cpu(row, pids):
+        deadline = time.monotonic() + timeout_s
+        procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, env=env) for c in cmds]
+        for proc in procs:
+            try:
+                _, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+                errors.append("perf_analyzer timed out")
+                continue
+            if proc.returncode != 0:
+                errors.append(
+                    (err.strip() or f"exit code {proc.returncode}").splitlines()[-1][:200])
     if errors:
         row.error = f"{len(errors)} of {len(cmds)} clients failed: {errors[0]}"
 
