@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,36 @@ def wrk_load(exe: str, base_url: str, body: HttpBody, concurrency: int, duration
                       pct.get(50), pct.get(90), pct.get(99), cpu, detail)
 
 
+@dataclass
+class _Tally:
+    """What the built-in clients' tasks record: each success's latency, the failures and the
+    first few failures' messages."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    detail: list[str] = field(default_factory=list)
+
+    @property
+    def full(self) -> bool:
+        """Enough answers recorded (``MAX_REQUESTS``): the tasks stop."""
+        return len(self.latencies) >= MAX_REQUESTS
+
+    def fail(self, message: str) -> None:
+        self.errors += 1
+        if len(self.detail) < 3:
+            self.detail.append(message)
+
+    def run(self, tool: str, main: Callable[[], Coroutine[Any, Any, float]]) -> LoadResult:
+        """``main()`` (its wall seconds) on a fresh loop; the level's result, with this
+        process's CPU seconds as the client's."""
+        cpu0 = time.process_time()
+        with _runner() as runner:
+            wall = runner.run(main())
+        p50, p90, p99 = _quantiles(self.latencies)
+        return LoadResult(tool, len(self.latencies), self.errors, wall, p50, p90, p99,
+                          time.process_time() - cpu0, self.detail)
+
+
 def _runner() -> asyncio.Runner:
     try:
         import uvloop
@@ -182,15 +213,13 @@ def rest_load(host: str, port: int, tls: bool, body: HttpBody, concurrency: int,
             f"Content-Length: {len(body.body)}"]
     head += [f"{k}: {v}" for k, v in body.headers.items()]
     request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body.body
-    latencies: list[float] = []
-    errors = [0]
-    detail: list[str] = []
+    tally = _Tally()
     context = ssl.create_default_context() if tls else None
 
     async def connection(stop: float) -> None:
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
-        while time.perf_counter() < stop and len(latencies) < MAX_REQUESTS:
+        while time.perf_counter() < stop and not tally.full:
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection(host, port, ssl=context)
@@ -199,19 +228,15 @@ def rest_load(host: str, port: int, tls: bool, body: HttpBody, concurrency: int,
                 writer.write(request)
                 status, keep = await asyncio.wait_for(_read_response(reader), 30)
                 if status == 200:
-                    latencies.append(time.perf_counter() - start)
+                    tally.latencies.append(time.perf_counter() - start)
                 else:
-                    errors[0] += 1
-                    if len(detail) < 3:
-                        detail.append(f"HTTP {status}")
+                    tally.fail(f"HTTP {status}")
                 if not keep:
                     writer.close()
                     writer = None
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                     TimeoutError, ValueError, IndexError) as exc:
-                errors[0] += 1
-                if len(detail) < 3:
-                    detail.append(f"{type(exc).__name__}: {exc}")
+                tally.fail(f"{type(exc).__name__}: {exc}")
                 if writer is not None:
                     writer.close()
                 writer = None
@@ -224,12 +249,7 @@ def rest_load(host: str, port: int, tls: bool, body: HttpBody, concurrency: int,
         await asyncio.gather(*(connection(t0 + duration_s) for _ in range(concurrency)))
         return time.perf_counter() - t0
 
-    cpu0 = time.process_time()
-    with _runner() as runner:
-        wall = runner.run(main())
-    p50, p90, p99 = _quantiles(latencies)
-    return LoadResult("asyncio", len(latencies), errors[0], wall, p50, p90, p99,
-                      time.process_time() - cpu0, detail)
+    return tally.run("asyncio", main)
 
 
 def grpc_load(target: str, tls: bool, request: bytes, concurrency: int, duration_s: float,
@@ -239,9 +259,7 @@ def grpc_load(target: str, tls: bool, request: bytes, concurrency: int, duration
     import grpc
     import grpc.aio
 
-    latencies: list[float] = []
-    errors = [0]
-    detail: list[str] = []
+    tally = _Tally()
     metadata = (("authorization", f"Bearer {token}"),) if token else None
 
     async def main() -> float:
@@ -253,16 +271,14 @@ def grpc_load(target: str, tls: bool, request: bytes, concurrency: int, duration
         stop = time.perf_counter() + duration_s
 
         async def worker() -> None:
-            while time.perf_counter() < stop and len(latencies) < MAX_REQUESTS:
+            while time.perf_counter() < stop and not tally.full:
                 start = time.perf_counter()
                 try:
                     await call(request, timeout=30, metadata=metadata)
                 except grpc.aio.AioRpcError as exc:
-                    errors[0] += 1
-                    if len(detail) < 3:
-                        detail.append(f"{exc.code().name}: {exc.details()}")
+                    tally.fail(f"{exc.code().name}: {exc.details()}")
                     continue
-                latencies.append(time.perf_counter() - start)
+                tally.latencies.append(time.perf_counter() - start)
 
         t0 = time.perf_counter()
         try:
@@ -271,12 +287,7 @@ def grpc_load(target: str, tls: bool, request: bytes, concurrency: int, duration
             await channel.close()
         return time.perf_counter() - t0
 
-    cpu0 = time.process_time()
-    with _runner() as runner:
-        wall = runner.run(main())
-    p50, p90, p99 = _quantiles(latencies)
-    return LoadResult("grpc.aio", len(latencies), errors[0], wall, p50, p90, p99,
-                      time.process_time() - cpu0, detail)
+    return tally.run("grpc.aio", main)
 
 
 def cpu_seconds(pid: int) -> float | None:
