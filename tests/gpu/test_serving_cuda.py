@@ -29,13 +29,10 @@ three tests a few seconds. About 45-65 s for the file.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -44,6 +41,7 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
+from conftest import http_call, start_server  # noqa: E402  (tests/conftest.py)
 from torch import Tensor, nn  # noqa: E402
 from torch_models import (  # noqa: E402
     ADD_SUB_TENSORS,
@@ -68,21 +66,6 @@ GPU_KIND = "KIND_GPU"
 TOL = {"float32": (5e-4, 1e-3), "float16": (2e-3, 1e-2), "bfloat16": (5e-3, 2e-2)}
 #: the output's name per file format (model.pt2: from the program; model.pt: CNN_TENSORS)
 OUT = {"pt2": "OUTPUT0", "pt": "logits"}
-
-
-def _tests_conftest() -> ModuleType:
-    """``tests/conftest.py`` (``start_server``, ``http_call``). Inside tests/gpu, ``import
-    conftest`` gives this folder's own conftest.py: pytest imports each folder's conftest.py
-    as the module ``conftest``, the last one replacing the first in ``sys.modules``."""
-    name = "shipyard_tests_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parents[1] / "conftest.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before running it: its dataclasses look themselves up
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _images(rows: int, seed: int) -> np.ndarray:
@@ -353,7 +336,7 @@ def server(cuda: str, cnn_files: dict[str, Path], tmp_path_factory: pytest.TempP
         if fmt == "pt":
             config.update(CNN_TENSORS)
         (repo / name / "config.yaml").write_text(yaml.safe_dump(config))
-    started = _tests_conftest().start_server(repo, timeout=90)
+    started = start_server(repo, timeout=90)
     yield started
     started.stop()
 
@@ -362,7 +345,6 @@ def test_served_models_report_kind_gpu(server: Any) -> None:
     import tritonclient.grpc as grpcclient
     from tritonclient.grpc import model_config_pb2
 
-    http_call = _tests_conftest().http_call
     grpc = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         for name in SERVED:
@@ -385,7 +367,6 @@ def test_served_cuda_models_answer_what_the_cpu_runtime_answers(
 
     from shipyard.client import Client
 
-    http_call = _tests_conftest().http_call
     rest = Client(f"http://{server.http_url}")
     grpc = grpcclient.InferenceServerClient(server.grpc_url)
     x = _images(16, 0)  # cpu_answers' images
@@ -424,7 +405,6 @@ def test_a_bad_input_on_cuda_is_the_callers_error(server: Any,
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    http_call = _tests_conftest().http_call
 
     def post(name: str, shape: list[int], datatype: str) -> tuple[int, dict[str, Any]]:
         data = np.zeros(shape, np.float32).ravel().tolist()
