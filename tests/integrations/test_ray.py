@@ -1,7 +1,8 @@
 """Ray smoke tests: ``shipyard train --ray`` (Ray Train's TorchTrainer, 2 workers, the digits
 CNN) and :func:`shipyard.integrations.ray.serve_repository` (Ray Serve hosting the demo
 ``risk`` model) against the normal server. One local Ray for the module (tens of seconds of
-start-up on 2 cores); both skip without ``shipyard[ray]``. The option mistakes need no Ray."""
+start-up on 2 cores). ``dev`` brings ``shipyard[ray]``, so a missing Ray fails here (a broken
+install), never skips. The option mistakes need no Ray."""
 
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ def _digits() -> dict[str, Any]:
 def ray_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One local Ray for the module; its workers inherit the image cache and the digests
     folder (set before Ray starts). Yields the digests folder."""
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'shipyard[ray]')")
-    pytest.importorskip("ray.train.torch", reason="Ray Train is not installed")
-    pytest.importorskip("ray.serve", reason="Ray Serve is not installed")
+    import ray  # dev installs shipyard[ray]: an ImportError here is a broken install
+    import ray.serve
+    import ray.train.torch
+
     digests = tmp_path_factory.mktemp("digests")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHIPYARD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "images"))
