@@ -411,7 +411,7 @@ def why_missed(settings: list[Setting]) -> list[str]:
         " giving up the GIL and waiting to win it back from the loop, which `execution: script`"
         " (one C++ call per batch, like `model.pt`) removes. For script, by hand on 2026-12-02 "
         "(a slow day: 1.4 ms per forward in process against 0.25 ms on 2026-12-01, and the "
-        "ratio stayed 0.62-0.67, so the loss grows with the work, no fixed cost per request):"
+        "ratio stayed 0.62-0.69, so the loss grows with the work, no fixed cost per request):"
         " py-spy (500 Hz, 6 s at c16) found the worker 77% of its time in the forward and 23% "
         "in the Python around it (input checks, conversions, the batcher), which costs about "
         "25 us per batch in a quiet process and some 400 us under load, most likely waiting "
