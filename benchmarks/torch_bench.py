@@ -74,20 +74,17 @@ GOAL = 0.8
 
 
 def _tree_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and every process under it (the ``--workers`` children)."""
+    """CPU seconds of ``pid`` and every process under it (the ``--workers`` children), each
+    read by shipyard bench's /proc reader (a process gone counts 0)."""
     import psutil
 
+    from shipyard.bench._load import cpu_seconds
+
     try:
-        procs = [psutil.Process(pid)]
-        procs += procs[0].children(recursive=True)
+        pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
     except psutil.NoSuchProcess:
         return 0.0
-    total = 0.0
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            t = p.cpu_times()
-            total += t.user + t.system
-    return total
+    return sum(cpu_seconds(p) or 0.0 for p in pids)
 
 
 class TorchPerfAnalyzer(sb.PerfAnalyzer):
